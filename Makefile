@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine (each sets up .venv first if needed):
+#   make book   run every stage on the embedded cohort (CPU) and build the book
+#               (variables: PROFILE=smoke|paper MANIFEST=... RUN_DIR=... SPLIT_SEED=N)
+#   make test   run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= smoke
+MANIFEST ?= data_manifest/phantom.yaml
+RUN_DIR ?= runs/$(PROFILE)
+
+.PHONY: setup test book data clean
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$$(grep -E '^torch==' constraints.txt)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest
+
+book: setup
+	$(BIN)/lgelib book --profile $(PROFILE) --manifest $(MANIFEST) --run-dir $(RUN_DIR) $(if $(SPLIT_SEED),--split-seed $(SPLIT_SEED))
+
+data: setup
+	$(BIN)/lgelib validate $(MANIFEST) --profile $(PROFILE)
+	$(BIN)/lgelib prepare $(MANIFEST) --profile $(PROFILE) --out $(RUN_DIR)/data --force
+
+clean:
+	rm -rf runs book/_build

@@ -1,0 +1,186 @@
+"""The ``lgelib`` command: check data, generate the embedded cohort, put a dataset on the canonical grid."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from lgelib import __version__
+from lgelib.errors import DataError
+
+DEFAULT_MANIFEST = "data_manifest/phantom.yaml"
+
+EPILOG = """\
+examples:
+  lgelib validate data_manifest/phantom.yaml           check the embedded cohort (generates it on first use)
+  lgelib validate data_manifest/emidec.yaml --root ../shared/data/emidec-derived
+  lgelib validate my_data.yaml --set split.seed=3      any manifest key can be overridden
+  lgelib split data_manifest/phantom.yaml              show the train/test split
+  lgelib prepare data_manifest/phantom.yaml --profile smoke --out runs/smoke/data
+  lgelib phantom --out my_cohort --n-cases 48 --seed 1 write a cohort you can edit or share
+  lgelib book --profile smoke --split-seed 3           run the notebooks and build the book
+
+Manifests are documented in data_manifest/README.md; the schema is data_manifest/manifest.schema.json.
+"""
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from lgelib.data.manifest import parse_override
+
+    overrides = dict(parse_override(item) for item in args.set or [])
+    if getattr(args, "root", None):
+        overrides["source.root"] = str(Path(args.root).resolve())
+    if getattr(args, "split_seed", None) is not None:
+        overrides["split.seed"] = args.split_seed
+    return overrides
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+
+
+def _add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_quiet(parser)
+    parser.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST,
+                        help=f"data manifest (YAML; default: {DEFAULT_MANIFEST})")
+    parser.add_argument("--root", help="data folder; overrides the manifest's source.root (EMIDEC or NIfTI data)")
+    parser.add_argument("--split-seed", type=int, help="overrides split.seed (seeded splits only)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override any manifest key, e.g. --set split.n_test=10 (repeatable)")
+
+
+def _command_validate(args: argparse.Namespace) -> int:
+    from lgelib.config import get_profile
+    from lgelib.data.validate import validate_dataset
+
+    report = validate_dataset(args.manifest, _overrides(args), grid=get_profile(args.profile).grid,
+                              progress=not args.quiet)
+    print(report.format())
+    failed = not report.ok or (args.strict and report.warnings)
+    return 1 if failed else 0
+
+
+def _command_split(args: argparse.Namespace) -> int:
+    from lgelib.data.dataset import open_dataset
+    from lgelib.data.manifest import load_manifest
+
+    dataset = open_dataset(load_manifest(args.manifest, _overrides(args)), progress=not args.quiet)
+    split = dataset.split
+    seed = f"seed {split.seed}" if split.seed is not None else "explicit lists"
+    print(f"{dataset.manifest.name}: {len(dataset.cases)} cases; split by {seed}")
+    print(f"train ({len(split.train)}): {' '.join(split.train)}")
+    print(f"test  ({len(split.test)}): {' '.join(split.test)}")
+    return 0
+
+
+def _command_prepare(args: argparse.Namespace) -> int:
+    from lgelib.config import get_profile
+    from lgelib.data.manifest import load_manifest
+    from lgelib.data.prepare import prepare_dataset
+
+    grid = get_profile(args.profile).grid
+    if args.z_mode:
+        grid = dataclasses.replace(grid, z_mode=args.z_mode)
+    manifest = load_manifest(args.manifest, _overrides(args))
+    out = Path(args.out) if args.out else Path("runs") / args.profile / "data"
+    path = prepare_dataset(manifest, grid, out, progress=not args.quiet, replace=args.force)
+    print(f"wrote {path.parent} ({manifest.name} on grid {grid.shape}, {grid.z_mode})")
+    return 0
+
+
+def _command_phantom(args: argparse.Namespace) -> int:
+    from lgelib.data.cohort import write_phantom_cohort
+    from lgelib.data.phantom import PhantomConfig
+
+    config = PhantomConfig(n_cases=args.n_cases, seed=args.seed)
+    path = write_phantom_cohort(config, Path(args.out), progress=not args.quiet)
+    print(f"wrote {config.n_cases} cases and {path}")
+    return 0
+
+
+def _command_book(args: argparse.Namespace) -> int:
+    from lgelib.pipeline import NotebookFailed, run_book
+
+    run_dir = Path(args.run_dir or Path("runs") / args.profile)
+    parameters = {"profile": args.profile, "manifest": str(Path(args.manifest).resolve()), "split_seed": args.split_seed}
+    try:
+        result = run_book(run_dir, parameters, build=not args.no_build)
+    except NotebookFailed as error:
+        print(f"lgelib book: {error}", file=sys.stderr)
+        return 1
+    print(f"lgelib book: {'executed notebooks in' if args.no_build else 'built'} {result}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lgelib",
+        description="Companion library of 'Synthesis of LGE images via implicit neural representations for "
+                    "cardiac scar segmentation': data manifests, the embedded synthetic LGE cohort, and the "
+                    "pipeline stages.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"lgelib {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser("validate", help="check a dataset: every problem of every case; exit 1 if any error",
+                                   description="Read every case a manifest names and report every problem found, "
+                                               "per case, naming the file. Exit status 1 if there is any error.")
+    _add_manifest_arguments(validate)
+    validate.add_argument("--profile", default="smoke", help="whose canonical grid to check against (smoke, paper)")
+    validate.add_argument("--strict", action="store_true", help="also fail on warnings")
+    validate.set_defaults(handler=_command_validate)
+
+    split = commands.add_parser("split", help="show a dataset's train/test split")
+    _add_manifest_arguments(split)
+    split.set_defaults(handler=_command_split)
+
+    prepare = commands.add_parser("prepare", help="put a dataset on the canonical grid (NIfTI + manifest)",
+                                  description="Read, check, orient (base first), normalise and resample every case "
+                                              "onto the profile's canonical grid; write NIfTI files, a manifest and "
+                                              "the mapping back to each scan's own grid. Nothing is written if any "
+                                              "case fails.")
+    _add_manifest_arguments(prepare)
+    prepare.add_argument("--profile", default="smoke", help="smoke (8x64x64, 2.5 mm) or paper (12x128x128, 1.25 mm)")
+    prepare.add_argument("--z-mode", choices=["lv_extent", "native"], help="through-plane sampling (default lv_extent)")
+    prepare.add_argument("--out", help="output folder (default: runs/<profile>/data)")
+    prepare.add_argument("--force", action="store_true", help="replace an existing output folder")
+    prepare.set_defaults(handler=_command_prepare)
+
+    phantom = commands.add_parser("phantom", help="write the synthetic LGE cohort as NIfTI files plus a manifest")
+    _add_quiet(phantom)
+    phantom.add_argument("--out", required=True, help="output folder (must not exist)")
+    phantom.add_argument("--n-cases", type=int, default=24, help="number of subjects (default 24)")
+    phantom.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
+    phantom.set_defaults(handler=_command_phantom)
+    book = commands.add_parser("book", help="run every notebook with papermill and build the Jupyter Book",
+                               description="Execute the notebooks in order (papermill) into RUN_DIR/notebooks, then "
+                                           "build the book from the executed copies into RUN_DIR/book/_build/html. "
+                                           "A failing notebook stops the run and names the cell and the error.")
+    _add_quiet(book)
+    book.add_argument("--profile", default="smoke", help="smoke (CPU, minutes; default) or paper (GPU)")
+    book.add_argument("--manifest", default=DEFAULT_MANIFEST, help=f"data manifest (default: {DEFAULT_MANIFEST})")
+    book.add_argument("--run-dir", help="where stages and the book are written (default: runs/<profile>)")
+    book.add_argument("--split-seed", type=int, help="rerun with another train/test split (seeded splits)")
+    book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
+    book.set_defaults(handler=_command_book)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except DataError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except (FileExistsError, ValueError) as error:
+        print(f"lgelib {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Writing a dataset on the canonical grid: the input of every later stage.
+
+Layout of a prepared folder (``runs/<name>/data`` by default)::
+
+    manifest.yaml              kind nifti, masks per case, the split as explicit lists
+    prepared.json              grid, source manifest, per-case warnings and slice order
+    cases/<id>/image.nii.gz    float32 in [0, 1], shape (slices, rows, cols)
+    cases/<id>/myocardium.nii.gz, fibrosis.nii.gz   uint8 {0, 1}
+    cases/<id>/mapping.json    GridMapping: how to map predictions back to the scan's own grid
+
+Synthetic volumes from the diffusion stage are written in the same layout, so later stages treat both alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from lgelib import __version__
+from lgelib.data.cases import read_case
+from lgelib.data.dataset import Dataset, Split, open_dataset
+from lgelib.data.grid import CanonicalCase, GridMapping, GridSpec, to_canonical
+from lgelib.data.manifest import Manifest, load_manifest
+from lgelib.data.nifti import read_volume, write_volume
+from lgelib.errors import DataError
+from lgelib.fsutil import atomic_directory
+
+PREPARED_RECORD = "prepared.json"
+
+
+def write_canonical_case(folder: Path, case: CanonicalCase) -> dict[str, str]:
+    """Write one canonical case's NIfTI files and mapping; return its manifest entry (paths relative)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    affine = case.affine
+    write_volume(folder / "image.nii.gz", case.image, affine)
+    write_volume(folder / "myocardium.nii.gz", case.myocardium, affine)
+    write_volume(folder / "fibrosis.nii.gz", case.fibrosis, affine)
+    (folder / "mapping.json").write_text(case.mapping.to_json(), encoding="utf-8")
+    relative = f"cases/{case.case_id}"
+    return {"id": case.case_id, "image": f"{relative}/image.nii.gz",
+            "myocardium": f"{relative}/myocardium.nii.gz", "fibrosis": f"{relative}/fibrosis.nii.gz"}
+
+
+def write_nifti_manifest(path: Path, name: str, description: str, publishable: bool,
+                         entries: list[dict[str, str]], split: Split) -> None:
+    """A manifest of kind ``nifti`` listing masks per case, with the split as explicit lists."""
+    manifest = {"version": 1, "name": name, "description": description, "publishable": publishable,
+                "source": {"kind": "nifti", "cases": entries},
+                "split": {"train": list(split.train), "test": list(split.test)}}
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def prepare_dataset(dataset: Dataset | Manifest | str | Path, grid: GridSpec, out_dir: Path,
+                    progress: bool = True, replace: bool = False) -> Path:
+    """Put every case on ``grid`` and write the prepared folder; return its manifest path.
+
+    All cases are read and checked before anything is written; on any error a :class:`DataError` lists every
+    problem and no output folder is left behind.
+    """
+    if not isinstance(dataset, Dataset):
+        dataset = open_dataset(dataset, progress=progress)
+    manifest = dataset.manifest
+    canonical: list[CanonicalCase] = []
+    problems = []
+    for files in tqdm(dataset.cases, desc=f"canonical grid {manifest.name}", unit="case", disable=not progress):
+        try:
+            case = read_case(files, dataset.label_mapping, manifest.fibrosis_outside_myocardium)
+            canonical.append(to_canonical(case, grid, manifest.slice_order))
+        except DataError as error:
+            problems += error.problems
+    if problems:
+        raise DataError(problems, context=f"Dataset {manifest.name} cannot be prepared; nothing was written:")
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir, replace=replace) as staging:
+        entries = [write_canonical_case(staging / "cases" / c.case_id, c) for c in canonical]
+        write_nifti_manifest(staging / "manifest.yaml", f"{manifest.name}-canonical",
+                             f"{manifest.name} on the canonical grid {grid.shape} ({grid.z_mode}, "
+                             f"{grid.inplane_spacing_mm} mm in-plane); prepared by lgelib {__version__}.",
+                             manifest.publishable, entries, dataset.split)
+        record = {
+            "lgelib_version": __version__,
+            "source_manifest": str(manifest.path),
+            "source_manifest_sha256": _file_digest(manifest.path),
+            "source_name": manifest.name,
+            "publishable": manifest.publishable,
+            "grid": dataclasses.asdict(grid),
+            "split": dataclasses.asdict(dataset.split),
+            "cases": {c.case_id: {"warnings": [str(w) for w in c.warnings], "notes": list(c.mapping.notes),
+                                  "slice_order_in_file": c.mapping.slice_order} for c in canonical},
+        }
+        (staging / PREPARED_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return out_dir / "manifest.yaml"
+
+
+@dataclass
+class PreparedDataset:
+    """A prepared folder in memory: stacked arrays (N, slices, rows, cols) in manifest order, and the split."""
+
+    case_ids: list[str]
+    images: np.ndarray
+    myocardium: np.ndarray
+    fibrosis: np.ndarray
+    mappings: dict[str, GridMapping]
+    split: Split
+    publishable: bool
+
+    def index(self, case_ids: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Positions of the given case ids in the stacked arrays."""
+        lookup = {c: i for i, c in enumerate(self.case_ids)}
+        return np.array([lookup[c] for c in case_ids], dtype=int)
+
+
+def load_prepared(folder: Path) -> PreparedDataset:
+    """Read a prepared folder written by :func:`prepare_dataset` (or by the synthesis stage)."""
+    folder = Path(folder)
+    manifest = load_manifest(folder / "manifest.yaml")
+    dataset = open_dataset(manifest, progress=False)
+    images, myocardium, fibrosis, mappings = [], [], [], {}
+    for files in dataset.cases:
+        assert files.myocardium is not None and files.fibrosis is not None
+        images.append(read_volume(files.image, files.case_id, "image").data)
+        myocardium.append(read_volume(files.myocardium, files.case_id, "myocardium").data > 0.5)
+        fibrosis.append(read_volume(files.fibrosis, files.case_id, "fibrosis").data > 0.5)
+        mapping_file = files.image.parent / "mapping.json"
+        if mapping_file.is_file():
+            mappings[files.case_id] = GridMapping.from_json(mapping_file.read_text(encoding="utf-8"))
+    return PreparedDataset(list(dataset.case_ids), np.stack(images), np.stack(myocardium), np.stack(fibrosis),
+                           mappings, dataset.split, manifest.publishable)
+
+
+def is_prepared(out_dir: Path, dataset: Dataset, grid: GridSpec) -> bool:
+    """Whether ``out_dir`` already holds this dataset (same manifest content and split) on this grid."""
+    record_file = Path(out_dir) / PREPARED_RECORD
+    if not record_file.is_file():
+        return False
+    record = json.loads(record_file.read_text(encoding="utf-8"))
+    return (record.get("source_manifest_sha256") == _file_digest(dataset.manifest.path)
+            and record.get("grid") == json.loads(json.dumps(dataclasses.asdict(grid)))
+            and record.get("split") == json.loads(json.dumps(dataclasses.asdict(dataset.split))))
+
+
+def ensure_prepared(dataset: Dataset | Manifest | str | Path, grid: GridSpec, out_dir: Path, progress: bool = True) -> Path:
+    """Prepare ``dataset`` into ``out_dir`` unless that exact preparation is already there; return the manifest."""
+    if not isinstance(dataset, Dataset):
+        dataset = open_dataset(dataset, progress=progress)
+    if is_prepared(out_dir, dataset, grid):
+        return Path(out_dir) / "manifest.yaml"
+    return prepare_dataset(dataset, grid, out_dir, progress=progress, replace=True)

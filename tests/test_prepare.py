@@ -1,0 +1,61 @@
+"""Preparing a dataset on the canonical grid: layout, round trip through load_prepared, nothing partial on failure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lgelib.cli import main
+from lgelib.data.grid import GridSpec
+from lgelib.data.prepare import load_prepared, prepare_dataset
+from lgelib.data.validate import validate_dataset
+from lgelib.errors import DataError
+
+from conftest import REPO
+
+GRID = GridSpec(shape=(6, 32, 32), inplane_spacing_mm=2.0)
+
+
+def test_prepare_writes_a_valid_dataset_that_loads_back(toy_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    manifest = prepare_dataset(toy_dataset, GRID, out, progress=False)
+    assert validate_dataset(manifest, progress=False, grid=GRID).ok
+    prepared = load_prepared(out)
+    assert prepared.case_ids == ["c0", "c1", "c2", "m3"]
+    assert prepared.images.shape == (4, *GRID.shape) and prepared.myocardium.dtype == bool
+    assert set(prepared.split.train) | set(prepared.split.test) == set(prepared.case_ids)
+    assert prepared.myocardium[:, 0].sum() > prepared.myocardium[:, -1].sum()  # base first
+    assert not prepared.fibrosis[1].any() and prepared.fibrosis[0].any()
+    record = json.loads((out / "prepared.json").read_text())
+    assert record["grid"]["shape"] == list(GRID.shape) and record["publishable"] is True
+    assert set(prepared.mappings) == set(prepared.case_ids)
+    np.testing.assert_array_equal(prepared.index(["m3", "c0"]), [3, 0])
+
+
+def test_failed_prepare_leaves_nothing_behind(toy_dataset: Path, tmp_path: Path) -> None:
+    (toy_dataset.parent / "c2" / "labels.nii.gz").write_bytes(b"garbage")
+    out = tmp_path / "prepared"
+    with pytest.raises(DataError, match="c2"):
+        prepare_dataset(toy_dataset, GRID, out, progress=False)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_prepare_does_not_overwrite_without_force(toy_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "prepared"
+    args = ["-q", "prepare", str(toy_dataset), "--out", str(out)]
+    assert main(args) == 0
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+
+
+def test_command_line_entry_point_helps_a_newcomer() -> None:
+    result = subprocess.run([sys.executable, "-m", "lgelib.cli", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0
+    for command in ("validate", "prepare", "phantom", "split", "examples:"):
+        assert command in result.stdout
