@@ -37,7 +37,9 @@ def default_cache_dir() -> Path:
 def cohort_fingerprint(config: PhantomConfig) -> str:
     """Changes whenever the settings or the generator's code change, so a stale cache is never reused."""
     digest = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True, default=list).encode())
-    digest.update(Path(__file__).with_name("phantom.py").read_bytes())
+    for source in sorted(Path(__file__).with_name("phantom").glob("*.py")):  # every module of the generator
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
     return digest.hexdigest()[:12]
 
 
