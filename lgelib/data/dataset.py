@@ -33,12 +33,6 @@ class Dataset:
     def case_ids(self) -> tuple[str, ...]:
         return tuple(case.case_id for case in self.cases)
 
-    def case(self, case_id: str) -> CaseFiles:
-        for case in self.cases:
-            if case.case_id == case_id:
-                return case
-        raise KeyError(f"no case {case_id!r} in dataset {self.manifest.name}")
-
 
 def emidec_cases(root: Path, only: tuple[str, ...] | None, manifest_path: Path) -> tuple[list[CaseFiles], list[Problem]]:
     """Cases of a folder in the EMIDEC layout: ``Case_X/Images/Case_X.nii.gz`` + ``Case_X/Contours/Case_X.nii.gz``."""

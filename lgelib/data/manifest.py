@@ -11,7 +11,7 @@ import copy
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -89,7 +89,6 @@ class Manifest:
     split: SplitSpec
     slice_order: SliceOrder = "auto"
     fibrosis_outside_myocardium: Literal["warn", "fail"] = "warn"
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def folder(self) -> Path:
@@ -246,5 +245,4 @@ def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         ),
         slice_order=data.get("slice_order", "auto"),
         fibrosis_outside_myocardium=data.get("checks", {}).get("fibrosis_outside_myocardium", "warn"),
-        raw=data,
     )
