@@ -59,3 +59,16 @@ def test_command_line_entry_point_helps_a_newcomer() -> None:
     assert result.returncode == 0
     for command in ("validate", "prepare", "phantom", "split", "examples:"):
         assert command in result.stdout
+
+
+def test_finished_preparation_is_reused_and_redone_when_the_split_changes(toy_dataset: Path, tmp_path: Path) -> None:
+    from lgelib.data.manifest import load_manifest
+    from lgelib.data.prepare import ensure_prepared
+
+    out = tmp_path / "prepared"
+    ensure_prepared(toy_dataset, GRID, out, progress=False)
+    first = (out / "prepared.json").stat().st_mtime_ns
+    ensure_prepared(toy_dataset, GRID, out, progress=False)
+    assert (out / "prepared.json").stat().st_mtime_ns == first
+    ensure_prepared(load_manifest(toy_dataset, {"split.seed": 5}), GRID, out, progress=False)
+    assert json.loads((out / "prepared.json").read_text())["split"]["seed"] == 5

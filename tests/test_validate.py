@@ -173,3 +173,9 @@ def test_emidec_cli_with_copied_case(tmp_path: Path, emidec_root: Path, capsys: 
     assert main(["-q", "validate", str(REPO / "data_manifest" / "emidec.yaml"), "--root", str(tmp_path), "--set", "split.n_test=1"]) == 1
     out = capsys.readouterr().out
     assert "Case_P001" in out and "Contours/Case_P001.nii.gz" in out and "file not found" in out
+
+
+def test_shipped_embedded_cohort_validates(capsys: pytest.CaptureFixture[str]) -> None:
+    """The default dataset: generated on first use into the cache, then every case checked."""
+    assert main(["-q", "validate", str(REPO / "data_manifest" / "phantom.yaml")]) == 0
+    assert "24 cases, 24 readable, 0 errors" in capsys.readouterr().out
