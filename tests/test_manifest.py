@@ -117,3 +117,14 @@ def test_override_parsing() -> None:
     assert parse_override("source.cases=[a, b]") == ("source.cases", ["a", "b"])
     with pytest.raises(ValueError, match="key=value"):
         parse_override("split.seed")
+
+
+def test_any_phantom_config_field_can_be_set(tmp_path: Path) -> None:
+    from lgelib.data.cohort import phantom_config_from_source
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "name": "p", "publishable": True,
+                                    "source": {"kind": "phantom", "n_cases": 4, "noise_fraction": [0.02, 0.04]},
+                                    "split": {"seed": 0, "n_test": 1}}))
+    config = phantom_config_from_source(load_manifest(path).source)
+    assert config.noise_fraction == (0.02, 0.04) and config.n_cases == 4
