@@ -29,6 +29,7 @@ from lgelib.data.dataset import Dataset, Split, open_dataset
 from lgelib.data.grid import CanonicalCase, GridMapping, GridSpec, to_canonical
 from lgelib.data.manifest import Manifest, load_manifest
 from lgelib.data.nifti import read_volume, write_volume
+from lgelib.data.summary import case_summary
 from lgelib.errors import DataError
 from lgelib.fsutil import atomic_directory
 
@@ -72,11 +73,13 @@ def prepare_dataset(dataset: Dataset | Manifest | str | Path, grid: GridSpec, ou
         dataset = open_dataset(dataset, progress=progress)
     manifest = dataset.manifest
     canonical: list[CanonicalCase] = []
+    summaries: dict[str, dict[str, float | int]] = {}
     problems = []
     for files in tqdm(dataset.cases, desc=f"canonical grid {manifest.name}", unit="case", disable=not progress):
         try:
             case = read_case(files, dataset.label_mapping, manifest.fibrosis_outside_myocardium)
             canonical.append(to_canonical(case, grid, manifest.slice_order))
+            summaries[case.case_id] = case_summary(case)
         except DataError as error:
             problems += error.problems
     if problems:
@@ -97,7 +100,8 @@ def prepare_dataset(dataset: Dataset | Manifest | str | Path, grid: GridSpec, ou
             "grid": dataclasses.asdict(grid),
             "split": dataclasses.asdict(dataset.split),
             "cases": {c.case_id: {"warnings": [str(w) for w in c.warnings], "notes": list(c.mapping.notes),
-                                  "slice_order_in_file": c.mapping.slice_order} for c in canonical},
+                                  "slice_order_in_file": c.mapping.slice_order,
+                                  "summary": summaries[c.case_id]} for c in canonical},
         }
         (staging / PREPARED_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
     return out_dir / "manifest.yaml"

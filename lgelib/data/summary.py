@@ -1,36 +1,45 @@
-"""A table of a dataset's cases as read from their files: geometry, myocardium and fibrosis volumes."""
+"""Per-case numbers of a dataset as read from its files: geometry, myocardium and fibrosis volumes.
+
+They are computed once, while a dataset is prepared (the files are read then anyway), stored in the prepared
+folder's record, and tabulated from there.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from lgelib.data.cases import read_case
-from lgelib.data.dataset import Dataset
+from lgelib.data.cases import ScanCase
 
 
-def dataset_summary(dataset: Dataset, progress: bool = True) -> pd.DataFrame:
-    """One row per case: split, voxel spacing, slice count, myocardium and fibrosis volume (mL), scar burden."""
-    test = set(dataset.split.test)
-    rows = []
-    for files in tqdm(dataset.cases, desc="summary", unit="case", disable=not progress):
-        case = read_case(files, dataset.label_mapping, dataset.manifest.fibrosis_outside_myocardium)
-        spacing = case.spacing
-        voxel_ml = float(np.prod(spacing)) / 1000.0
-        slice_axis = int(np.argmax(spacing))
-        in_plane = tuple(a for a in range(3) if a != slice_axis)
-        myocardium_ml = case.myocardium.sum() * voxel_ml
-        fibrosis_ml = case.fibrosis.sum() * voxel_ml
-        rows.append({
-            "case": case.case_id,
-            "split": "test" if case.case_id in test else "train",
-            "in-plane mm": round(float(np.mean([spacing[a] for a in in_plane])), 2),
-            "slice mm": round(float(spacing[slice_axis]), 1),
-            "slices": case.image.shape[slice_axis],
-            "slices with myocardium": int(case.myocardium.any(axis=in_plane).sum()),
-            "myocardium mL": round(float(myocardium_ml), 1),
-            "fibrosis mL": round(float(fibrosis_ml), 1),
-            "scar burden %": round(100 * float(fibrosis_ml / myocardium_ml), 1),
-        })
+def case_summary(case: ScanCase) -> dict[str, float | int]:
+    """Voxel spacing, slice counts, myocardium and fibrosis volume (mL) and scar burden of one case."""
+    spacing = case.spacing
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    slice_axis = int(np.argmax(spacing))
+    in_plane = tuple(a for a in range(3) if a != slice_axis)
+    myocardium_ml = float(case.myocardium.sum() * voxel_ml)
+    fibrosis_ml = float(case.fibrosis.sum() * voxel_ml)
+    return {
+        "in-plane mm": round(float(np.mean([spacing[a] for a in in_plane])), 2),
+        "slice mm": round(float(spacing[slice_axis]), 1),
+        "slices": int(case.image.shape[slice_axis]),
+        "slices with myocardium": int(case.myocardium.any(axis=in_plane).sum()),
+        "myocardium mL": round(myocardium_ml, 1),
+        "fibrosis mL": round(fibrosis_ml, 1),
+        "scar burden %": round(100 * fibrosis_ml / myocardium_ml, 1),
+    }
+
+
+def prepared_summary(folder: Path) -> pd.DataFrame:
+    """One row per case of a prepared folder: its split and :func:`case_summary` (no file is re-read)."""
+    from lgelib.data.prepare import PREPARED_RECORD
+
+    record = json.loads((Path(folder) / PREPARED_RECORD).read_text(encoding="utf-8"))
+    test = set(record["split"]["test"])
+    rows = [{"case": case_id, "split": "test" if case_id in test else "train", **entry["summary"]}
+            for case_id, entry in record["cases"].items()]
     return pd.DataFrame(rows).set_index("case")
