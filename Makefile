@@ -10,7 +10,7 @@ PROFILE ?= smoke
 MANIFEST ?= data_manifest/phantom.yaml
 RUN_DIR ?= runs/$(PROFILE)
 
-.PHONY: setup test book data clean
+.PHONY: setup test book clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -25,10 +25,6 @@ test: setup
 
 book: setup
 	$(BIN)/lgelib book --profile $(PROFILE) --manifest $(MANIFEST) --run-dir $(RUN_DIR) $(if $(SPLIT_SEED),--split-seed $(SPLIT_SEED))
-
-data: setup
-	$(BIN)/lgelib validate $(MANIFEST) --profile $(PROFILE)
-	$(BIN)/lgelib prepare $(MANIFEST) --profile $(PROFILE) --out $(RUN_DIR)/data --force
 
 clean:
 	rm -rf runs book/_build

@@ -13,6 +13,7 @@ from lgelib.data.grid import GridMapping, GridSpec, base_is_first, to_canonical,
 from lgelib.data.intensity import normalize_intensity
 from lgelib.data.manifest import EMIDEC_LABELS, CaseFiles
 from lgelib.data.cases import read_case
+from lgelib.data.nifti import read_volume
 
 from conftest import lv_image, lv_label_map
 
@@ -129,7 +130,7 @@ def test_real_emidec_cases_on_the_paper_grid(emidec_root: Path) -> None:
     assert not problems
     for files in cases:
         scan_case = read_case(files, EMIDEC_LABELS)
-        labels = np.asarray(__import__("nibabel").load(str(files.labels)).dataobj)
+        labels = read_volume(files.labels, files.case_id, "labels").data
         np.testing.assert_array_equal(scan_case.myocardium, np.isin(labels, [2, 3, 4]))
         np.testing.assert_array_equal(scan_case.fibrosis, np.isin(labels, [3, 4]))
         case = to_canonical(scan_case, GridSpec())

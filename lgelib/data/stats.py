@@ -44,8 +44,10 @@ def label_map_statistics(
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
     myocardium = np.isin(labels, MYOCARDIUM_LABELS)
     scar = np.isin(labels, FIBROSIS_LABELS)
+    image = np.asarray(image, dtype=np.float32)
     normalised = normalize_intensity(image)
-    background = (labels == 0) & ~padding_mask(np.asarray(image, dtype=np.float32))
+    padding = padding_mask(image)
+    background = (labels == 0) & ~padding
     myo_ml = myocardium.sum() * voxel_ml
     scar_ml = scar.sum() * voxel_ml
     slice_axis = int(np.argmax(spacing_mm))
@@ -60,5 +62,5 @@ def label_map_statistics(
         "intensity_healthy": _median(normalised[labels == HEALTHY]),
         "intensity_scar": _median(normalised[labels == SCAR]),
         "intensity_background": _median(normalised[background]),
-        "padding_fraction": float(padding_mask(np.asarray(image, dtype=np.float32)).mean()),
+        "padding_fraction": float(padding.mean()),
     }
