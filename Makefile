@@ -2,6 +2,7 @@
 #   make book   run every stage on the embedded cohort (CPU) and build the book
 #               (variables: PROFILE=smoke|paper MANIFEST=... RUN_DIR=... SPLIT_SEED=N)
 #   make test   run the test suite
+#   make benchmark  INR fitting throughput, batched vs one model per volume (benchmarks/README.md)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ PROFILE ?= smoke
 MANIFEST ?= data_manifest/phantom.yaml
 RUN_DIR ?= runs/$(PROFILE)
 
-.PHONY: setup test book clean
+.PHONY: setup test book benchmark clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -25,6 +26,9 @@ test: setup
 
 book: setup
 	$(BIN)/lgelib book --profile $(PROFILE) --manifest $(MANIFEST) --run-dir $(RUN_DIR) $(if $(SPLIT_SEED),--split-seed $(SPLIT_SEED))
+
+benchmark: setup
+	$(BIN)/python benchmarks/inr_throughput.py
 
 clean:
 	rm -rf runs book/_build

@@ -22,6 +22,7 @@ examples:
   lgelib prepare data_manifest/phantom.yaml --profile smoke --out runs/smoke/data
   lgelib phantom --out my_cohort --n-cases 48 --seed 1 write a cohort you can edit or share
   lgelib book --profile smoke --split-seed 3           run the notebooks and build the book
+  lgelib book --profile paper --manifest data_manifest/emidec.yaml --device cuda -p steps=3000
 
 Manifests are documented in data_manifest/README.md; the schema is data_manifest/manifest.schema.json.
 """
@@ -102,10 +103,16 @@ def _command_phantom(args: argparse.Namespace) -> int:
 
 
 def _command_book(args: argparse.Namespace) -> int:
+    from lgelib.data.manifest import parse_override
     from lgelib.pipeline import NotebookFailed, run_book
 
     run_dir = Path(args.run_dir or Path("runs") / args.profile)
     parameters = {"profile": args.profile, "manifest": str(Path(args.manifest).resolve()), "split_seed": args.split_seed}
+    if args.device:
+        parameters["device"] = args.device
+    for item in args.param or []:
+        name, value = parse_override(item)
+        parameters[name] = value
     try:
         result = run_book(run_dir, parameters, build=not args.no_build)
     except NotebookFailed as error:
@@ -165,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--manifest", default=DEFAULT_MANIFEST, help=f"data manifest (default: {DEFAULT_MANIFEST})")
     book.add_argument("--run-dir", help="where stages and the book are written (default: runs/<profile>)")
     book.add_argument("--split-seed", type=int, help="rerun with another train/test split (seeded splits)")
+    book.add_argument("--device", help="cpu, cuda or cuda:N for the training stages (default: CUDA if available)")
+    book.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                      help="set a notebook parameter, e.g. -p steps=500 (see each notebook's parameters cell)")
     book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
     book.set_defaults(handler=_command_book)
     return parser

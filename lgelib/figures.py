@@ -36,3 +36,50 @@ def plot_cases(images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray], f
             axis.set_title(f"{title}: {level} (slice {index})", fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def _contoured(axis, image: np.ndarray, myo: np.ndarray, fib: np.ndarray, title: str) -> None:
+    axis.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+    if myo.any():
+        axis.contour(myo, levels=[0.5], colors=MYOCARDIUM_COLOUR, linewidths=0.8)
+    if fib.any():
+        axis.contour(fib, levels=[0.5], colors=FIBROSIS_COLOUR, linewidths=0.8)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.set_title(title, fontsize=8)
+
+
+def plot_reconstructions(images: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray,
+                         decoded_images: np.ndarray, decoded_myocardium: np.ndarray, decoded_fibrosis: np.ndarray,
+                         titles: Sequence[str], fine_images: np.ndarray | None = None) -> Figure:
+    """One row per case: the mid slice as fitted, the INR's decoding with its own masks, their difference,
+    and (with ``fine_images``, decoded on a finer through-plane grid) a long-axis cut through both."""
+    rows = len(images)
+    columns = 4 if fine_images is None else 6
+    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.3 * rows), squeeze=False)
+    for row in range(rows):
+        mid = slice_levels(images[row].shape[0])["mid"]
+        _contoured(axes[row, 0], images[row][mid], myocardium[row][mid], fibrosis[row][mid],
+                   f"{titles[row]}: data, slice {mid}")
+        _contoured(axes[row, 1], decoded_images[row][mid], decoded_myocardium[row][mid], decoded_fibrosis[row][mid],
+                   "INR, its own masks")
+        axes[row, 2].imshow(np.abs(decoded_images[row][mid] - images[row][mid]), cmap="magma", vmin=0, vmax=0.25,
+                            interpolation="nearest")
+        axes[row, 2].set_title("|INR - data| (0 to 0.25)", fontsize=8)
+        axes[row, 2].set_axis_off()
+        error = np.abs(decoded_myocardium[row].astype(int) - myocardium[row].astype(int)).sum(0)
+        axes[row, 3].imshow(error, cmap="viridis", interpolation="nearest")
+        axes[row, 3].set_title("myocardium voxels wrong, summed\nover slices", fontsize=8)
+        axes[row, 3].set_axis_off()
+        if fine_images is not None:
+            column = images[row].shape[2] // 2
+            axes[row, 4].imshow(images[row][:, :, column], cmap="gray", vmin=0, vmax=1, aspect="auto",
+                                interpolation="nearest")
+            axes[row, 4].set_title(f"long-axis cut, {images[row].shape[0]} slices", fontsize=8)
+            axes[row, 5].imshow(fine_images[row][:, :, fine_images[row].shape[2] // 2], cmap="gray", vmin=0, vmax=1,
+                                aspect="auto", interpolation="nearest")
+            axes[row, 5].set_title(f"INR queried at {fine_images[row].shape[0]} slices", fontsize=8)
+            for axis in axes[row, 4:]:
+                axis.set_axis_off()
+    figure.tight_layout()
+    return figure

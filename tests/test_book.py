@@ -29,18 +29,24 @@ def test_notebooks_are_committed_without_outputs() -> None:
 
 
 def test_book_runs_and_builds(tiny_phantom: Path, tmp_path: Path) -> None:
-    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": 7})
+    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": 7,
+                                        "steps": 150})
     assert index.is_file()
     page = (index.parent / "notebooks" / "01_data.html").read_text()
     assert "5 cases" in page and "seed 7" in page  # the parameters reached the notebook
     assert "<img" in page and (index.parent / "_images").is_dir() and any((index.parent / "_images").iterdir())
     assert (tmp_path / "run" / "data" / "manifest.yaml").is_file()
+    inr_page = (index.parent / "notebooks" / "02_inr.html").read_text()
+    assert "3 INRs (3 x 15,907 parameters)" in inr_page and "150 steps" in inr_page and "<img" in inr_page
+    assert (tmp_path / "run" / "inr" / "inrs.safetensors").is_file()
 
 
 def test_private_dataset_images_stay_out_of_the_book(tiny_phantom: Path, tmp_path: Path) -> None:
     data = yaml.safe_load(tiny_phantom.read_text())
     data["publishable"] = False
     tiny_phantom.write_text(yaml.safe_dump(data))
-    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": None})
-    page = (index.parent / "notebooks" / "01_data.html").read_text()
-    assert "not marked publishable" in page and "<img" not in page
+    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": None,
+                                        "steps": 20})
+    for name in NOTEBOOKS:
+        page = (index.parent / "notebooks" / name.replace(".ipynb", ".html")).read_text()
+        assert "not marked publishable" in page and "<img" not in page, name

@@ -1,0 +1,222 @@
+"""The INR stage: fit every case of a prepared dataset, resumably, and write the stage's outputs.
+
+Layout of the stage folder (``<run_dir>/inr`` in the notebooks):
+
+- ``init.safetensors``: the shared initialisation (P,) every INR starts from.
+- ``cases/<case_id>.safetensors``: one finished case: its flat parameters (P,), with its fingerprint and
+  fidelity in the metadata. Written atomically, so a file that exists is complete.
+- ``inrs.safetensors``: all cases, ``params`` (N, P) and ``init`` (P,), with case ids, architecture and fit
+  settings in the metadata. ``load_fitted`` reads it back with no unpickling.
+- ``fidelity.csv``: per case image PSNR, myocardium Dice and fibrosis Dice on the full canonical grid.
+- ``settings.json``: the architecture, fit settings and parameter layout, for people.
+
+A case is finished when its file exists and its fingerprint (architecture, fit settings, initialisation and
+the case's own arrays) matches; anything else is fitted again. An interrupted run therefore resumes with the
+unfinished cases, and each case's result does not depend on which cases share its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from lgelib.data.prepare import PreparedDataset
+from lgelib.inr.fit import FitSettings, default_device, fit_batch
+from lgelib.inr.query import Decoded, decode
+from lgelib.inr.siren import ParameterLayout, SirenSpec, siren_init
+from lgelib.metrics import dice, psnr
+
+FIDELITY_COLUMNS = ("case_id", "psnr_db", "myocardium_dice", "fibrosis_dice", "fibrosis_voxels", "seconds")
+"""Per case: image PSNR (dB, data range 1), Dice of each 0.5-thresholded mask head on the full canonical grid
+(fibrosis Dice NaN where neither reference nor INR has fibrosis), reference fibrosis voxels, and fitting
+seconds (its batch's time divided by the batch size)."""
+
+
+@dataclass
+class FittedINRs:
+    """The output of the INR stage.
+
+    Attributes:
+        case_ids: one per row of ``params``.
+        params: (N, P) flat parameters, layout `ParameterLayout(spec)`.
+        init: (P,) the shared initialisation.
+        spec, settings: how they were made.
+        grid_shape: the canonical grid they were fitted on (slices, rows, cols).
+        fidelity: one row per case (`FIDELITY_COLUMNS`).
+    """
+
+    case_ids: list[str]
+    params: Tensor
+    init: Tensor
+    spec: SirenSpec
+    settings: FitSettings
+    grid_shape: tuple[int, int, int]
+    fidelity: pd.DataFrame
+
+    def decode(self, cases: str | list[str] | None = None, shape: tuple[int, int, int] | None = None,
+               device: torch.device | str | None = None) -> Decoded:
+        """Decode the named cases (default all) on a grid of ``shape`` (default: the fitted grid)."""
+        names = [cases] if isinstance(cases, str) else (self.case_ids if cases is None else list(cases))
+        missing = [c for c in names if c not in self.case_ids]
+        if missing:
+            raise KeyError(f"no fitted INR for {', '.join(missing)}")
+        rows = [self.case_ids.index(c) for c in names]
+        return decode(self.params[rows], self.spec, shape or self.grid_shape, device)
+
+
+def case_fingerprint(spec: SirenSpec, settings: FitSettings, init: Tensor, image: np.ndarray,
+                     myocardium: np.ndarray, fibrosis: np.ndarray) -> str:
+    """A hash of everything that determines one case's fitted INR."""
+    digest = hashlib.sha256(json.dumps([spec.to_dict(), settings.to_dict()], sort_keys=True).encode())
+    digest.update(init.numpy().tobytes())
+    for array in (image.astype(np.float32), myocardium.astype(bool), fibrosis.astype(bool)):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def case_fidelity(decoded: Decoded, image: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray,
+                  index: int) -> dict[str, float]:
+    """PSNR (data range 1) and Dice of the 0.5-thresholded heads for decoded case ``index``, full grid."""
+    myo_pred, fib_pred = decoded.masks()
+    return {"psnr_db": psnr(np.clip(decoded.intensity[index], 0, 1), image),
+            "myocardium_dice": dice(myo_pred[index], myocardium), "fibrosis_dice": dice(fib_pred[index], fibrosis),
+            "fibrosis_voxels": int(fibrosis.sum())}
+
+
+def _save_atomic(tensors: dict[str, Tensor], metadata: dict[str, str], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, temporary, metadata=metadata)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    with safe_open(str(path), framework="pt") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
+
+
+def _finished_case(path: Path, fingerprint: str) -> tuple[Tensor, dict] | None:
+    """The case's parameters and fidelity if ``path`` holds a finished fit with this fingerprint."""
+    if not path.exists():
+        return None
+    try:
+        tensors, metadata = _read(path)
+    except Exception:  # unreadable: fit it again
+        return None
+    if metadata.get("fingerprint") != fingerprint or "params" not in tensors:
+        return None
+    return tensors["params"], json.loads(metadata["fidelity"])
+
+
+def _load_or_make_init(folder: Path, spec: SirenSpec, settings: FitSettings) -> Tensor:
+    init = siren_init(spec, settings.init_seed)
+    path = folder / "init.safetensors"
+    metadata = {"spec": json.dumps(spec.to_dict()), "init_seed": str(settings.init_seed)}
+    if path.exists():
+        saved, saved_meta = _read(path)
+        if saved_meta == metadata and torch.equal(saved["init"], init):
+            return saved["init"]
+    _save_atomic({"init": init}, metadata, path)
+    return init
+
+
+def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, settings: FitSettings,
+             case_ids: list[str] | None = None, cases_per_batch: int = 16, device: torch.device | str | None = None,
+             precision: str | None = None, progress: bool = True,
+             on_batch: Callable[[list[str]], None] | None = None) -> FittedINRs:
+    """Fit (or resume fitting) one joint SIREN per case and write the stage folder.
+
+    Args:
+        prepared: the dataset on its canonical grid.
+        out_dir: the stage folder (created).
+        case_ids: which cases (default: all, in dataset order). The generative stages use the training split.
+        cases_per_batch: volumes fitted together; larger is faster until memory runs out (does not change results).
+        device, precision: where and how (`fit_batch`); by default CUDA with TF32 if present, else CPU fp32.
+        on_batch: called with the case ids of each batch once its files are written.
+    """
+    out = Path(out_dir)
+    cases_dir = out / "cases"
+    names = list(prepared.case_ids if case_ids is None else case_ids)
+    unknown = [c for c in names if c not in prepared.case_ids]
+    if unknown:
+        raise KeyError(f"cases not in the prepared dataset: {', '.join(unknown)}")
+    if not names:
+        raise ValueError("no cases to fit")
+    device = torch.device(device) if device is not None else default_device()
+    out.mkdir(parents=True, exist_ok=True)
+    init = _load_or_make_init(out, spec, settings)
+    (out / "settings.json").write_text(json.dumps(
+        {"spec": spec.to_dict(), "settings": settings.to_dict(), "n_params": spec.n_params,
+         "layout": [[name, list(shape), count] for name, shape, count in ParameterLayout(spec).table()]}, indent=1))
+    rows = prepared.index(names)
+    fingerprints = {c: case_fingerprint(spec, settings, init, prepared.images[i], prepared.myocardium[i],
+                                        prepared.fibrosis[i]) for c, i in zip(names, rows)}
+    results: dict[str, tuple[Tensor, dict]] = {}
+    for c in names:
+        finished = _finished_case(cases_dir / f"{c}.safetensors", fingerprints[c])
+        if finished is not None:
+            results[c] = finished
+    todo = [c for c in names if c not in results]
+    if progress and results:
+        print(f"{len(results)} of {len(names)} cases already fitted in {cases_dir}; fitting {len(todo)}")
+    batches = [todo[i:i + cases_per_batch] for i in range(0, len(todo), cases_per_batch)]
+    for batch in tqdm(batches, desc="INR batches", disable=not progress or len(batches) < 2, unit="batch"):
+        index = prepared.index(batch)
+        started = time.perf_counter()
+        params = fit_batch(init, spec, settings, batch, prepared.images[index], prepared.myocardium[index],
+                           prepared.fibrosis[index], device=device, precision=precision, progress=progress)
+        seconds = (time.perf_counter() - started) / len(batch)
+        decoded = decode(params, spec, tuple(prepared.images.shape[1:]), device)
+        for j, (case_id, i) in enumerate(zip(batch, index)):
+            fidelity = case_fidelity(decoded, prepared.images[i], prepared.myocardium[i], prepared.fibrosis[i], j)
+            fidelity["seconds"] = seconds
+            _save_atomic({"params": params[j]}, {"case_id": case_id, "fingerprint": fingerprints[case_id],
+                                                  "fidelity": json.dumps(fidelity)},
+                         cases_dir / f"{case_id}.safetensors")
+            results[case_id] = (params[j], fidelity)
+        if on_batch is not None:
+            on_batch(batch)
+    fitted = FittedINRs(case_ids=names, params=torch.stack([results[c][0] for c in names]), init=init, spec=spec,
+                        settings=settings, grid_shape=tuple(int(n) for n in prepared.images.shape[1:]),
+                        fidelity=pd.DataFrame([{"case_id": c, **results[c][1]} for c in names]))
+    _save_atomic({"params": fitted.params, "init": init},
+                 {"case_ids": json.dumps(names), "spec": json.dumps(spec.to_dict()),
+                  "settings": json.dumps(settings.to_dict()), "grid_shape": json.dumps(fitted.grid_shape)},
+                 out / "inrs.safetensors")
+    fitted.fidelity.to_csv(out / "fidelity.csv", index=False)
+    return fitted
+
+
+def load_fitted(folder: Path | str) -> FittedINRs:
+    """Read a stage folder written by `fit_inrs` (safetensors: no code is unpickled)."""
+    path = Path(folder) / "inrs.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run the INR stage (fit_inrs) first")
+    tensors, metadata = _read(path)
+    settings = json.loads(metadata["settings"])
+    settings["loss_weights"] = tuple(settings["loss_weights"])
+    case_ids = json.loads(metadata["case_ids"])
+    fidelity = pd.read_csv(Path(folder) / "fidelity.csv", dtype={"case_id": str})
+    return FittedINRs(case_ids=case_ids, params=tensors["params"], init=tensors["init"],
+                      spec=SirenSpec(**json.loads(metadata["spec"])), settings=FitSettings(**settings),
+                      grid_shape=tuple(json.loads(metadata["grid_shape"])), fidelity=fidelity)

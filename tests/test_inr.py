@@ -1,0 +1,234 @@
+"""The joint SIREN stage: layout, initialisation, batched fitting against a plain loop, resume, fidelity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from lgelib.data.dataset import Split
+from lgelib.data.prepare import PreparedDataset
+from lgelib.inr import FitSettings, JointSiren, ParameterLayout, SirenSpec, decode, fit_inrs, load_fitted, siren_init
+from lgelib.inr.coords import grid_coordinates, index_to_coordinates
+from lgelib.inr.fit import fit_batch, learning_rate, resolve_precision
+from lgelib.inr.sampling import VoxelSampler, band
+from lgelib.inr.siren import batched_forward
+
+TINY = SirenSpec(hidden=32, backbone_layers=3, head_hidden=8)
+
+
+def toy_volumes(n: int, shape: tuple[int, int, int] = (4, 20, 20), seed: int = 0):
+    """Rings of myocardium with a scar sector, bright blood, smooth background; a little noise."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*(np.linspace(-1, 1, s) for s in shape), indexing="ij")
+    images, myo, fib = [], [], []
+    for i in range(n):
+        cy, cx = rng.uniform(-0.15, 0.15, 2)
+        r = np.hypot(y - cy, x - cx) * (1 + 0.3 * (z + 1) / 2)
+        ring = (r > 0.35) & (r < 0.6)
+        angle = np.arctan2(y - cy, x - cx)
+        scar = ring & (np.abs(angle - rng.uniform(-2, 2)) < 0.6) & (z < 0.5)
+        image = 0.3 + 0.2 * np.sin(2 * x + i) * np.cos(3 * y) + 0.5 * (r <= 0.35) - 0.15 * ring + 0.6 * scar
+        images.append(np.clip(image + rng.normal(0, 0.01, shape), 0, 1).astype(np.float32))
+        myo.append(ring)
+        fib.append(scar)
+    return np.stack(images), np.stack(myo), np.stack(fib)
+
+
+def toy_prepared(n: int = 4, seed: int = 0) -> PreparedDataset:
+    images, myo, fib = toy_volumes(n, seed=seed)
+    ids = [f"toy_{i:02d}" for i in range(n)]
+    return PreparedDataset(ids, images, myo, fib, {}, Split(tuple(ids[:-1]), tuple(ids[-1:])), True)
+
+
+def test_paper_architecture_and_layout() -> None:
+    spec = SirenSpec()
+    layout = ParameterLayout(spec)
+    assert spec.n_params == layout.size == 260_323  # the paper's "about 260K"
+    model = JointSiren(spec)
+    assert sum(p.numel() for p in model.parameters()) == layout.size
+    assert [name for name, _ in model.named_parameters()] == [name for name, _ in layout.entries]
+    flat = siren_init(spec, seed=3)
+    assert flat.shape == (layout.size,)
+    assert torch.equal(JointSiren(spec).load_flat(flat).flat(), flat)
+    named = layout.unflatten(torch.stack([flat, flat + 1]))
+    assert named["backbone.1.weight"].shape == (2, 256, 256)
+    assert torch.equal(layout.flatten(named)[1], flat + 1)
+    with pytest.raises(ValueError, match="expected 260323 parameters"):
+        layout.unflatten(flat[:-1])
+
+
+@pytest.mark.parametrize("spec", [TINY, SirenSpec(hidden=16, backbone_layers=2, head_hidden=0)])
+def test_batched_forward_matches_the_module(spec: SirenSpec) -> None:
+    flats = torch.stack([siren_init(spec, seed) for seed in range(3)])
+    coords = torch.rand(3, 50, 3) * 2 - 1
+    batched = batched_forward(ParameterLayout(spec).unflatten(flats), coords, spec)
+    assert batched.shape == (3, 50, 3)
+    for i in range(3):
+        single = JointSiren(spec).load_flat(flats[i])(coords[i])
+        torch.testing.assert_close(batched[i], single, rtol=1e-5, atol=1e-5)
+
+
+def test_siren_initialisation_statistics() -> None:
+    spec = SirenSpec()
+    first, second = siren_init(spec, 0), siren_init(spec, 0)
+    assert torch.equal(first, second) and not torch.equal(first, siren_init(spec, 1))
+    params = ParameterLayout(spec).unflatten(first)
+    w0 = params["backbone.0.weight"]
+    assert w0.abs().max() <= 1 / 3 and w0.var().item() == pytest.approx((1 / 3) ** 2 / 3, rel=0.15)
+    bound = math.sqrt(6 / 256) / spec.hidden_omega
+    w1 = params["backbone.1.weight"]
+    assert w1.abs().max() <= bound and w1.var().item() == pytest.approx(bound**2 / 3, rel=0.05)
+    # Sitzmann et al.: with this init the weighted input omega*Wx of every hidden layer is ~N(0, 1) and every
+    # sine output has variance 1/2 (arcsine distribution), whatever the depth. (The bias, drawn as in nn.Linear
+    # and the reference code, adds a random phase on top.)
+    model = JointSiren(spec).load_flat(first)
+    h = torch.rand(20_000, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        for i, layer in enumerate(model.backbone):
+            omega = spec.first_omega if i == 0 else spec.hidden_omega
+            if i > 0:
+                weighted = omega * (h @ layer.weight.T)
+                assert weighted.std().item() == pytest.approx(1.0, abs=0.1), f"layer {i}"
+            h = torch.sin(omega * layer(h))
+            assert h.var().item() == pytest.approx(0.5, abs=0.06), f"layer {i}"
+
+
+def test_sampler_streams_are_per_case_and_respect_fractions() -> None:
+    _, myo, fib = toy_volumes(3)
+    ids = ["a", "b", "c"]
+    together = VoxelSampler(ids, myo, fib, points=400, seed=5, myocardium_fraction=0.5, fibrosis_fraction=0.25,
+                            chunk_steps=3)
+    alone = VoxelSampler(["b"], myo[1:2], fib[1:2], points=400, seed=5, myocardium_fraction=0.5,
+                         fibrosis_fraction=0.25, chunk_steps=7)
+    for _ in range(5):
+        batch, single = together.next(), alone.next()
+        assert batch.shape == (3, 400)
+        assert torch.equal(batch[1], single[0])
+    index = together.next()[0].numpy()
+    assert band(myo[0], 2).ravel()[index[100:300]].all()
+    assert band(fib[0], 2).ravel()[index[300:]].all()
+    other_seed = VoxelSampler(ids, myo, fib, points=400, seed=6).next()
+    assert not torch.equal(other_seed, VoxelSampler(ids, myo, fib, points=400, seed=5).next())
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        VoxelSampler(ids, myo, fib, points=10, seed=0, myocardium_fraction=0.8, fibrosis_fraction=0.4)
+
+
+def test_coordinates_span_the_cube() -> None:
+    coords = grid_coordinates((3, 4, 5))
+    assert coords.shape == (60, 3)
+    assert coords.min().item() == -1 and coords.max().item() == 1
+    index = torch.arange(60)
+    assert torch.equal(index_to_coordinates(index, (3, 4, 5)), coords)
+
+
+def test_batched_fit_equals_one_model_per_volume() -> None:
+    """Stacked weights + one Adam give each case exactly what a plain per-volume loop gives."""
+    images, myo, fib = toy_volumes(3)
+    ids = ["a", "b", "c"]
+    settings = FitSettings(steps=25, points_per_step=256, lr=1e-3, lr_final=1e-4, loss_weights=(1.0, 0.5, 2.0),
+                           myocardium_fraction=0.25, fibrosis_fraction=0.25, seed=7)
+    init = siren_init(TINY, 11)
+    batched = fit_batch(init, TINY, settings, ids, images, myo, fib, device="cpu", progress=False)
+    assert batched.shape == (3, TINY.n_params)
+    for i, case in enumerate(ids):
+        model = JointSiren(TINY).load_flat(init)
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        sampler = VoxelSampler([case], myo[i:i + 1], fib[i:i + 1], 256, seed=7, myocardium_fraction=0.25,
+                               fibrosis_fraction=0.25)
+        target = torch.from_numpy(np.stack([images[i].ravel(), myo[i].ravel(), fib[i].ravel()], -1).astype(np.float32))
+        for step in range(settings.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(settings, step)
+            index = sampler.next()[0]
+            out = model(index_to_coordinates(index, images.shape[1:]))
+            t = target[index]
+            loss = (F.mse_loss(out[:, 0], t[:, 0]) + 0.5 * F.binary_cross_entropy_with_logits(out[:, 1], t[:, 1])
+                    + 2.0 * F.binary_cross_entropy_with_logits(out[:, 2], t[:, 2]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        assert not torch.allclose(model.flat(), init)
+        torch.testing.assert_close(batched[i], model.flat().detach(), rtol=1e-4, atol=2e-5)
+
+
+def test_fidelity_improves_with_steps(tmp_path) -> None:
+    prepared = toy_prepared(1)
+    short = fit_inrs(prepared, tmp_path / "short", TINY, FitSettings(steps=10, points_per_step=512, lr=1e-3,
+                                                                       lr_final=1e-4), progress=False)
+    long = fit_inrs(prepared, tmp_path / "long", TINY, FitSettings(steps=300, points_per_step=512, lr=1e-3,
+                                                                     lr_final=1e-4), progress=False)
+    s, l_ = short.fidelity.iloc[0], long.fidelity.iloc[0]
+    assert l_.psnr_db > s.psnr_db + 3
+    assert l_.myocardium_dice > 0.8 and l_.myocardium_dice >= s.myocardium_dice
+    assert l_.fibrosis_dice > 0.5
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_fit_resumes_and_matches_an_uninterrupted_one(tmp_path) -> None:
+    prepared = toy_prepared(4)
+    settings = FitSettings(steps=15, points_per_step=256, lr=1e-3, lr_final=1e-4)
+    batches: list[list[str]] = []
+
+    def stop_after_first(batch: list[str]) -> None:
+        batches.append(batch)
+        raise Interrupt
+
+    folder = tmp_path / "resumed"
+    with pytest.raises(Interrupt):
+        fit_inrs(prepared, folder, TINY, settings, cases_per_batch=2, progress=False, on_batch=stop_after_first)
+    assert sorted(p.name for p in (folder / "cases").iterdir()) == ["toy_00.safetensors", "toy_01.safetensors"]
+    assert not (folder / "inrs.safetensors").exists()
+    (folder / "cases" / "toy_02.safetensors").write_bytes(b"half-written")  # a torn file is not a finished case
+    batches.clear()
+    resumed = fit_inrs(prepared, folder, TINY, settings, cases_per_batch=2, progress=False, on_batch=batches.append)
+    assert batches == [["toy_02", "toy_03"]]
+    whole = fit_inrs(prepared, tmp_path / "whole", TINY, settings, cases_per_batch=4, progress=False)
+    torch.testing.assert_close(resumed.params, whole.params, rtol=1e-5, atol=1e-6)
+    assert resumed.case_ids == whole.case_ids == prepared.case_ids
+
+    batches.clear()
+    fit_inrs(prepared, folder, TINY, settings, cases_per_batch=2, progress=False, on_batch=batches.append)
+    assert batches == []  # everything finished: nothing refitted
+    changed = FitSettings(steps=16, points_per_step=256, lr=1e-3, lr_final=1e-4)
+    fit_inrs(prepared, folder, TINY, changed, case_ids=["toy_01"], progress=False, on_batch=batches.append)
+    assert batches == [["toy_01"]]  # a changed setting invalidates the case
+
+
+def test_outputs_load_safely_and_decode_on_any_grid(tmp_path) -> None:
+    prepared = toy_prepared(2)
+    settings = FitSettings(steps=40, points_per_step=512, lr=1e-3, lr_final=1e-4)
+    fitted = fit_inrs(prepared, tmp_path, TINY, settings, progress=False)
+    loaded = load_fitted(tmp_path)
+    assert torch.equal(loaded.params, fitted.params) and torch.equal(loaded.init, siren_init(TINY, 0))
+    assert loaded.spec == TINY and loaded.settings == settings and loaded.case_ids == prepared.case_ids
+    assert list(loaded.fidelity.columns[:4]) == ["case_id", "psnr_db", "myocardium_dice", "fibrosis_dice"]
+    with safe_open(str(tmp_path / "inrs.safetensors"), framework="pt") as handle:
+        assert handle.get_tensor("params").shape == (2, TINY.n_params)
+    on_grid = loaded.decode("toy_01")
+    assert on_grid.intensity.shape == (1, 4, 20, 20)
+    fine = loaded.decode(["toy_00", "toy_01"], shape=(7, 33, 31))
+    assert fine.intensity.shape == fine.myocardium.shape == (2, 7, 33, 31)
+    assert 0 <= fine.fibrosis.min() and fine.fibrosis.max() <= 1
+    direct = decode(fitted.params[1], TINY, (4, 20, 20))
+    np.testing.assert_allclose(direct.intensity, on_grid.intensity, atol=1e-6)
+    with pytest.raises(KeyError, match="no fitted INR for nope"):
+        loaded.decode("nope")
+    with pytest.raises(FileNotFoundError, match="run the INR stage"):
+        load_fitted(tmp_path / "missing")
+
+
+def test_precision_choices() -> None:
+    assert resolve_precision(None, torch.device("cpu")) == "fp32"
+    assert resolve_precision(None, torch.device("cuda")) == "tf32"
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        resolve_precision("bf16", torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_precision("fp8", torch.device("cpu"))
