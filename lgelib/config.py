@@ -32,7 +32,7 @@ PROFILES: dict[str, Profile] = {
     # Same 160 mm field of view in both; the smoke grid is coarser so every later stage runs on a CPU.
     "smoke": Profile(
         name="smoke", grid=GridSpec(shape=(8, 64, 64), inplane_spacing_mm=2.5),
-        # 15,907 parameters; about 5 s per volume on 2 CPU cores (benchmarks/README.md).
+        # 15,907 parameters; about 5 s per volume on 2 CPU cores, 18 volumes together (benchmarks/README.md).
         inr=InrStage(spec=SirenSpec(hidden=64, backbone_layers=4, head_hidden=16),
                      fit=FitSettings(steps=800, points_per_step=4096, lr=1e-3, lr_final=1e-4), cases_per_batch=32)),
     "paper": Profile(
