@@ -44,7 +44,11 @@ def evaluate(params: Tensor, spec: SirenSpec, coords: Tensor, device: torch.devi
 
 def decode(params: Tensor, spec: SirenSpec, shape: tuple[int, int, int], device: torch.device | str | None = None,
            points_per_chunk: int | None = None) -> Decoded:
-    """Decode N INRs on a (slices, rows, cols) grid spanning [-1, 1]^3; any shape, e.g. finer than fitted."""
+    """Decode N INRs on a (slices, rows, cols) grid spanning [-1, 1]^3, of any shape.
+
+    Between the voxels it was fitted on an INR is unconstrained (a SIREN fills gaps with high frequencies, most
+    visibly through-plane), so measure on the fitted grid; finer grids are for looking.
+    """
     outputs = evaluate(params, spec, grid_coordinates(tuple(shape)), device, points_per_chunk)
     volumes = outputs.reshape(outputs.shape[0], *shape, 3).numpy()
     return Decoded(intensity=volumes[..., 0].astype(np.float32), myocardium=expit(volumes[..., 1]).astype(np.float32),
