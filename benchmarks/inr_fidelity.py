@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from lgelib.config import get_profile
-from lgelib.data.prepare import ensure_prepared, load_prepared
+from lgelib.data.prepare import load_run_data
 from lgelib.inr import fit_inrs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,8 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     profile = get_profile(args.profile)
     name = Path(args.manifest).stem
-    prepared = load_prepared(ensure_prepared(args.manifest, profile.grid, args.out / f"{name}-{args.profile}" / "data",
-                                             progress=False).parent)
+    prepared = load_run_data(args.manifest, profile.grid, args.out / f"{name}-{args.profile}")
     ids = [c for c in prepared.split.train
            if not args.with_fibrosis or prepared.fibrosis[prepared.index([c])[0]].any()][:args.cases]
     started = time.perf_counter()

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lgelib.config import get_profile
-from lgelib.data.prepare import ensure_prepared, load_prepared
+from lgelib.data.prepare import load_run_data
 from lgelib.inr import FitSettings, JointSiren, SirenSpec, decode, siren_init
 from lgelib.inr.coords import grid_coordinates
 from lgelib.inr.fit import fit_batch, learning_rate, matmul_precision, resolve_precision, stack_targets
@@ -99,7 +99,7 @@ def run(profile_name: str, manifest: str, cases: int, steps: int, points: int | 
     spec = profile.inr.spec
     settings = dataclasses.replace(profile.inr.fit, steps=steps, myocardium_fraction=0.0, fibrosis_fraction=0.0,
                                    points_per_step=points or profile.inr.fit.points_per_step)
-    prepared = load_prepared(ensure_prepared(manifest, profile.grid, data_dir / profile_name, progress=False).parent)
+    prepared = load_run_data(manifest, profile.grid, data_dir / profile_name)
     ids = list(prepared.split.train[:cases])
     if len(ids) < cases:
         raise SystemExit(f"{manifest} has only {len(ids)} training cases, asked for {cases}")

@@ -17,6 +17,17 @@ def slice_levels(n_slices: int) -> dict[str, int]:
     return {"basal": round((n_slices - 1) * 0.2), "mid": round((n_slices - 1) * 0.5), "apical": round((n_slices - 1) * 0.8)}
 
 
+def _contoured(axis, image: np.ndarray, myo: np.ndarray | None, fib: np.ndarray | None, title: str) -> None:
+    """A slice in grey (intensities 0 to 1) with myocardium (red) and fibrosis (blue) contours."""
+    axis.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    for mask, colour in ((myo, MYOCARDIUM_COLOUR), (fib, FIBROSIS_COLOUR)):
+        if mask is not None and mask.any():
+            axis.contour(mask, levels=[0.5], colors=colour, linewidths=0.8)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.set_title(title, fontsize=8)
+
+
 def plot_cases(images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray], fibrosis: Sequence[np.ndarray],
                titles: Sequence[str], contours: bool = True) -> Figure:
     """One row per case: basal, mid and apical slices with myocardium (red) and fibrosis (blue) contours."""
@@ -24,29 +35,10 @@ def plot_cases(images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray], f
     figure, axes = plt.subplots(rows, 3, figsize=(7.5, 2.6 * rows), squeeze=False)
     for row, (image, myo, fib, title) in enumerate(zip(images, myocardium, fibrosis, titles)):
         for column, (level, index) in enumerate(slice_levels(image.shape[0]).items()):
-            axis = axes[row, column]
-            axis.imshow(image[index], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            if contours:
-                if myo[index].any():
-                    axis.contour(myo[index], levels=[0.5], colors=MYOCARDIUM_COLOUR, linewidths=0.8)
-                if fib[index].any():
-                    axis.contour(fib[index], levels=[0.5], colors=FIBROSIS_COLOUR, linewidths=0.8)
-            axis.set_xticks([])
-            axis.set_yticks([])
-            axis.set_title(f"{title}: {level} (slice {index})", fontsize=8)
+            _contoured(axes[row, column], image[index], myo[index] if contours else None,
+                       fib[index] if contours else None, f"{title}: {level} (slice {index})")
     figure.tight_layout()
     return figure
-
-
-def _contoured(axis, image: np.ndarray, myo: np.ndarray, fib: np.ndarray, title: str) -> None:
-    axis.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
-    if myo.any():
-        axis.contour(myo, levels=[0.5], colors=MYOCARDIUM_COLOUR, linewidths=0.8)
-    if fib.any():
-        axis.contour(fib, levels=[0.5], colors=FIBROSIS_COLOUR, linewidths=0.8)
-    axis.set_xticks([])
-    axis.set_yticks([])
-    axis.set_title(title, fontsize=8)
 
 
 def plot_reconstructions(images: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray,

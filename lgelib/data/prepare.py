@@ -161,3 +161,15 @@ def ensure_prepared(dataset: Dataset | Manifest | str | Path, grid: GridSpec, ou
     if is_prepared(out_dir, dataset, grid):
         return Path(out_dir) / "manifest.yaml"
     return prepare_dataset(dataset, grid, out_dir, progress=progress, replace=True)
+
+
+def load_run_data(manifest: str | Path, grid: GridSpec, run_dir: Path | str, split_seed: int | None = None,
+                  progress: bool = False) -> PreparedDataset:
+    """A run's dataset on its canonical grid (``run_dir/data``), prepared first if it is not there yet.
+
+    The stages after the data chapter start here, with the notebook parameters ``manifest``, ``run_dir`` and
+    ``split_seed`` (None: the manifest's own split).
+    """
+    overrides = {} if split_seed is None else {"split.seed": int(split_seed)}
+    dataset = open_dataset(load_manifest(manifest, overrides), progress=progress)
+    return load_prepared(ensure_prepared(dataset, grid, Path(run_dir) / "data", progress=progress).parent)

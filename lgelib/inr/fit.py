@@ -76,6 +76,7 @@ def joint_loss(outputs: Tensor, targets: Tensor, weights: tuple[float, float, fl
 
 
 def default_device() -> torch.device:
+    """CUDA when available, else the CPU: the default of every fitting and decoding call."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

@@ -104,17 +104,17 @@ def siren_init(spec: SirenSpec, seed: int) -> Tensor:
     """The flat (P,) SIREN initialisation for ``seed`` (Sitzmann et al. 2020, section 3.2).
 
     Input layer weights ~ U(-1/fan_in, 1/fan_in); every later weight ~ U(-sqrt(6/fan_in)/omega,
-    sqrt(6/fan_in)/omega), which keeps the pre-activations of each sine layer ~ unit variance at any depth;
-    biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as in PyTorch's nn.Linear (and the reference SIREN code).
+    sqrt(6/fan_in)/omega), which keeps omega * Wx of each sine layer ~ unit variance at any depth; biases
+    ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as in PyTorch's nn.Linear (and the reference SIREN code).
     Drawn on the CPU so the same seed gives the same weights on every device.
     """
     layout = ParameterLayout(spec)
+    shapes = dict(layout.entries)
     generator = torch.Generator().manual_seed(int(seed))
     params = {}
     for name, shape in layout.entries:
-        fan_in = shape[-1] if name.endswith("weight") else None
+        fan_in = shapes[name.rsplit(".", 1)[0] + ".weight"][-1]
         if name.endswith("bias"):
-            fan_in = dict(layout.entries)[name.replace("bias", "weight")][-1]
             bound = 1.0 / math.sqrt(fan_in)
         elif name == "backbone.0.weight":
             bound = 1.0 / fan_in
@@ -180,13 +180,12 @@ def batched_forward(params: Mapping[str, Tensor], coords: Tensor, spec: SirenSpe
     for i in range(spec.backbone_layers):
         omega = spec.first_omega if i == 0 else spec.hidden_omega
         h = torch.sin(omega * linear(h, params[f"backbone.{i}.weight"], params[f"backbone.{i}.bias"]))
-    if not spec.head_hidden:
-        weight = torch.cat([params[f"heads.{head}.0.weight"] for head in HEADS], dim=1)
-        bias = torch.cat([params[f"heads.{head}.0.bias"] for head in HEADS], dim=1)
-        return linear(h, weight, bias)
-    n, b = h.shape[:2]
+    # The heads' first layers, stacked along the output axis, are one matmul.
     weight = torch.cat([params[f"heads.{head}.0.weight"] for head in HEADS], dim=1)
     bias = torch.cat([params[f"heads.{head}.0.bias"] for head in HEADS], dim=1)
+    if not spec.head_hidden:
+        return linear(h, weight, bias)
+    n, b = h.shape[:2]
     z = torch.sin(spec.hidden_omega * linear(h, weight, bias)).view(n, b, len(HEADS), spec.head_hidden)
     out_weight = torch.stack([params[f"heads.{head}.1.weight"][:, 0] for head in HEADS], dim=1)  # (N, 3, hh)
     out_bias = torch.cat([params[f"heads.{head}.1.bias"] for head in HEADS], dim=1)  # (N, 3)

@@ -128,15 +128,12 @@ def _finished_case(path: Path, fingerprint: str) -> tuple[Tensor, dict] | None:
     return tensors["params"], json.loads(metadata["fidelity"])
 
 
-def _load_or_make_init(folder: Path, spec: SirenSpec, settings: FitSettings) -> Tensor:
+def _write_init(folder: Path, spec: SirenSpec, settings: FitSettings) -> Tensor:
+    """The shared initialisation, saved in the stage folder unless an identical one is already there."""
     init = siren_init(spec, settings.init_seed)
     path = folder / "init.safetensors"
-    metadata = {"spec": json.dumps(spec.to_dict()), "init_seed": str(settings.init_seed)}
-    if path.exists():
-        saved, saved_meta = _read(path)
-        if saved_meta == metadata and torch.equal(saved["init"], init):
-            return saved["init"]
-    _save_atomic({"init": init}, metadata, path)
+    if not (path.exists() and torch.equal(_read(path)[0].get("init", torch.empty(0)), init)):
+        _save_atomic({"init": init}, {"spec": json.dumps(spec.to_dict()), "init_seed": str(settings.init_seed)}, path)
     return init
 
 
@@ -150,7 +147,8 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
         prepared: the dataset on its canonical grid.
         out_dir: the stage folder (created).
         case_ids: which cases (default: all, in dataset order). The generative stages use the training split.
-        cases_per_batch: volumes fitted together; larger is faster until memory runs out (does not change results).
+        cases_per_batch: volumes fitted together; larger is faster until memory runs out. Results change only by
+            floating-point rounding (a smoke case fitted alone vs among 18: 23.99 vs 24.02 dB after 800 steps).
         device, precision: where and how (`fit_batch`); by default CUDA with TF32 if present, else CPU fp32.
         on_batch: called with the case ids of each batch once its files are written.
     """
@@ -164,7 +162,7 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
         raise ValueError("no cases to fit")
     device = torch.device(device) if device is not None else default_device()
     out.mkdir(parents=True, exist_ok=True)
-    init = _load_or_make_init(out, spec, settings)
+    init = _write_init(out, spec, settings)
     (out / "settings.json").write_text(json.dumps(
         {"spec": spec.to_dict(), "settings": settings.to_dict(), "n_params": spec.n_params,
          "layout": [[name, list(shape), count] for name, shape, count in ParameterLayout(spec).table()]}, indent=1))
