@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lgelib.data.grid import GridSpec
+from lgelib.edm import EdmSettings, SamplerSettings
 from lgelib.inr.fit import FitSettings
 from lgelib.inr.siren import SirenSpec
+from lgelib.inr2vec import Inr2VecSettings
+from lgelib.synthesis import SynthesisSettings
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,14 @@ class Profile:
     name: str
     grid: GridSpec
     inr: InrStage
+    inr2vec: Inr2VecSettings
+    edm: EdmSettings
+    synthesis: SynthesisSettings
 
+
+HEUN_64 = SamplerSettings(num_steps=64)
+"""EDM's Heun sampler with 64 instead of the published 18 steps: with the exact denoiser of a Gaussian, 18 steps
+inflate the sampled variance by about 8% and 64 by about 1% (tests/test_edm.py); a latent MLP costs little."""
 
 PROFILES: dict[str, Profile] = {
     # Same 160 mm field of view in both; the smoke grid is coarser so every later stage runs on a CPU.
@@ -34,13 +44,24 @@ PROFILES: dict[str, Profile] = {
         name="smoke", grid=GridSpec(shape=(8, 64, 64), inplane_spacing_mm=2.5),
         # 15,907 parameters; about 5 s per volume on 2 CPU cores, 18 volumes together (benchmarks/README.md).
         inr=InrStage(spec=SirenSpec(hidden=64, backbone_layers=4, head_hidden=16),
-                     fit=FitSettings(steps=800, points_per_step=4096, lr=1e-3, lr_final=1e-4), cases_per_batch=32)),
+                     fit=FitSettings(steps=800, points_per_step=4096, lr=1e-3, lr_final=1e-4), cases_per_batch=32),
+        # Narrower encoder and decoder, fewer steps and points than the paper's (measured in benchmarks/README.md).
+        inr2vec=Inr2VecSettings(encoder_hidden=(128, 128, 128), decoder_hidden=256, frequencies=8,
+                                max_frequency_log2=7, steps=600, batch_size=32, points_per_inr=512, lr=1e-3,
+                                lr_final=1e-4),
+        edm=EdmSettings(width=256, blocks=3, embedding_dim=128, dropout=0.1, steps=3000, batch_size=128, lr=1e-3,
+                        warmup_steps=200, ema_halflife_samples=20_000),
+        synthesis=SynthesisSettings(n_volumes=200, sampler=HEUN_64)),
     "paper": Profile(
         name="paper", grid=GridSpec(shape=(12, 128, 128), inplane_spacing_mm=1.25),
         # The paper's 4 x 256 backbone; 260,323 parameters (layout in lgelib/inr/siren.py).
         inr=InrStage(spec=SirenSpec(hidden=256, backbone_layers=4, head_hidden=80),
                      fit=FitSettings(steps=2000, points_per_step=16384, lr=3e-4, lr_final=3e-5),
-                     cases_per_batch=32)),
+                     cases_per_batch=32),
+        # inr2vec's published sizes (encoder 512-512-1024 -> 512, decoder 512 wide, 2 + 2 layers, PE 10 x 2^0..2^9).
+        inr2vec=Inr2VecSettings(),
+        edm=EdmSettings(),
+        synthesis=SynthesisSettings(n_volumes=200, sampler=HEUN_64)),
 }
 
 

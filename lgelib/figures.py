@@ -75,3 +75,34 @@ def plot_reconstructions(images: np.ndarray, myocardium: np.ndarray, fibrosis: n
                 axis.set_axis_off()
     figure.tight_layout()
     return figure
+
+
+def plot_loss(history: Sequence[float], title: str, smooth: int = 50) -> Figure:
+    """A training loss per step (thin) and its running mean over ``smooth`` steps, on a log scale."""
+    values = np.asarray(history, dtype=float)
+    figure, axis = plt.subplots(figsize=(6, 2.6))
+    axis.plot(values, lw=0.4, alpha=0.5, color="grey", label="per step")
+    if len(values) >= smooth:
+        axis.plot(np.arange(smooth - 1, len(values)), np.convolve(values, np.ones(smooth) / smooth, "valid"),
+                  color="black", label=f"mean of {smooth}")
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def plot_comparison(volumes: Sequence[Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]], row_titles: Sequence[str],
+                    column_titles: Sequence[str]) -> Figure:
+    """A grid of mid-ventricular slices: rows are cases, columns are versions of each (e.g. data, INR, inr2vec),
+    each an (image, myocardium, fibrosis) triple drawn with red and blue contours."""
+    rows, columns = len(volumes), len(column_titles)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.4 * rows), squeeze=False)
+    for row, versions in enumerate(volumes):
+        for column, (image, myo, fib) in enumerate(versions):
+            mid = slice_levels(image.shape[0])["mid"]
+            _contoured(axes[row, column], image[mid], myo[mid], fib[mid], f"{row_titles[row]}: {column_titles[column]}")
+    figure.tight_layout()
+    return figure

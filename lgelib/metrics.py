@@ -19,3 +19,14 @@ def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
     if total == 0:
         return float("nan")
     return 2.0 * int(np.logical_and(prediction, reference).sum()) / total
+
+
+def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+    """Euclidean distance from each query row to its nearest reference row (with ``exclude_self`` the queries are
+    the references, and each row's distance to itself is skipped)."""
+    from scipy.spatial.distance import cdist
+
+    distances = cdist(np.asarray(queries, np.float64), np.asarray(references, np.float64))
+    if exclude_self:
+        np.fill_diagonal(distances, np.inf)
+    return distances.min(axis=1)

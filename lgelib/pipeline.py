@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS: tuple[str, ...] = ("01_data.ipynb", "02_inr.ipynb")
+NOTEBOOKS: tuple[str, ...] = ("01_data.ipynb", "02_inr.ipynb", "03_inr2vec.ipynb", "04_synthesis.ipynb")
 """The book's notebooks in reading (and execution) order; each later stage appends its own."""
 
 

@@ -11,6 +11,10 @@ import yaml
 from lgelib.pipeline import NOTEBOOKS, REPO_ROOT, run_book
 
 
+QUICK = {"steps": 150, "inr2vec_steps": 200, "edm_steps": 100, "n_synthetic": 3}
+"""Few steps and volumes: the pages must run and say what they did, not reach the profile's quality."""
+
+
 @pytest.fixture
 def tiny_phantom(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
@@ -29,8 +33,7 @@ def test_notebooks_are_committed_without_outputs() -> None:
 
 
 def test_book_runs_and_builds(tiny_phantom: Path, tmp_path: Path) -> None:
-    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": 7,
-                                        "steps": 150})
+    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": 7, **QUICK})
     assert index.is_file()
     page = (index.parent / "notebooks" / "01_data.html").read_text()
     assert "5 cases" in page and "seed 7" in page  # the parameters reached the notebook
@@ -39,14 +42,21 @@ def test_book_runs_and_builds(tiny_phantom: Path, tmp_path: Path) -> None:
     inr_page = (index.parent / "notebooks" / "02_inr.html").read_text()
     assert "3 INRs (3 x 15,907 parameters)" in inr_page and "150 steps" in inr_page and "<img" in inr_page
     assert (tmp_path / "run" / "inr" / "inrs.safetensors").is_file()
+    latent_page = (index.parent / "notebooks" / "03_inr2vec.html").read_text()
+    assert "2 held-out INRs ready" in latent_page and "inr2vec: 200 steps of 3 INRs" in latent_page
+    assert "<img" in latent_page and (tmp_path / "run" / "inr2vec" / "latents.safetensors").is_file()
+    synthesis_page = (index.parent / "notebooks" / "04_synthesis.html").read_text()
+    assert "3 synthetic volumes written" in synthesis_page and "100 steps of 128 latents" in synthesis_page
+    assert "OK: synth/manifest.yaml: 3 cases, 3 readable, 0 errors" in synthesis_page and "<img" in synthesis_page
+    assert len(list((tmp_path / "run" / "synth" / "cases").iterdir())) == 3
 
 
 def test_private_dataset_images_stay_out_of_the_book(tiny_phantom: Path, tmp_path: Path) -> None:
     data = yaml.safe_load(tiny_phantom.read_text())
     data["publishable"] = False
     tiny_phantom.write_text(yaml.safe_dump(data))
-    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": None,
-                                        "steps": 20})
+    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": None, **QUICK})
+    loss_curves = {"03_inr2vec.ipynb": 1, "04_synthesis.ipynb": 1}  # training curves only: no data in them
     for name in NOTEBOOKS:
         page = (index.parent / "notebooks" / name.replace(".ipynb", ".html")).read_text()
-        assert "not marked publishable" in page and "<img" not in page, name
+        assert "not marked publishable" in page and page.count("<img") == loss_curves.get(name, 0), name

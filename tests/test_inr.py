@@ -10,39 +10,14 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from lgelib.data.dataset import Split
-from lgelib.data.prepare import PreparedDataset
 from lgelib.inr import FitSettings, JointSiren, ParameterLayout, SirenSpec, decode, fit_inrs, load_fitted, siren_init
 from lgelib.inr.coords import grid_coordinates, index_to_coordinates
 from lgelib.inr.fit import fit_batch, learning_rate, resolve_precision
 from lgelib.inr.sampling import VoxelSampler, band
 from lgelib.inr.siren import batched_forward
+from toys import toy_prepared, toy_volumes
 
 TINY = SirenSpec(hidden=32, backbone_layers=3, head_hidden=8)
-
-
-def toy_volumes(n: int, shape: tuple[int, int, int] = (4, 20, 20), seed: int = 0):
-    """Rings of myocardium with a scar sector, bright blood, smooth background; a little noise."""
-    rng = np.random.default_rng(seed)
-    z, y, x = np.meshgrid(*(np.linspace(-1, 1, s) for s in shape), indexing="ij")
-    images, myo, fib = [], [], []
-    for i in range(n):
-        cy, cx = rng.uniform(-0.15, 0.15, 2)
-        r = np.hypot(y - cy, x - cx) * (1 + 0.3 * (z + 1) / 2)
-        ring = (r > 0.35) & (r < 0.6)
-        angle = np.arctan2(y - cy, x - cx)
-        scar = ring & (np.abs(angle - rng.uniform(-2, 2)) < 0.6) & (z < 0.5)
-        image = 0.3 + 0.2 * np.sin(2 * x + i) * np.cos(3 * y) + 0.5 * (r <= 0.35) - 0.15 * ring + 0.6 * scar
-        images.append(np.clip(image + rng.normal(0, 0.01, shape), 0, 1).astype(np.float32))
-        myo.append(ring)
-        fib.append(scar)
-    return np.stack(images), np.stack(myo), np.stack(fib)
-
-
-def toy_prepared(n: int = 4, seed: int = 0) -> PreparedDataset:
-    images, myo, fib = toy_volumes(n, seed=seed)
-    ids = [f"toy_{i:02d}" for i in range(n)]
-    return PreparedDataset(ids, images, myo, fib, {}, Split(tuple(ids[:-1]), tuple(ids[-1:])), True)
 
 
 def test_paper_architecture_and_layout() -> None:

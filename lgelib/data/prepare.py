@@ -36,17 +36,24 @@ from lgelib.fsutil import atomic_directory
 PREPARED_RECORD = "prepared.json"
 
 
+def write_case_volumes(folder: Path, case_id: str, image: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray,
+                       affine: np.ndarray) -> dict[str, str]:
+    """Write a case's image and masks as NIfTI into ``folder`` (= ``<root>/cases/<case_id>``); return its
+    manifest entry, with paths relative to ``<root>``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_volume(folder / "image.nii.gz", np.asarray(image, np.float32), affine)
+    write_volume(folder / "myocardium.nii.gz", np.asarray(myocardium, bool), affine)
+    write_volume(folder / "fibrosis.nii.gz", np.asarray(fibrosis, bool), affine)
+    relative = f"cases/{case_id}"
+    return {"id": case_id, "image": f"{relative}/image.nii.gz",
+            "myocardium": f"{relative}/myocardium.nii.gz", "fibrosis": f"{relative}/fibrosis.nii.gz"}
+
+
 def write_canonical_case(folder: Path, case: CanonicalCase) -> dict[str, str]:
     """Write one canonical case's NIfTI files and mapping; return its manifest entry (paths relative)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    affine = case.affine
-    write_volume(folder / "image.nii.gz", case.image, affine)
-    write_volume(folder / "myocardium.nii.gz", case.myocardium, affine)
-    write_volume(folder / "fibrosis.nii.gz", case.fibrosis, affine)
+    entry = write_case_volumes(folder, case.case_id, case.image, case.myocardium, case.fibrosis, case.affine)
     (folder / "mapping.json").write_text(case.mapping.to_json(), encoding="utf-8")
-    relative = f"cases/{case.case_id}"
-    return {"id": case.case_id, "image": f"{relative}/image.nii.gz",
-            "myocardium": f"{relative}/myocardium.nii.gz", "fibrosis": f"{relative}/fibrosis.nii.gz"}
+    return entry
 
 
 def write_nifti_manifest(path: Path, name: str, description: str, publishable: bool,

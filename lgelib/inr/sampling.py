@@ -82,16 +82,25 @@ class VoxelSampler:
         counts = torch.tensor([len(p) for p in pools], dtype=torch.float64, device=self.device)
         return torch.from_numpy(padded).to(self.device), counts
 
+    def draw(self, uniforms: Tensor, rows: Tensor | None = None) -> Tensor:
+        """Voxel indices from uniforms in [0, 1) shaped (..., n, points): uniform draws first, then the myocardium
+        band, then the fibrosis band. ``rows`` (n,) picks which cases the n rows are (default: all, in order)."""
+        n_u, n_m = self.n_uniform, self.n_myo
+        myo_pool, myo_count, fib_pool, fib_count = self.myo_pool, self.myo_count, self.fib_pool, self.fib_count
+        if rows is not None:
+            myo_pool, myo_count, fib_pool, fib_count = myo_pool[rows], myo_count[rows], fib_pool[rows], fib_count[rows]
+        lead = uniforms.shape[:-2]
+        uniform = (uniforms[..., :n_u] * self.n_voxels).long()
+        myo_slot = (uniforms[..., n_u:n_u + n_m] * myo_count[:, None]).long()
+        fib_slot = (uniforms[..., n_u + n_m:] * fib_count[:, None]).long()
+        myo = torch.gather(myo_pool.expand(*lead, -1, -1), -1, myo_slot)
+        fib = torch.gather(fib_pool.expand(*lead, -1, -1), -1, fib_slot)
+        return torch.cat([uniform, myo, fib], dim=-1)
+
     def _refill(self) -> None:
         uniforms = torch.stack([torch.rand((self.chunk_steps, self.points), generator=g, dtype=torch.float64)
                                 for g in self.generators], dim=1).to(self.device)  # (S, N, points)
-        n_u, n_m = self.n_uniform, self.n_myo
-        uniform = (uniforms[..., :n_u] * self.n_voxels).long()
-        myo_slot = (uniforms[..., n_u:n_u + n_m] * self.myo_count[:, None]).long()
-        fib_slot = (uniforms[..., n_u + n_m:] * self.fib_count[:, None]).long()
-        myo = torch.gather(self.myo_pool.expand(self.chunk_steps, -1, -1), 2, myo_slot)
-        fib = torch.gather(self.fib_pool.expand(self.chunk_steps, -1, -1), 2, fib_slot)
-        self._buffer = torch.cat([uniform, myo, fib], dim=2)
+        self._buffer = self.draw(uniforms)
         self._position = 0
 
     def next(self) -> Tensor:

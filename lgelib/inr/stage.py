@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,12 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from lgelib.data.prepare import PreparedDataset
+from lgelib.fsutil import load_tensors, save_tensors
 from lgelib.inr.fit import FitSettings, default_device, fit_batch
 from lgelib.inr.query import Decoded, decode
 from lgelib.inr.siren import ParameterLayout, SirenSpec, siren_init
@@ -98,29 +95,12 @@ def case_fidelity(decoded: Decoded, image: np.ndarray, myocardium: np.ndarray, f
             "fibrosis_voxels": int(fibrosis.sum())}
 
 
-def _save_atomic(tensors: dict[str, Tensor], metadata: dict[str, str], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    with safe_open(str(path), framework="pt") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
-
-
 def _finished_case(path: Path, fingerprint: str) -> tuple[Tensor, dict] | None:
     """The case's parameters and fidelity if ``path`` holds a finished fit with this fingerprint."""
     if not path.exists():
         return None
     try:
-        tensors, metadata = _read(path)
+        tensors, metadata = load_tensors(path)
     except Exception:  # unreadable: fit it again
         return None
     if metadata.get("fingerprint") != fingerprint or "params" not in tensors:
@@ -132,8 +112,8 @@ def _write_init(folder: Path, spec: SirenSpec, settings: FitSettings) -> Tensor:
     """The shared initialisation, saved in the stage folder unless an identical one is already there."""
     init = siren_init(spec, settings.init_seed)
     path = folder / "init.safetensors"
-    if not (path.exists() and torch.equal(_read(path)[0].get("init", torch.empty(0)), init)):
-        _save_atomic({"init": init}, {"spec": json.dumps(spec.to_dict()), "init_seed": str(settings.init_seed)}, path)
+    if not (path.exists() and torch.equal(load_tensors(path)[0].get("init", torch.empty(0)), init)):
+        save_tensors(path, {"init": init}, {"spec": json.dumps(spec.to_dict()), "init_seed": str(settings.init_seed)})
     return init
 
 
@@ -188,19 +168,17 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
         for j, (case_id, i) in enumerate(zip(batch, index)):
             fidelity = case_fidelity(decoded, prepared.images[i], prepared.myocardium[i], prepared.fibrosis[i], j)
             fidelity["seconds"] = seconds
-            _save_atomic({"params": params[j]}, {"case_id": case_id, "fingerprint": fingerprints[case_id],
-                                                  "fidelity": json.dumps(fidelity)},
-                         cases_dir / f"{case_id}.safetensors")
+            save_tensors(cases_dir / f"{case_id}.safetensors", {"params": params[j]},
+                         {"case_id": case_id, "fingerprint": fingerprints[case_id], "fidelity": json.dumps(fidelity)})
             results[case_id] = (params[j], fidelity)
         if on_batch is not None:
             on_batch(batch)
     fitted = FittedINRs(case_ids=names, params=torch.stack([results[c][0] for c in names]), init=init, spec=spec,
                         settings=settings, grid_shape=tuple(int(n) for n in prepared.images.shape[1:]),
                         fidelity=pd.DataFrame([{"case_id": c, **results[c][1]} for c in names]))
-    _save_atomic({"params": fitted.params, "init": init},
+    save_tensors(out / "inrs.safetensors", {"params": fitted.params, "init": init},
                  {"case_ids": json.dumps(names), "spec": json.dumps(spec.to_dict()),
-                  "settings": json.dumps(settings.to_dict()), "grid_shape": json.dumps(fitted.grid_shape)},
-                 out / "inrs.safetensors")
+                  "settings": json.dumps(settings.to_dict()), "grid_shape": json.dumps(fitted.grid_shape)})
     fitted.fidelity.to_csv(out / "fidelity.csv", index=False)
     return fitted
 
@@ -210,7 +188,7 @@ def load_fitted(folder: Path | str) -> FittedINRs:
     path = Path(folder) / "inrs.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run the INR stage (fit_inrs) first")
-    tensors, metadata = _read(path)
+    tensors, metadata = load_tensors(path)
     settings = json.loads(metadata["settings"])
     settings["loss_weights"] = tuple(settings["loss_weights"])
     case_ids = json.loads(metadata["case_ids"])

@@ -1,0 +1,406 @@
+"""Stage 3 (paper section 3.3): an EDM diffusion model (Karras et al. 2022) on the inr2vec latents.
+
+As published (NVlabs/edm, ``training/loss.py``, ``training/networks.py``, ``generate.py``):
+
+- Preconditioning (`EDMPrecond`), kept apart from the network: D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)
+  with c_skip = s^2 / (sigma^2 + s^2), c_out = sigma s / sqrt(sigma^2 + s^2), c_in = 1 / sqrt(sigma^2 + s^2),
+  c_noise = ln(sigma) / 4, s = sigma_data.
+- Training (`EDMLoss`): ln(sigma) ~ N(P_mean = -1.2, P_std = 1.2), loss lambda(sigma) |D(y + n; sigma) - y|^2 with
+  n ~ N(0, sigma^2 I) and lambda = (sigma^2 + s^2) / (sigma s)^2, which makes the network's own target unit-variance.
+  An exponential moving average of the weights (`EMA`, EDM's half-life in samples with ramp-up) is what samples.
+- Sampling (`edm_sampler`): Heun's 2nd-order method on the probability-flow ODE, noise levels
+  sigma_i = (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho with rho = 7, optional
+  stochastic churn (S_churn, S_min, S_max, S_noise).
+
+The network is `VectorDenoiser`, a residual MLP for vectors with a sinusoidal embedding of c_noise. Latents are
+standardised per dimension first (`LatentStandardizer`, saved with the model), so sigma_data = 1, not EDM's 0.5
+for images in [-1, 1].
+
+**The paper's DDPM notation.** The paper writes the forward process as T = 1000 steps of
+z_t = sqrt(1 - beta_t) z_{t-1} + sqrt(beta_t) eps (Eq. 2), i.e. z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps with
+abar_t = prod_s (1 - beta_s). Dividing by sqrt(abar_t) gives EDM's variance-exploding form x = z_0 + sigma_t eps with
+sigma_t = sqrt((1 - abar_t) / abar_t) (`ddpm_sigmas`); an epsilon-predictor and EDM's denoiser are related by
+D(x; sigma) = x - sigma eps_theta, and Eq. 3's ancestral step is one discretisation of the same reverse process.
+EDM replaces the 1000 discrete t by a continuous sigma (log-normal in training) and the ancestral chain by 18
+Heun steps (35 network evaluations) from sigma_max = 80 down to sigma_min = 0.002; a linear beta schedule from 1e-4
+to 0.02 spans sigma of about 0.01 to 157, so both cover the same range of noise levels.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from lgelib.fsutil import load_tensors, save_tensors
+from lgelib.inr.fit import default_device
+from lgelib.inr.sampling import case_seed
+from lgelib.training import cosine_lr, fingerprint, load_checkpoint, remove_checkpoint, save_checkpoint
+
+MODEL_FILE = "edm.safetensors"
+
+
+@dataclass(frozen=True)
+class EdmSettings:
+    """The denoiser network and its training; everything here changes the result.
+
+    Attributes:
+        width, blocks, embedding_dim, dropout: `VectorDenoiser`'s size.
+        sigma_data, p_mean, p_std: EDM's data standard deviation and log-normal training noise levels.
+        steps, batch_size: optimisation steps and latents per step (drawn with replacement, fresh noise each).
+        lr, warmup_steps: Adam, linear warm-up then constant (EDM's schedule).
+        ema_halflife_samples, ema_rampup_ratio: EDM's EMA: half-life in training samples, capped at
+            ``ema_rampup_ratio`` times the samples seen so far.
+        seed: network initialisation, batches, noise.
+        checkpoint_every: steps between resumable checkpoints.
+    """
+
+    width: int = 1024
+    blocks: int = 4
+    embedding_dim: int = 256
+    dropout: float = 0.1
+    sigma_data: float = 1.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    steps: int = 30000
+    batch_size: int = 256
+    lr: float = 1e-4
+    warmup_steps: int = 1000
+    ema_halflife_samples: int = 500_000
+    ema_rampup_ratio: float = 0.05
+    seed: int = 0
+    checkpoint_every: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.blocks < 0 or self.steps < 1 or self.batch_size < 1 or not self.sigma_data > 0:
+            raise ValueError(f"invalid EDM settings {self}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """EDM's deterministic Heun sampler (S_churn = 0) or its stochastic variant; defaults as published."""
+
+    num_steps: int = 18
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    s_churn: float = 0.0
+    s_min: float = 0.0
+    s_max: float = float("inf")
+    s_noise: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class NoiseEmbedding(nn.Module):
+    """c_noise -> (N, out): EDM's sinusoidal positional embedding followed by a 2-layer SiLU MLP."""
+
+    def __init__(self, channels: int, out: int, max_positions: int = 10000) -> None:
+        super().__init__()
+        half = channels // 2
+        self.register_buffer("freqs", (1 / max_positions) ** (torch.arange(half) / max(half - 1, 1)), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * half, out), nn.SiLU(), nn.Linear(out, out))
+
+    def forward(self, c_noise: Tensor) -> Tensor:
+        x = c_noise.float()[:, None] * self.freqs[None, :]
+        return self.mlp(torch.cat([x.cos(), x.sin()], dim=1))
+
+
+class ResidualBlock(nn.Module):
+    """h + Linear(Dropout(SiLU(LN(Linear(SiLU(LN(h))) + emb)))); the last layer starts at zero."""
+
+    def __init__(self, width: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.fc1, self.fc2 = nn.Linear(width, width), nn.Linear(width, width)
+        self.emb = nn.Linear(width, width)
+        self.dropout = nn.Dropout(dropout)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        x = self.fc1(F.silu(self.norm1(h))) + self.emb(emb)
+        return h + self.fc2(self.dropout(F.silu(self.norm2(x))))
+
+
+class VectorDenoiser(nn.Module):
+    """F(c_in x, c_noise) for vectors (N, dim): input layer, residual blocks conditioned on the noise level, output."""
+
+    def __init__(self, dim: int, width: int, blocks: int, embedding_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.embedding = NoiseEmbedding(embedding_dim, width)
+        self.inp = nn.Linear(dim, width)
+        self.blocks = nn.ModuleList(ResidualBlock(width, dropout) for _ in range(blocks))
+        self.out_norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, dim)
+
+    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
+        emb = F.silu(self.embedding(c_noise))
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.out(F.silu(self.out_norm(h)))
+
+
+class EDMPrecond(nn.Module):
+    """D(x; sigma) = c_skip x + c_out F(c_in x, c_noise): EDM's preconditioning around any network F."""
+
+    def __init__(self, model: nn.Module, sigma_data: float = 0.5) -> None:
+        super().__init__()
+        self.model = model
+        self.sigma_data = float(sigma_data)
+
+    def coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(c_skip, c_out, c_in, c_noise) for noise levels ``sigma``."""
+        s = self.sigma_data
+        c_skip = s**2 / (sigma**2 + s**2)
+        c_out = sigma * s / (sigma**2 + s**2).sqrt()
+        c_in = 1 / (s**2 + sigma**2).sqrt()
+        c_noise = sigma.log() / 4
+        return c_skip, c_out, c_in, c_noise
+
+    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        x = x.to(torch.float32)
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1, 1).expand(len(x), 1)
+        c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
+        return c_skip * x + c_out * self.model(c_in * x, c_noise.flatten())
+
+
+class EDMLoss:
+    """lambda(sigma) |D(y + n; sigma) - y|^2 per element, ln(sigma) ~ N(p_mean, p_std^2), n ~ N(0, sigma^2 I)."""
+
+    def __init__(self, p_mean: float = -1.2, p_std: float = 1.2, sigma_data: float = 0.5) -> None:
+        self.p_mean, self.p_std, self.sigma_data = p_mean, p_std, sigma_data
+
+    def weight(self, sigma: Tensor) -> Tensor:
+        return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+
+    def __call__(self, net: nn.Module, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        rnd_normal = torch.randn((len(y), 1), generator=generator).to(y.device)
+        sigma = (rnd_normal * self.p_std + self.p_mean).exp()
+        n = torch.randn(y.shape, generator=generator).to(y.device) * sigma
+        return self.weight(sigma) * (net(y + n, sigma) - y) ** 2
+
+
+class EMA:
+    """EDM's exponential moving average of the weights: beta = 0.5^(batch / min(halflife, rampup * seen))."""
+
+    def __init__(self, model: nn.Module, halflife_samples: float, rampup_ratio: float | None = 0.05) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.halflife, self.rampup = float(halflife_samples), rampup_ratio
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, batch_size: int, samples_seen: int) -> float:
+        """Blend ``model`` into the average after a step; ``samples_seen`` counts that step. Returns beta."""
+        halflife = self.halflife
+        if self.rampup is not None:
+            halflife = min(halflife, samples_seen * self.rampup)
+        beta = 0.5 ** (batch_size / max(halflife, 1e-8))
+        for average, current in zip(self.model.parameters(), model.parameters()):
+            average.copy_(current.detach().lerp(average, beta))
+        for average, current in zip(self.model.buffers(), model.buffers()):
+            average.copy_(current)
+        return beta
+
+
+class PerSampleNoise:
+    """Gaussian noise where row i always comes from its own seeded stream (as EDM's StackedRandomGenerator).
+
+    Sample i therefore does not depend on how many samples are drawn with it: the first 100 of 200 are the 100.
+    Drawn on the CPU in float64, so the same seeds give the same noise on every device.
+    """
+
+    def __init__(self, seeds: Sequence[int]) -> None:
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, like: Tensor) -> Tensor:
+        rows = [torch.randn(like.shape[1:], generator=g, dtype=torch.float64) for g in self.generators]
+        return torch.stack(rows).to(device=like.device, dtype=like.dtype)
+
+
+def sigma_steps(settings: SamplerSettings, device: torch.device | str | None = None) -> Tensor:
+    """The sampler's noise levels sigma_0 = sigma_max > ... > sigma_{N-1} = sigma_min, then sigma_N = 0 (float64)."""
+    s = settings
+    step_indices = torch.arange(s.num_steps, dtype=torch.float64, device=device)
+    t_steps = (s.sigma_max ** (1 / s.rho) + step_indices / max(s.num_steps - 1, 1)
+               * (s.sigma_min ** (1 / s.rho) - s.sigma_max ** (1 / s.rho))) ** s.rho
+    return torch.cat([t_steps, torch.zeros_like(t_steps[:1])])
+
+
+def edm_sampler(net: Callable[[Tensor, Tensor], Tensor], latents: Tensor, settings: SamplerSettings = SamplerSettings(),
+                randn_like: Callable[[Tensor], Tensor] = torch.randn_like) -> Tensor:
+    """EDM Algorithm 2: Heun steps from sigma_max to 0; ``latents`` ~ N(0, I) (N, dim), returns samples (float64)."""
+    s = settings
+    t_steps = sigma_steps(s, latents.device)
+
+    x_next = latents.to(torch.float64) * t_steps[0]
+    for i, (t_cur, t_next) in enumerate(zip(t_steps[:-1], t_steps[1:])):
+        x_cur = x_next
+        # Increase noise temporarily (churn).
+        gamma = min(s.s_churn / s.num_steps, math.sqrt(2) - 1) if s.s_min <= t_cur <= s.s_max else 0.0
+        t_hat = t_cur + gamma * t_cur
+        x_hat = x_cur + (t_hat**2 - t_cur**2).sqrt() * s.s_noise * randn_like(x_cur) if gamma > 0 else x_cur
+        # Euler step.
+        denoised = net(x_hat, t_hat).to(torch.float64)
+        d_cur = (x_hat - denoised) / t_hat
+        x_next = x_hat + (t_next - t_hat) * d_cur
+        # Second-order correction.
+        if i < s.num_steps - 1:
+            denoised = net(x_next, t_next).to(torch.float64)
+            d_prime = (x_next - denoised) / t_next
+            x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
+    return x_next
+
+
+def ddpm_sigmas(timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
+    """EDM noise level sigma_t = sqrt((1 - abar_t) / abar_t) of steps t = 1..T of a linear-beta DDPM (paper Eq. 2)."""
+    betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
+    alpha_bar = torch.cumprod(1 - betas, dim=0)
+    return ((1 - alpha_bar) / alpha_bar).sqrt()
+
+
+@dataclass
+class LatentStandardizer:
+    """Per-dimension mean and standard deviation of the training latents (saved with the model)."""
+
+    mean: Tensor
+    std: Tensor
+
+    @classmethod
+    def fit(cls, latents: Tensor) -> LatentStandardizer:
+        return cls(latents.mean(0), latents.std(0).clamp_min(1e-6))
+
+    def standardize(self, latents: Tensor) -> Tensor:
+        return (latents - self.mean.to(latents)) / self.std.to(latents)
+
+    def unstandardize(self, latents: Tensor) -> Tensor:
+        return latents * self.std.to(latents) + self.mean.to(latents)
+
+
+@dataclass
+class TrainedEdm:
+    """The output of the diffusion stage: the EMA denoiser, the latent statistics, the loss per step."""
+
+    net: EDMPrecond
+    standardizer: LatentStandardizer
+    settings: EdmSettings
+    history: pd.DataFrame
+    seconds: float
+
+    def sample(self, seeds: Sequence[int], sampler: SamplerSettings = SamplerSettings(),
+               device: torch.device | str | None = None) -> Tensor:
+        """One latent per seed (N, dim) in the original (unstandardised) latent space, on the CPU, float32."""
+        device = torch.device(device) if device is not None else default_device()
+        net = self.net.to(device).eval()
+        noise = PerSampleNoise(seeds)
+        dim = len(self.standardizer.mean)
+        with torch.no_grad():
+            start = noise(torch.empty(len(seeds), dim, dtype=torch.float64, device=device))
+            samples = edm_sampler(net, start, sampler, randn_like=noise)
+        return self.standardizer.unstandardize(samples.float().cpu())
+
+
+def sample_seeds(seed: int, count: int, first: int = 0) -> list[int]:
+    """Seeds of samples first .. first + count - 1 of a run seeded ``seed`` (each sample its own stream)."""
+    return [case_seed(seed, f"sample-{index}") for index in range(first, first + count)]
+
+
+def _seeded_net(dim: int, settings: EdmSettings) -> EDMPrecond:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        model = VectorDenoiser(dim, settings.width, settings.blocks, settings.embedding_dim, settings.dropout)
+    return EDMPrecond(model, settings.sigma_data)
+
+
+def train_edm(latents: Tensor, out_dir: Path | str, settings: EdmSettings, device: torch.device | str | None = None,
+              progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> TrainedEdm:
+    """Train EDM on latents (N, dim) and write ``edm.safetensors`` (EMA weights, standardisation, settings) and
+    ``history.csv``; a finished run with the same inputs is loaded, an interrupted one resumed from its checkpoint.
+    ``on_step(step, loss)`` is called after every step (for logging, or to stop by raising)."""
+    out = Path(out_dir)
+    device = torch.device(device) if device is not None else default_device()
+    key = fingerprint(settings.to_dict(), latents)
+    if (out / MODEL_FILE).is_file() and load_tensors(out / MODEL_FILE)[1].get("fingerprint") == key:
+        return load_edm(out)
+    out.mkdir(parents=True, exist_ok=True)
+    standardizer = LatentStandardizer.fit(latents.float())
+    data = standardizer.standardize(latents.float()).to(device)
+    net = _seeded_net(latents.shape[1], settings).to(device)
+    ema = EMA(net, settings.ema_halflife_samples, settings.ema_rampup_ratio)
+    loss_fn = EDMLoss(settings.p_mean, settings.p_std, settings.sigma_data)
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    generator = torch.Generator().manual_seed(settings.seed)
+    history: list[float] = []
+    start, seconds = 0, 0.0
+    state = load_checkpoint(out, key)
+    if state is not None:
+        net.load_state_dict(state["net"])
+        ema.model.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        history, start, seconds = list(state["history"]), int(state["step"]), float(state["seconds"])
+        if progress:
+            print(f"resuming EDM training at step {start} of {settings.steps} from {out}")
+    bar = tqdm(range(start, settings.steps), desc="EDM", unit="step", disable=not progress, leave=False,
+               initial=start, total=settings.steps)
+    started = time.perf_counter()
+    net.train()
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, settings.steps, settings.lr, settings.lr, settings.warmup_steps)
+        batch = data[torch.randint(len(data), (settings.batch_size,), generator=generator).to(device)]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))  # dropout, reproducibly
+            loss = loss_fn(net, batch, generator).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ema.update(net, settings.batch_size, (step + 1) * settings.batch_size)
+        history.append(loss.item())
+        if progress and (step % 100 == 0 or step == settings.steps - 1):
+            bar.set_postfix(loss=f"{np.mean(history[-100:]):.4f}")
+        if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
+            save_checkpoint(out, {"fingerprint": key, "step": step + 1, "net": net.state_dict(),
+                                  "ema": ema.model.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "generator": generator.get_state(), "history": history,
+                                  "seconds": seconds + time.perf_counter() - started})
+        if on_step is not None:
+            on_step(step, history[-1])
+    seconds += time.perf_counter() - started
+    tensors = {f"ema.{k}": v.cpu() for k, v in ema.model.state_dict().items()}
+    tensors |= {"latent_mean": standardizer.mean, "latent_std": standardizer.std}
+    save_tensors(out / MODEL_FILE, tensors, {"fingerprint": key, "settings": json.dumps(settings.to_dict()),
+                                             "dim": str(latents.shape[1]), "seconds": str(seconds)})
+    history_frame = pd.DataFrame({"step": np.arange(len(history)), "loss": history})
+    history_frame.to_csv(out / "history.csv", index=False)
+    remove_checkpoint(out)
+    return TrainedEdm(ema.model.cpu(), standardizer, settings, history_frame, seconds)
+
+
+def load_edm(folder: Path | str) -> TrainedEdm:
+    """Read a stage folder written by `train_edm` (safetensors: nothing is unpickled)."""
+    folder = Path(folder)
+    if not (folder / MODEL_FILE).is_file():
+        raise FileNotFoundError(f"{folder / MODEL_FILE} does not exist: train the diffusion model first (train_edm)")
+    tensors, metadata = load_tensors(folder / MODEL_FILE)
+    settings = EdmSettings(**json.loads(metadata["settings"]))
+    net = _seeded_net(int(metadata["dim"]), settings)
+    net.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
+    history = pd.read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else pd.DataFrame()
+    return TrainedEdm(net.eval(), LatentStandardizer(tensors["latent_mean"], tensors["latent_std"]), settings, history,
+                      float(metadata.get("seconds", "nan")))

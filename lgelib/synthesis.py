@@ -1,0 +1,216 @@
+"""New image + mask volumes: EDM latents decoded by inr2vec on the canonical grid, written like a prepared dataset.
+
+Layout of a synthesis folder (``<run_dir>/synth``), the same as a prepared folder so later stages read synthetic
+cases like real ones (`lgelib.data.prepare.load_prepared`, ``lgelib validate``)::
+
+    manifest.yaml              kind nifti, masks per case, every case in the training split
+    cases/<id>/image.nii.gz    float32 in [0, 1]; myocardium.nii.gz, fibrosis.nii.gz uint8 {0, 1}
+    qc.csv                     one row per drawn sample (`QC_COLUMNS`), accepted or not
+    latents.safetensors        the sampled latents of the written cases
+    synthesis.json             settings, counts, voxel size, the fingerprint of the models it came from
+
+Sample i is drawn from its own seeded noise stream (`lgelib.edm.sample_seeds`), so the same seed gives the same
+volumes and the first 100 of a 200-volume run are the 100-volume run. A sample whose myocardium covers fewer
+than 2 slices (it could not be validated or segmented) is not written; further samples are drawn until
+``n_volumes`` are accepted, and the QC table lists the rejected ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from lgelib.anatomy import mask_qc
+from lgelib.data.dataset import Split
+from lgelib.data.nifti import voxel_spacing
+from lgelib.data.prepare import PreparedDataset, write_case_volumes, write_nifti_manifest
+from lgelib.edm import SamplerSettings, TrainedEdm, sample_seeds
+from lgelib.fsutil import atomic_directory, load_tensors, save_tensors
+from lgelib.inr2vec import TrainedInr2Vec, decode_latents
+from lgelib.training import fingerprint
+
+RECORD = "synthesis.json"
+MIN_MYOCARDIUM_SLICES = 2
+QC_COLUMNS = ("case_id", "sample", "accepted", "myocardium_ml", "fibrosis_ml", "scar_burden_pct",
+              "fibrosis_outside_pct", "myocardium_slices", "closed_ring_slices", "rings")
+"""Per drawn sample: its case id and index, whether it was written, and `lgelib.anatomy.mask_qc`'s numbers."""
+
+
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """How many volumes, from which seed, with which sampler; ``max_draws`` bounds rejected samples (None: 2n + 16)."""
+
+    n_volumes: int = 200
+    seed: int = 0
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    threshold: float = 0.5
+    max_draws: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_volumes < 1:
+            raise ValueError(f"n_volumes must be at least 1, got {self.n_volumes}")
+        if isinstance(self.sampler, dict):
+            object.__setattr__(self, "sampler", SamplerSettings(**self.sampler))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SyntheticSet:
+    """A written synthesis folder: its manifest, the QC table of every draw, the written cases' latents."""
+
+    folder: Path
+    case_ids: list[str]
+    qc: pd.DataFrame
+    latents: Tensor
+    record: dict
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder / "manifest.yaml"
+
+
+def canonical_spacing(prepared: PreparedDataset, case_id: str) -> tuple[float, float, float]:
+    """Voxel size (slice, row, col) in mm of a prepared case on the canonical grid, from its grid mapping."""
+    if case_id not in prepared.mappings:
+        raise ValueError(f"{case_id}: no grid mapping (cases/{case_id}/mapping.json), so its voxel size is unknown; "
+                         "is this a folder written by lgelib prepare?")
+    return voxel_spacing(prepared.mappings[case_id].canonical_affine)
+
+
+def nominal_spacing(prepared: PreparedDataset, case_ids: list[str] | None = None) -> tuple[float, float, float]:
+    """Median canonical voxel size (slice, row, col) in mm of real cases: the voxel size given to synthetic ones.
+
+    The canonical slices span each heart's own base-to-apex extent, so their spacing differs between cases.
+    """
+    spacings = np.array([canonical_spacing(prepared, c) for c in case_ids or prepared.case_ids])
+    return tuple(float(s) for s in np.median(spacings, axis=0))  # type: ignore[return-value]
+
+
+def _accepted(qc: dict) -> bool:
+    return int(qc["myocardium_slices"]) >= MIN_MYOCARDIUM_SLICES
+
+
+def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, settings: SynthesisSettings,
+               grid_shape: tuple[int, int, int], spacing_mm: tuple[float, float, float], publishable: bool,
+               name: str = "synthetic", device: torch.device | str | None = None, progress: bool = True,
+               batch: int = 50) -> SyntheticSet:
+    """Sample, decode, check and write ``settings.n_volumes`` synthetic cases into ``out_dir``.
+
+    Args:
+        edm, inr2vec: the trained stages (the EDM samples latents, inr2vec's decoder turns them into volumes).
+        grid_shape: the canonical grid (slices, rows, cols) the INRs were fitted on.
+        spacing_mm: voxel size written into the NIfTI headers (`nominal_spacing` of the real training cases).
+        publishable: whether the manifest lets a rendered book show these images. Synthetic volumes learned
+            from a private dataset may reproduce its cases, so pass the source dataset's flag.
+        batch: samples decoded together.
+
+    A folder already holding this exact synthesis (same models, settings, grid and voxel size) is returned as is;
+    otherwise it is written anew, atomically (an interrupted run leaves the old folder or none).
+    """
+    out = Path(out_dir)
+    key = fingerprint({"settings": settings.to_dict(), "grid": list(grid_shape), "spacing": list(spacing_mm),
+                       "publishable": publishable, "name": name},
+                      *[t for t in edm.net.state_dict().values()], edm.standardizer.mean, edm.standardizer.std,
+                      *[t for t in inr2vec.model.state_dict().values()])
+    if (out / RECORD).is_file() and json.loads((out / RECORD).read_text()).get("fingerprint") == key:
+        return load_synthetic(out)
+    max_draws = settings.max_draws or 2 * settings.n_volumes + 16
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    affine = np.diag([*spacing_mm, 1.0])
+    started = time.perf_counter()
+    rows, entries, latents_kept = [], [], []
+    drawn = 0
+    bar = tqdm(total=settings.n_volumes, desc="synthetic volumes", unit="volume", disable=not progress, leave=False)
+    with atomic_directory(out, replace=True) as staging:
+        while len(entries) < settings.n_volumes:
+            if drawn >= max_draws:
+                raise RuntimeError(f"only {len(entries)} of {drawn} samples had myocardium in at least "
+                                   f"{MIN_MYOCARDIUM_SLICES} slices; stopped at max_draws = {max_draws}. The diffusion "
+                                   "or inr2vec model is probably undertrained: check their loss curves.")
+            count = min(batch, max(settings.n_volumes - len(entries), 1), max_draws - drawn)
+            latents = edm.sample(sample_seeds(settings.seed, count, first=drawn), settings.sampler, device)
+            decoded = decode_latents(inr2vec.model, latents, grid_shape, device)
+            myocardium = decoded.myocardium > settings.threshold
+            raw_fibrosis = decoded.fibrosis > settings.threshold
+            for j in range(count):
+                index = drawn + j
+                case_id = f"synth-{index:04d}"
+                qc = mask_qc(myocardium[j], raw_fibrosis[j] & myocardium[j], voxel_ml, raw_fibrosis[j])
+                accepted = _accepted(qc) and len(entries) < settings.n_volumes
+                rows.append({"case_id": case_id, "sample": index, "accepted": accepted, **qc})
+                if accepted:
+                    image = np.clip(decoded.intensity[j], 0.0, 1.0)
+                    entries.append(write_case_volumes(staging / "cases" / case_id, case_id, image, myocardium[j],
+                                                      raw_fibrosis[j] & myocardium[j], affine))
+                    latents_kept.append(latents[j])
+                    bar.update(1)
+            drawn += count
+        bar.close()
+        case_ids = [e["id"] for e in entries]
+        write_nifti_manifest(staging / "manifest.yaml", re.sub(r"[^A-Za-z0-9._-]+", "-", f"{name}-synthetic"),
+                             f"{len(case_ids)} synthetic volumes sampled by EDM and decoded by inr2vec "
+                             f"(seed {settings.seed}); QC in qc.csv.", publishable, entries,
+                             Split(tuple(case_ids), ()))
+        qc_frame = pd.DataFrame(rows, columns=list(QC_COLUMNS))
+        qc_frame.to_csv(staging / "qc.csv", index=False)
+        stacked = torch.stack(latents_kept)
+        save_tensors(staging / "latents.safetensors", {"latents": stacked}, {"case_ids": json.dumps(case_ids)})
+        record = {"fingerprint": key, "settings": settings.to_dict(), "grid_shape": list(grid_shape),
+                  "spacing_mm": list(spacing_mm), "n_written": len(case_ids), "n_drawn": drawn,
+                  "seconds": time.perf_counter() - started}
+        (staging / RECORD).write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+    return SyntheticSet(out, case_ids, qc_frame, stacked, record)
+
+
+def load_synthetic(folder: Path | str) -> SyntheticSet:
+    """Read a synthesis folder's QC table, latents and record (the volumes: `lgelib.data.prepare.load_prepared`)."""
+    folder = Path(folder)
+    if not (folder / RECORD).is_file():
+        raise FileNotFoundError(f"{folder / RECORD} does not exist: run the synthesis first (synthesize)")
+    record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    tensors, metadata = load_tensors(folder / "latents.safetensors")
+    qc = pd.read_csv(folder / "qc.csv", dtype={"case_id": str, "rings": str})
+    return SyntheticSet(folder, json.loads(metadata["case_ids"]), qc, tensors["latents"], record)
+
+
+def real_qc(prepared: PreparedDataset, case_ids: list[str] | None = None) -> pd.DataFrame:
+    """The same QC table for real cases on the canonical grid (each with its own voxel size), for comparison."""
+    rows = []
+    for case_id in case_ids or prepared.case_ids:
+        i = int(prepared.index([case_id])[0])
+        voxel_ml = float(np.prod(canonical_spacing(prepared, case_id))) / 1000.0
+        rows.append({"case_id": case_id, **mask_qc(prepared.myocardium[i], prepared.fibrosis[i], voxel_ml)})
+    return pd.DataFrame(rows)
+
+
+QC_SUMMARY = {"myocardium_ml": "myocardium (mL)", "fibrosis_ml": "fibrosis (mL)", "scar_burden_pct": "scar burden (%)",
+              "fibrosis_outside_pct": "fibrosis outside myocardium (%)", "ring_pct": "closed-ring slices (%)",
+              "no_scar_pct": "cases without fibrosis (%)"}
+
+
+def compare_qc(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Median [quartiles] of each QC number per named table (e.g. real training cases vs synthetic ones)."""
+    columns = {}
+    for name, table in tables.items():
+        table = table.assign(ring_pct=100 * table.closed_ring_slices / table.myocardium_slices.clip(lower=1))
+        cells = {}
+        for key, label in QC_SUMMARY.items():
+            if key == "no_scar_pct":
+                cells[label] = f"{100 * (table.fibrosis_ml == 0).mean():.0f}"
+                continue
+            q1, median, q3 = table[key].quantile([0.25, 0.5, 0.75])
+            cells[label] = f"{median:.1f} [{q1:.1f}, {q3:.1f}]"
+        cells["cases"] = str(len(table))
+        columns[name] = cells
+    return pd.DataFrame(columns)

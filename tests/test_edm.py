@@ -1,0 +1,157 @@
+"""EDM: preconditioning and loss as in Karras et al. 2022, the Heun sampler on Gaussians, training, EMA, resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from lgelib.edm import (EMA, EDMLoss, EDMPrecond, EdmSettings, PerSampleNoise, SamplerSettings, ddpm_sigmas,
+                        edm_sampler, load_edm, sample_seeds, train_edm)
+
+
+class Recorder(nn.Module):
+    """A stand-in network F that remembers its inputs and returns a fixed function of them."""
+
+    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
+        self.seen = (x.clone(), c_noise.clone())
+        return torch.sin(x) + c_noise[:, None]
+
+
+def test_preconditioning_matches_the_paper() -> None:
+    sigma_data = 0.5
+    net = EDMPrecond(Recorder(), sigma_data)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.002, 0.5, 1.0, 80.0])
+    out = net(x, sigma)
+    s = sigma[:, None].double()
+    c_skip = sigma_data**2 / (s**2 + sigma_data**2)  # Karras et al. 2022, Table 1
+    c_out = s * sigma_data / torch.sqrt(sigma_data**2 + s**2)
+    c_in = 1 / torch.sqrt(s**2 + sigma_data**2)
+    c_noise = torch.log(s) / 4
+    assert torch.allclose(net.model.seen[0].double(), c_in * x, atol=1e-6)
+    assert torch.allclose(net.model.seen[1].double(), c_noise[:, 0], atol=1e-6)
+    assert torch.allclose(out.double(), c_skip * x + c_out * (torch.sin(c_in * x) + c_noise), atol=1e-5)
+    assert math.isclose(net.coefficients(torch.tensor(1.0))[0].item(), 0.25 / 1.25, rel_tol=1e-6)
+
+
+def test_loss_draws_sigma_log_normally_and_weights_it_as_published() -> None:
+    loss_fn = EDMLoss(p_mean=-1.2, p_std=1.2, sigma_data=0.5)
+    net = EDMPrecond(Recorder(), 0.5)
+    y = torch.randn(5000, 2, generator=torch.Generator().manual_seed(1))
+    loss = loss_fn(net, y, torch.Generator().manual_seed(7))
+    # Replay the draws: same generator, same order (sigma, then noise).
+    replay = torch.Generator().manual_seed(7)
+    sigma = (torch.randn((len(y), 1), generator=replay) * 1.2 - 1.2).exp()
+    noise = torch.randn(y.shape, generator=replay) * sigma
+    weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
+    expected = weight * (net(y + noise, sigma) - y) ** 2
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    log_sigma = sigma.log()
+    assert abs(log_sigma.mean().item() + 1.2) < 0.06 and abs(log_sigma.std().item() - 1.2) < 0.06
+    # The weight makes the network's own regression target unit-weighted: lambda * c_out^2 = 1.
+    c_out = net.coefficients(sigma)[1]
+    assert torch.allclose(loss_fn.weight(sigma) * c_out**2, torch.ones_like(sigma), atol=1e-5)
+
+
+def gaussian_denoiser(mean: Tensor, cov: Tensor):
+    """The exact denoiser of N(mean, cov): E[y | y + n] = mean + cov (cov + sigma^2 I)^-1 (x - mean)."""
+
+    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+        eye = torch.eye(len(mean), dtype=torch.float64)
+        gain = cov @ torch.linalg.inv(cov + float(sigma) ** 2 * eye)
+        return mean + (x - mean) @ gain.T
+
+    return denoise
+
+
+@pytest.mark.parametrize("churn", [0.0, 40.0])
+def test_heun_sampler_recovers_a_known_gaussian(churn: float) -> None:
+    """With the exact denoiser of N(mean, cov) the sampler must return N(mean, cov), closer with more steps."""
+    g = torch.Generator().manual_seed(0)
+    mean = torch.tensor([0.3, -0.2, 0.1, 0.0], dtype=torch.float64)  # near 0, as standardised latents are
+    a = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    cov = a @ a.T / 4 + 0.1 * torch.eye(4, dtype=torch.float64)
+    latents = torch.randn(20000, 4, generator=g, dtype=torch.float64)
+    errors = {}
+    for steps in (18, 64):
+        settings = SamplerSettings(num_steps=steps, s_churn=churn, s_min=0.05, s_max=50)
+        samples = edm_sampler(gaussian_denoiser(mean, cov), latents, settings,
+                              randn_like=lambda x: torch.randn(x.shape, generator=g, dtype=x.dtype))
+        assert torch.allclose(samples.mean(0), mean, atol=0.05)
+        errors[steps] = ((torch.cov(samples.T) - cov).abs().max() / cov.abs().max()).item()
+    assert errors[64] < 0.06 and errors[64] < errors[18] < 0.25, errors
+
+
+def test_ddpm_noise_levels_match_a_simulated_forward_chain() -> None:
+    """Paper Eq. 2 run for T = 1000 steps: z_t / sqrt(abar_t) = z_0 + sigma_t eps with sigma_t from ddpm_sigmas."""
+    g = torch.Generator().manual_seed(3)
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    z0 = torch.full((20000,), 0.7, dtype=torch.float64)
+    z, alpha_bar, sigmas = z0.clone(), 1.0, ddpm_sigmas()
+    for t, beta in enumerate(betas, start=1):
+        z = torch.sqrt(1 - beta) * z + torch.sqrt(beta) * torch.randn(z.shape, generator=g, dtype=z.dtype)
+        alpha_bar *= float(1 - beta)
+        if t in (10, 200, 1000):
+            x = z / math.sqrt(alpha_bar)
+            assert abs(x.mean().item() - 0.7) < 0.05 * max(1.0, sigmas[t - 1].item())
+            assert abs(x.std().item() / sigmas[t - 1].item() - 1) < 0.03
+    assert 0.005 < sigmas[0] < 0.02 and 100 < sigmas[-1] < 200  # the range EDM's 0.002 .. 80 covers
+
+
+def test_ema_follows_the_published_half_life() -> None:
+    model = nn.Linear(2, 2)
+    ema = EMA(model, halflife_samples=100, rampup_ratio=None)
+    with torch.no_grad():
+        start = ema.model.weight.clone()
+        model.weight.add_(1.0)
+    beta = ema.update(model, batch_size=10, samples_seen=10_000)
+    assert math.isclose(beta, 0.5 ** (10 / 100))
+    assert torch.allclose(ema.model.weight, beta * start + (1 - beta) * model.weight)
+    ramped = EMA(model, halflife_samples=1e6, rampup_ratio=0.05)
+    assert math.isclose(ramped.update(model, 10, 1000), 0.5 ** (10 / 50))  # half-life capped at 5% of seen
+
+
+def test_per_sample_noise_does_not_depend_on_the_batch() -> None:
+    seeds = sample_seeds(5, 6)
+    assert seeds == sample_seeds(5, 6) and sample_seeds(5, 3, first=3) == seeds[3:] and seeds != sample_seeds(6, 6)
+    like = torch.empty(6, 4, dtype=torch.float64)
+    assert torch.equal(PerSampleNoise(seeds)(like)[3:], PerSampleNoise(seeds[3:])(like[3:]))
+
+
+SMALL = EdmSettings(width=64, blocks=2, embedding_dim=32, dropout=0.0, steps=1500, batch_size=256, lr=2e-3,
+                    warmup_steps=50, ema_halflife_samples=20_000, checkpoint_every=100)
+
+
+def test_trained_model_samples_its_training_distribution_and_resumes_exactly(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    mean = torch.tensor([3.0, -2.0, 1.0])
+    mix = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.3, 0.5]])
+    data = mean + torch.randn(2000, 3, generator=g) @ mix.T
+    trained = train_edm(data, tmp_path / "a", SMALL, device="cpu", progress=False)
+    samples = trained.sample(sample_seeds(0, 3000), SamplerSettings(), "cpu")
+    assert torch.allclose(samples.mean(0), data.mean(0), atol=0.15)
+    assert torch.allclose(torch.cov(samples.T), torch.cov(data.T), atol=0.2)
+    assert torch.allclose(trained.sample(sample_seeds(0, 5), device="cpu"), samples[:5], atol=1e-5)  # per-sample seeds
+
+    short = EdmSettings(**{**SMALL.to_dict(), "steps": 250, "dropout": 0.1})  # dropout too must replay exactly
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(step: int, loss: float) -> None:
+        if step == 130:
+            raise Stop
+
+    reference = train_edm(data, tmp_path / "b", short, device="cpu", progress=False)
+    with pytest.raises(Stop):
+        train_edm(data, tmp_path / "c", short, device="cpu", progress=False, on_step=interrupt)
+    resumed = train_edm(data, tmp_path / "c", short, device="cpu", progress=False)
+    for a, b in zip(reference.net.state_dict().values(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b)
+    loaded = load_edm(tmp_path / "c")
+    assert torch.equal(loaded.sample(sample_seeds(1, 4), device="cpu"), resumed.sample(sample_seeds(1, 4), device="cpu"))
+    assert torch.allclose(loaded.standardizer.mean, data.mean(0))

@@ -1,0 +1,124 @@
+"""Synthesis: deterministic sampling and decoding, NIfTI + manifest that pass validation, the QC table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lgelib.anatomy import closed_rings, mask_qc, ring_string
+from lgelib.data.prepare import load_prepared
+from lgelib.data.validate import validate_dataset
+from lgelib.edm import EdmSettings, SamplerSettings, train_edm
+from lgelib.inr2vec import Inr2VecSettings, train_inr2vec
+from lgelib.synthesis import QC_COLUMNS, SynthesisSettings, compare_qc, load_synthetic, real_qc, synthesize
+from toys import toy_fitted, toy_prepared
+
+SPACING = (8.0, 2.5, 2.5)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("stages")
+    prepared, inrs = toy_fitted(root / "inr", n=6)
+    inr2vec = train_inr2vec(inrs, root / "inr2vec", Inr2VecSettings(
+        latent_dim=32, encoder_hidden=(32, 32, 64), decoder_hidden=64, frequencies=4, max_frequency_log2=3,
+        steps=500, batch_size=4, points_per_inr=512, lr=2e-3, lr_final=2e-4), device="cpu", progress=False)
+    edm = train_edm(inr2vec.latents, root / "edm", EdmSettings(width=64, blocks=2, embedding_dim=32, dropout=0.0,
+                    steps=400, batch_size=64, lr=1e-3, warmup_steps=20, ema_halflife_samples=2000),
+                    device="cpu", progress=False)
+    return edm, inr2vec, inrs.grid_shape
+
+
+def run(models, folder: Path, n: int, seed: int = 0):
+    edm, inr2vec, shape = models
+    settings = SynthesisSettings(n_volumes=n, seed=seed, sampler=SamplerSettings(num_steps=18))
+    return synthesize(edm, inr2vec, folder, settings, shape, SPACING, publishable=True, device="cpu", progress=False)
+
+
+def test_synthesis_is_deterministic_nested_and_valid(models, tmp_path: Path) -> None:
+    first = run(models, tmp_path / "a", 5)
+    assert len(first.case_ids) == 5 and first.manifest.is_file()
+    assert list(first.qc.columns) == list(QC_COLUMNS) and first.qc.accepted.sum() == 5
+
+    report = validate_dataset(first.manifest, grid=None, progress=False)
+    assert report.ok and report.n_ok == 5, report.format()
+    data = load_prepared(first.folder)
+    assert data.case_ids == first.case_ids and list(data.split.train) == first.case_ids and not data.split.test
+    assert data.images.shape == (5, *models[2]) and data.images.min() >= 0 and data.images.max() <= 1
+    assert data.myocardium.any(axis=(1, 2, 3)).all()
+    assert not (data.fibrosis & ~data.myocardium).any()
+
+    again = load_prepared(run(models, tmp_path / "b", 5).folder)
+    assert np.array_equal(again.images, data.images) and np.array_equal(again.myocardium, data.myocardium)
+    assert np.array_equal(again.fibrosis, data.fibrosis)
+
+    fewer = run(models, tmp_path / "c", 3)  # the first 3 of 5: each sample has its own seed
+    assert fewer.case_ids == first.case_ids[:3]
+    assert np.allclose(load_prepared(fewer.folder).images, data.images[:3], atol=1e-5)
+
+    other = load_prepared(run(models, tmp_path / "d", 5, seed=1).folder)
+    assert not np.allclose(other.images, data.images)
+
+
+def test_a_finished_synthesis_is_reused_and_reloaded(models, tmp_path: Path) -> None:
+    written = run(models, tmp_path, 2)
+    stamp = (tmp_path / "synthesis.json").stat().st_mtime_ns
+    again = run(models, tmp_path, 2)
+    assert (tmp_path / "synthesis.json").stat().st_mtime_ns == stamp and again.case_ids == written.case_ids
+    loaded = load_synthetic(tmp_path)
+    assert torch.equal(loaded.latents, written.latents) and loaded.qc.equals(written.qc)
+    changed = run(models, tmp_path, 3)
+    assert len(changed.case_ids) == 3 and len(load_prepared(tmp_path).case_ids) == 3
+
+
+def test_too_many_rejected_samples_stop_with_a_clear_error_and_write_nothing(models, tmp_path: Path) -> None:
+    edm, inr2vec, shape = models
+    impossible = SynthesisSettings(n_volumes=3, threshold=1.0, max_draws=4)  # no voxel passes a threshold of 1
+    with pytest.raises(RuntimeError, match="max_draws"):
+        synthesize(edm, inr2vec, tmp_path / "s", impossible, shape, SPACING, True, device="cpu", progress=False)
+    assert not (tmp_path / "s").exists() and not list(tmp_path.iterdir())
+
+
+def ring_slice(kind: str) -> np.ndarray:
+    y, x = np.mgrid[-10:11, -10:11]
+    r = np.hypot(y, x)
+    ring = (r >= 4) & (r <= 7)
+    if kind == "ring":
+        return ring
+    if kind == "open":
+        return ring & ~((x > 0) & (np.abs(y) <= 1))
+    if kind == "disc":
+        return r <= 6
+    if kind == "two":
+        return (np.hypot(y, x - 5) <= 2) | (np.hypot(y, x + 5) <= 2)
+    return np.zeros_like(ring)
+
+
+def test_closed_rings_and_mask_numbers() -> None:
+    kinds = ["ring", "open", "disc", "two", "empty"]
+    myocardium = np.stack([ring_slice(k) for k in kinds])
+    assert closed_rings(myocardium).tolist() == [1, 0, 0, 0, -1]
+    assert ring_string(closed_rings(myocardium)) == "Oxxx."
+    fibrosis = np.zeros_like(myocardium)
+    fibrosis[0, :, 15:] = myocardium[0, :, 15:]  # scar in the first slice's ring
+    outside = fibrosis.copy()
+    outside[4, 0, :3] = True  # 3 raw fibrosis voxels outside the myocardium
+    qc = mask_qc(myocardium, fibrosis, voxel_ml=0.01, fibrosis_raw=outside)
+    n_myo, n_fib = int(myocardium.sum()), int(fibrosis.sum())
+    assert qc["myocardium_ml"] == pytest.approx(n_myo * 0.01) and qc["fibrosis_ml"] == pytest.approx(n_fib * 0.01)
+    assert qc["scar_burden_pct"] == pytest.approx(100 * n_fib / n_myo)
+    assert qc["fibrosis_outside_pct"] == pytest.approx(100 * 3 / (n_fib + 3))
+    assert (qc["myocardium_slices"], qc["closed_ring_slices"]) == (4, 1)
+
+
+def test_qc_comparison_and_missing_voxel_sizes(models, tmp_path: Path) -> None:
+    written = run(models, tmp_path, 4)
+    table = compare_qc({"a": written.qc, "b": written.qc.iloc[:2]})
+    assert list(table.columns) == ["a", "b"] and table.loc["cases"].tolist() == ["4", "2"]
+    median = written.qc.myocardium_ml.median()
+    assert table.loc["myocardium (mL)", "a"].startswith(f"{median:.1f} [")
+    with pytest.raises(ValueError, match="toy_00: no grid mapping"):
+        real_qc(toy_prepared(2), ["toy_00"])
