@@ -332,6 +332,9 @@ def train_edm(latents: Tensor, out_dir: Path | str, settings: EdmSettings, devic
     """Train EDM on latents (N, dim) and write ``edm.safetensors`` (EMA weights, standardisation, settings) and
     ``history.csv``; a finished run with the same inputs is loaded, an interrupted one resumed from its checkpoint.
     ``on_step(step, loss)`` is called after every step (for logging, or to stop by raising)."""
+    if latents.dim() != 2 or len(latents) < 2 or not torch.isfinite(latents).all():
+        raise ValueError(f"EDM needs at least 2 finite latent vectors as an (N, dim) tensor, got shape "
+                         f"{tuple(latents.shape)}{'' if torch.isfinite(latents).all() else ' with NaN or Inf values'}")
     out = Path(out_dir)
     device = torch.device(device) if device is not None else default_device()
     key = fingerprint(settings.to_dict(), latents)

@@ -239,6 +239,9 @@ class Inr2Vec(nn.Module):
 
     def row_features(self, params: Tensor) -> Tensor:
         """(N, P) -> (N, R, width + layers): scaled rows with their one-hot layer tag."""
+        if params.dim() != 2 or params.shape[1] != self.spec.n_params:
+            raise ValueError(f"this inr2vec model reads INRs of {self.spec.n_params:,} parameters ({self.spec}); "
+                             f"got parameters shaped {tuple(params.shape)}: were they fitted with another profile?")
         layer = self.rows.layer.to(params.device)
         rows = self.raw_rows(params) / self.layer_scale[layer][:, None]
         tags = F.one_hot(layer, self.rows.n_layers).to(rows.dtype).expand(len(params), -1, -1)

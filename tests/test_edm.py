@@ -155,3 +155,11 @@ def test_trained_model_samples_its_training_distribution_and_resumes_exactly(tmp
     loaded = load_edm(tmp_path / "c")
     assert torch.equal(loaded.sample(sample_seeds(1, 4), device="cpu"), resumed.sample(sample_seeds(1, 4), device="cpu"))
     assert torch.allclose(loaded.standardizer.mean, data.mean(0))
+
+
+def test_too_few_or_broken_latents_fail_early(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 2 finite"):
+        train_edm(torch.zeros(1, 4), tmp_path, SMALL, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="NaN"):
+        train_edm(torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), tmp_path, SMALL, device="cpu", progress=False)
+    assert not any(tmp_path.iterdir())

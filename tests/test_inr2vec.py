@@ -53,6 +53,8 @@ def test_encoder_ignores_row_order_but_not_the_weights() -> None:
     z = model.encoder(features)
     assert z.shape == (3, SMALL.latent_dim)
     assert (z[0] - z[1]).abs().max() > 1e-3  # different INRs, different latents
+    with pytest.raises(ValueError, match="another profile"):
+        model.encode(torch.zeros(2, SirenSpec().n_params))
 
 
 def test_training_reproduces_the_inrs_and_resumes_exactly(fitted, tmp_path: Path) -> None:

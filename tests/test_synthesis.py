@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lgelib.anatomy import closed_rings, mask_qc, ring_string
+from lgelib.cli import main as cli_main
 from lgelib.data.prepare import load_prepared
 from lgelib.data.validate import validate_dataset
 from lgelib.edm import EdmSettings, SamplerSettings, train_edm
@@ -45,6 +46,7 @@ def test_synthesis_is_deterministic_nested_and_valid(models, tmp_path: Path) -> 
 
     report = validate_dataset(first.manifest, grid=None, progress=False)
     assert report.ok and report.n_ok == 5, report.format()
+    assert cli_main(["validate", str(first.manifest), "--quiet", "--strict"]) == 0  # `lgelib validate` itself
     data = load_prepared(first.folder)
     assert data.case_ids == first.case_ids and list(data.split.train) == first.case_ids and not data.split.test
     assert data.images.shape == (5, *models[2]) and data.images.min() >= 0 and data.images.max() <= 1
