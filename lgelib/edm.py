@@ -31,22 +31,19 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from lgelib.fsutil import load_tensors, save_tensors
 from lgelib.inr.fit import default_device
 from lgelib.inr.sampling import case_seed
-from lgelib.training import cosine_lr, fingerprint, load_checkpoint, remove_checkpoint, save_checkpoint
+from lgelib.training import TrainingLoop, cosine_lr, fingerprint, seeded
 
 MODEL_FILE = "edm.safetensors"
 
@@ -321,8 +318,7 @@ def sample_seeds(seed: int, count: int, first: int = 0) -> list[int]:
 
 
 def _seeded_net(dim: int, settings: EdmSettings) -> EDMPrecond:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
+    with seeded(settings.seed):
         model = VectorDenoiser(dim, settings.width, settings.blocks, settings.embedding_dim, settings.dropout)
     return EDMPrecond(model, settings.sigma_data)
 
@@ -348,51 +344,26 @@ def train_edm(latents: Tensor, out_dir: Path | str, settings: EdmSettings, devic
     loss_fn = EDMLoss(settings.p_mean, settings.p_std, settings.sigma_data)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     generator = torch.Generator().manual_seed(settings.seed)
-    history: list[float] = []
-    start, seconds = 0, 0.0
-    state = load_checkpoint(out, key)
-    if state is not None:
-        net.load_state_dict(state["net"])
-        ema.model.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        history, start, seconds = list(state["history"]), int(state["step"]), float(state["seconds"])
-        if progress:
-            print(f"resuming EDM training at step {start} of {settings.steps} from {out}")
-    bar = tqdm(range(start, settings.steps), desc="EDM", unit="step", disable=not progress, leave=False,
-               initial=start, total=settings.steps)
-    started = time.perf_counter()
+    loop = TrainingLoop(out, key, settings.steps, settings.checkpoint_every,
+                        {"net": net, "ema": ema.model, "optimizer": optimizer}, generator, "EDM", progress, on_step)
     net.train()
-    for step in bar:
+    for step in loop:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, settings.steps, settings.lr, settings.lr, settings.warmup_steps)
         batch = data[torch.randint(len(data), (settings.batch_size,), generator=generator).to(device)]
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))  # dropout, reproducibly
+        with seeded(int(torch.randint(2**62, (1,), generator=generator)), device):  # dropout, reproducibly
             loss = loss_fn(net, batch, generator).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         ema.update(net, settings.batch_size, (step + 1) * settings.batch_size)
-        history.append(loss.item())
-        if progress and (step % 100 == 0 or step == settings.steps - 1):
-            bar.set_postfix(loss=f"{np.mean(history[-100:]):.4f}")
-        if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
-            save_checkpoint(out, {"fingerprint": key, "step": step + 1, "net": net.state_dict(),
-                                  "ema": ema.model.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "generator": generator.get_state(), "history": history,
-                                  "seconds": seconds + time.perf_counter() - started})
-        if on_step is not None:
-            on_step(step, history[-1])
-    seconds += time.perf_counter() - started
+        loop.record(step, loss.item())
+    history, seconds = loop.finish()
     tensors = {f"ema.{k}": v.cpu() for k, v in ema.model.state_dict().items()}
     tensors |= {"latent_mean": standardizer.mean, "latent_std": standardizer.std}
     save_tensors(out / MODEL_FILE, tensors, {"fingerprint": key, "settings": json.dumps(settings.to_dict()),
                                              "dim": str(latents.shape[1]), "seconds": str(seconds)})
-    history_frame = pd.DataFrame({"step": np.arange(len(history)), "loss": history})
-    history_frame.to_csv(out / "history.csv", index=False)
-    remove_checkpoint(out)
-    return TrainedEdm(ema.model.cpu(), standardizer, settings, history_frame, seconds)
+    return TrainedEdm(ema.model.cpu(), standardizer, settings, history, seconds)
 
 
 def load_edm(folder: Path | str) -> TrainedEdm:

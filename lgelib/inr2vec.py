@@ -22,7 +22,6 @@ are used because an INR is unconstrained between the voxels it was fitted on (`l
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from scipy.special import expit
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from lgelib.data.prepare import PreparedDataset
 from lgelib.fsutil import load_tensors, save_tensors
@@ -43,7 +41,7 @@ from lgelib.inr.query import Decoded, decode
 from lgelib.inr.sampling import VoxelSampler
 from lgelib.inr.siren import ParameterLayout, SirenSpec
 from lgelib.inr.stage import FittedINRs, case_fidelity
-from lgelib.training import cosine_lr, fingerprint, load_checkpoint, remove_checkpoint, save_checkpoint
+from lgelib.training import TrainingLoop, cosine_lr, fingerprint, seeded
 
 MODEL_FILE = "inr2vec.safetensors"
 LATENTS_FILE = "latents.safetensors"
@@ -309,12 +307,6 @@ def inr_targets(fitted: FittedINRs, device: torch.device) -> tuple[Tensor, np.nd
     return torch.from_numpy(targets).to(device), myocardium, fibrosis
 
 
-def _seeded_model(spec: SirenSpec, settings: Inr2VecSettings) -> Inr2Vec:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        return Inr2Vec(spec, settings)
-
-
 def train_inr2vec(fitted: FittedINRs, out_dir: Path | str, settings: Inr2VecSettings,
                   device: torch.device | str | None = None, progress: bool = True,
                   on_step: Callable[[int, float], None] | None = None) -> TrainedInr2Vec:
@@ -335,61 +327,40 @@ def train_inr2vec(fitted: FittedINRs, out_dir: Path | str, settings: Inr2VecSett
     record = {"settings": settings.to_dict(), "siren": fitted.spec.to_dict(), "grid_shape": fitted.grid_shape,
               "cases": fitted.case_ids}
     (out / "settings.json").write_text(json.dumps(record, indent=1))
-    model = _seeded_model(fitted.spec, settings).to(device)
-    model.calibrate(fitted.params.to(device), fitted.init.to(device))
+    with seeded(settings.seed):
+        model = Inr2Vec(fitted.spec, settings).to(device)
     params = fitted.params.to(device)
+    model.calibrate(params, fitted.init.to(device))
     targets, myocardium, fibrosis = inr_targets(fitted, device)
     sampler = VoxelSampler(fitted.case_ids, myocardium, fibrosis, settings.points_per_inr, settings.seed,
                            settings.myocardium_fraction, settings.fibrosis_fraction, settings.band_voxels, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
-    history: list[float] = []
-    start, seconds = 0, 0.0
-    state = load_checkpoint(out, key)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        history, start, seconds = list(state["history"]), int(state["step"]), float(state["seconds"])
-        if progress:
-            print(f"resuming inr2vec training at step {start} of {settings.steps} from {out}")
+    loop = TrainingLoop(out, key, settings.steps, settings.checkpoint_every,
+                        {"model": model, "optimizer": optimizer}, generator, "inr2vec", progress, on_step)
     n, batch_size = len(fitted.case_ids), min(settings.batch_size, len(fitted.case_ids))
-    bar = tqdm(range(start, settings.steps), desc="inr2vec", unit="step", disable=not progress, leave=False,
-               initial=start, total=settings.steps)
-    started = time.perf_counter()
     model.train()
-    for step in bar:
+    for step in loop:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, settings.steps, settings.lr, settings.lr_final)
-        batch = torch.randperm(n, generator=generator)[:batch_size]
+        batch = torch.randperm(n, generator=generator)[:batch_size].to(device)
         uniforms = torch.rand((batch_size, settings.points_per_inr), generator=generator, dtype=torch.float64)
-        index = sampler.draw(uniforms.to(device), batch.to(device))
-        target = torch.gather(targets[batch.to(device)], 1, index.unsqueeze(-1).expand(-1, -1, 3))
-        outputs = model(params[batch.to(device)], index_to_coordinates(index, fitted.grid_shape))
+        index = sampler.draw(uniforms.to(device), batch)
+        target = torch.gather(targets[batch], 1, index.unsqueeze(-1).expand(-1, -1, 3))
+        outputs = model(params[batch], index_to_coordinates(index, fitted.grid_shape))
         loss = distillation_loss(outputs, target, settings.loss_weights).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        history.append(loss.item())
-        if progress and (step % 50 == 0 or step == settings.steps - 1):
-            bar.set_postfix(loss=f"{history[-1]:.4f}")
-        if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
-            save_checkpoint(out, {"fingerprint": key, "step": step + 1, "model": model.state_dict(),
-                                  "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                                  "history": history, "seconds": seconds + time.perf_counter() - started})
-        if on_step is not None:
-            on_step(step, history[-1])
-    seconds += time.perf_counter() - started
+        loop.record(step, loss.item())
+    history, seconds = loop.finish()
     latents = encode(model, fitted.params, device)
-    history_frame = pd.DataFrame({"step": np.arange(len(history)), "loss": history})
     metadata = {"fingerprint": key, "settings": json.dumps(settings.to_dict()),
                 "siren": json.dumps(fitted.spec.to_dict()),
                 "grid_shape": json.dumps(fitted.grid_shape), "seconds": str(seconds)}
     save_tensors(out / MODEL_FILE, {k: v.cpu() for k, v in model.state_dict().items()}, metadata)
     save_tensors(out / LATENTS_FILE, {"latents": latents}, {"case_ids": json.dumps(fitted.case_ids)})
-    history_frame.to_csv(out / "history.csv", index=False)
-    remove_checkpoint(out)
-    return TrainedInr2Vec(model.cpu().eval(), list(fitted.case_ids), latents, history_frame, seconds)
+    return TrainedInr2Vec(model.cpu().eval(), list(fitted.case_ids), latents, history, seconds)
 
 
 def load_inr2vec(folder: Path | str) -> TrainedInr2Vec:

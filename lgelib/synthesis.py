@@ -58,8 +58,6 @@ class SynthesisSettings:
     def __post_init__(self) -> None:
         if self.n_volumes < 1:
             raise ValueError(f"n_volumes must be at least 1, got {self.n_volumes}")
-        if isinstance(self.sampler, dict):
-            object.__setattr__(self, "sampler", SamplerSettings(**self.sampler))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,10 +95,6 @@ def nominal_spacing(prepared: PreparedDataset, case_ids: list[str] | None = None
     return tuple(float(s) for s in np.median(spacings, axis=0))  # type: ignore[return-value]
 
 
-def _accepted(qc: dict) -> bool:
-    return int(qc["myocardium_slices"]) >= MIN_MYOCARDIUM_SLICES
-
-
 def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, settings: SynthesisSettings,
                grid_shape: tuple[int, int, int], spacing_mm: tuple[float, float, float], publishable: bool,
                name: str = "synthetic", device: torch.device | str | None = None, progress: bool = True,
@@ -131,32 +125,33 @@ def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, se
     started = time.perf_counter()
     rows, entries, latents_kept = [], [], []
     drawn = 0
-    bar = tqdm(total=settings.n_volumes, desc="synthetic volumes", unit="volume", disable=not progress, leave=False)
-    with atomic_directory(out, replace=True) as staging:
+    with (atomic_directory(out, replace=True) as staging,
+          tqdm(total=settings.n_volumes, desc="synthetic volumes", unit="volume", disable=not progress,
+               leave=False) as bar):
         while len(entries) < settings.n_volumes:
             if drawn >= max_draws:
                 raise RuntimeError(f"only {len(entries)} of {drawn} samples had myocardium in at least "
                                    f"{MIN_MYOCARDIUM_SLICES} slices; stopped at max_draws = {max_draws}. The diffusion "
                                    "or inr2vec model is probably undertrained: check their loss curves.")
-            count = min(batch, max(settings.n_volumes - len(entries), 1), max_draws - drawn)
+            count = min(batch, settings.n_volumes - len(entries), max_draws - drawn)
             latents = edm.sample(sample_seeds(settings.seed, count, first=drawn), settings.sampler, device)
             decoded = decode_latents(inr2vec.model, latents, grid_shape, device)
             myocardium = decoded.myocardium > settings.threshold
             raw_fibrosis = decoded.fibrosis > settings.threshold
+            fibrosis = raw_fibrosis & myocardium
             for j in range(count):
                 index = drawn + j
                 case_id = f"synth-{index:04d}"
-                qc = mask_qc(myocardium[j], raw_fibrosis[j] & myocardium[j], voxel_ml, raw_fibrosis[j])
-                accepted = _accepted(qc) and len(entries) < settings.n_volumes
+                qc = mask_qc(myocardium[j], fibrosis[j], voxel_ml, raw_fibrosis[j])
+                accepted = qc["myocardium_slices"] >= MIN_MYOCARDIUM_SLICES
                 rows.append({"case_id": case_id, "sample": index, "accepted": accepted, **qc})
                 if accepted:
                     image = np.clip(decoded.intensity[j], 0.0, 1.0)
                     entries.append(write_case_volumes(staging / "cases" / case_id, case_id, image, myocardium[j],
-                                                      raw_fibrosis[j] & myocardium[j], affine))
+                                                      fibrosis[j], affine))
                     latents_kept.append(latents[j])
                     bar.update(1)
             drawn += count
-        bar.close()
         case_ids = [e["id"] for e in entries]
         write_nifti_manifest(staging / "manifest.yaml", re.sub(r"[^A-Za-z0-9._-]+", "-", f"{name}-synthetic"),
                              f"{len(case_ids)} synthetic volumes sampled by EDM and decoded by inr2vec "
@@ -195,22 +190,20 @@ def real_qc(prepared: PreparedDataset, case_ids: list[str] | None = None) -> pd.
 
 
 QC_SUMMARY = {"myocardium_ml": "myocardium (mL)", "fibrosis_ml": "fibrosis (mL)", "scar_burden_pct": "scar burden (%)",
-              "fibrosis_outside_pct": "fibrosis outside myocardium (%)", "ring_pct": "closed-ring slices (%)",
-              "no_scar_pct": "cases without fibrosis (%)"}
+              "fibrosis_outside_pct": "fibrosis outside myocardium (%)", "ring_pct": "closed-ring slices (%)"}
 
 
 def compare_qc(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Median [quartiles] of each QC number per named table (e.g. real training cases vs synthetic ones)."""
+    """Median [quartiles] of each QC number per named table (e.g. real training cases vs synthetic ones), with
+    the share of cases without fibrosis and the number of cases."""
     columns = {}
     for name, table in tables.items():
         table = table.assign(ring_pct=100 * table.closed_ring_slices / table.myocardium_slices.clip(lower=1))
         cells = {}
         for key, label in QC_SUMMARY.items():
-            if key == "no_scar_pct":
-                cells[label] = f"{100 * (table.fibrosis_ml == 0).mean():.0f}"
-                continue
             q1, median, q3 = table[key].quantile([0.25, 0.5, 0.75])
             cells[label] = f"{median:.1f} [{q1:.1f}, {q3:.1f}]"
+        cells["cases without fibrosis (%)"] = f"{100 * (table.fibrosis_ml == 0).mean():.0f}"
         cells["cases"] = str(len(table))
         columns[name] = cells
     return pd.DataFrame(columns)

@@ -1,4 +1,5 @@
-"""What the trained stages (inr2vec, EDM) share: input fingerprints, learning-rate schedules, resumable checkpoints.
+"""What the trained stages (inr2vec, EDM) share: input fingerprints, seeding, learning-rate schedules, and a
+resumable training loop.
 
 A stage's folder holds its final model (safetensors) and, while training, ``checkpoint.pt``: model, optimizer,
 random-generator state and loss history every few hundred steps, with the fingerprint of everything that
@@ -9,16 +10,22 @@ starts afresh. Checkpoints are read with ``torch.load(weights_only=True)``, so n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -31,6 +38,15 @@ def fingerprint(settings: Any, *tensors: Tensor) -> str:
         digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Draw from torch's global generator (module initialisation, dropout) as seeded by ``seed``, leaving the
+    caller's global random state as it was."""
+    with torch.random.fork_rng(devices=[device] if device is not None and device.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def cosine_lr(step: int, steps: int, lr: float, lr_final: float, warmup_steps: int = 0) -> float:
@@ -68,3 +84,62 @@ def load_checkpoint(folder: Path, expected_fingerprint: str) -> dict[str, Any] |
 
 def remove_checkpoint(folder: Path) -> None:
     (folder / CHECKPOINT).unlink(missing_ok=True)
+
+
+class TrainingLoop:
+    """Steps 0 .. steps-1 of a training in ``folder``, resumed from its checkpoint when one with the same fingerprint
+    is there, and checkpointed every ``checkpoint_every`` steps.
+
+    ``stateful`` names what a checkpoint holds (models, optimisers: anything with ``state_dict``); ``generator``
+    is the training's random stream, saved with it, so a resumed run draws what an uninterrupted one would::
+
+        loop = TrainingLoop(out, key, steps, every, {"model": model, "optimizer": optimizer}, generator, "inr2vec")
+        for step in loop:
+            ...
+            loop.record(step, loss.item())
+        history, seconds = loop.finish()
+    """
+
+    def __init__(self, folder: Path, key: str, steps: int, checkpoint_every: int, stateful: dict[str, Any],
+                 generator: torch.Generator, name: str, progress: bool = True,
+                 on_step: Callable[[int, float], None] | None = None) -> None:
+        self.folder, self.key, self.steps, self.every = Path(folder), key, steps, checkpoint_every
+        self.stateful, self.generator, self.name, self.progress, self.on_step = stateful, generator, name, progress, on_step
+        self.history: list[float] = []
+        self.start, self.seconds = 0, 0.0
+        state = load_checkpoint(self.folder, key)
+        if state is not None:
+            for label, item in stateful.items():
+                item.load_state_dict(state[label])
+            generator.set_state(state["generator"])
+            self.history, self.start, self.seconds = list(state["history"]), int(state["step"]), float(state["seconds"])
+            if progress:
+                print(f"resuming {name} training at step {self.start} of {steps} from {self.folder}")
+        self._bar = tqdm(range(self.start, steps), desc=name, unit="step", disable=not progress, leave=False,
+                         initial=self.start, total=steps)
+        self._started = time.perf_counter()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._bar)
+
+    def record(self, step: int, loss: float) -> None:
+        """Log one step's loss; checkpoint when due; call ``on_step``."""
+        self.history.append(loss)
+        if self.progress and (step % 100 == 0 or step == self.steps - 1):
+            self._bar.set_postfix(loss=f"{np.mean(self.history[-100:]):.4f}")
+        if (step + 1) % self.every == 0 and step + 1 < self.steps:
+            save_checkpoint(self.folder, {"fingerprint": self.key, "step": step + 1, "history": self.history,
+                                          "generator": self.generator.get_state(),
+                                          "seconds": self.seconds + time.perf_counter() - self._started,
+                                          **{label: item.state_dict() for label, item in self.stateful.items()}})
+        if self.on_step is not None:
+            self.on_step(step, loss)
+
+    def finish(self) -> tuple[pd.DataFrame, float]:
+        """The loss per step, written to ``history.csv``, and the training seconds; the checkpoint is removed."""
+        self._bar.close()
+        seconds = self.seconds + time.perf_counter() - self._started
+        history = pd.DataFrame({"step": np.arange(len(self.history)), "loss": self.history})
+        history.to_csv(self.folder / "history.csv", index=False)
+        remove_checkpoint(self.folder)
+        return history, seconds

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -23,10 +24,17 @@ def fitted(tmp_path_factory: pytest.TempPathFactory):
     return toy_fitted(tmp_path_factory.mktemp("inrs"), n=6)
 
 
+@pytest.fixture(scope="module")
+def trained(fitted, tmp_path_factory: pytest.TempPathFactory):
+    return train_inr2vec(fitted[1], tmp_path_factory.mktemp("inr2vec"), SMALL, device="cpu", progress=False)
+
+
 def test_every_parameter_is_in_exactly_one_row_place() -> None:
     spec = SirenSpec()  # the paper's INR
     rows = WeightRows(spec)
     assert rows.n_rows == 4 * 256 + 3 * (80 + 1) and rows.width == 257 and rows.n_layers == 10
+    assert rows.table()[:2] == [("backbone.0", 256, 4), ("backbone.1", 256, 257)]
+    assert rows.table()[-1] == ("heads.fibrosis.1", 1, 81)
     used = rows.index[rows.index < spec.n_params]
     assert torch.equal(used.sort().values, torch.arange(spec.n_params))  # all layers kept, none twice
     flat = siren_init(spec, 0)
@@ -57,9 +65,8 @@ def test_encoder_ignores_row_order_but_not_the_weights() -> None:
         model.encode(torch.zeros(2, SirenSpec().n_params))
 
 
-def test_training_reproduces_the_inrs_and_resumes_exactly(fitted, tmp_path: Path) -> None:
+def test_training_reproduces_the_inrs_and_resumes_exactly(fitted, trained, tmp_path: Path) -> None:
     prepared, inrs = fitted
-    trained = train_inr2vec(inrs, tmp_path / "a", SMALL, device="cpu", progress=False)
     losses = trained.history.loss.to_numpy()
     assert losses[-20:].mean() < 0.2 * losses[:20].mean()
     fidelity = reconstruction_fidelity(trained.model, inrs, prepared, "cpu")
@@ -80,17 +87,18 @@ def test_training_reproduces_the_inrs_and_resumes_exactly(fitted, tmp_path: Path
     assert torch.equal(resumed.latents, trained.latents)
     assert not (tmp_path / "b" / "checkpoint.pt").exists()
 
-    loaded = load_inr2vec(tmp_path / "a")
+    assert list(pd.read_csv(tmp_path / "b" / "history.csv").loss) == pytest.approx(list(losses))
+
+    loaded = load_inr2vec(tmp_path / "b")
     assert loaded.case_ids == inrs.case_ids
     assert torch.allclose(encode(loaded.model, inrs.params, "cpu"), trained.latents, atol=1e-6)
-    again = train_inr2vec(inrs, tmp_path / "a", SMALL, device="cpu", progress=False,
+    again = train_inr2vec(inrs, tmp_path / "b", SMALL, device="cpu", progress=False,
                           on_step=lambda step, loss: pytest.fail("a finished model must not be retrained"))
     assert torch.equal(again.latents, trained.latents)
 
 
-def test_a_held_out_inr_is_encoded_with_the_training_statistics(fitted, tmp_path: Path) -> None:
-    prepared, inrs = fitted
-    trained = train_inr2vec(inrs, tmp_path, SMALL, device="cpu", progress=False)
+def test_a_held_out_inr_is_encoded_with_the_training_statistics(fitted, trained) -> None:
+    inrs = fitted[1]
     z_all = encode(trained.model, inrs.params, "cpu")
     z_one = encode(trained.model, inrs.params[2:3], "cpu")
     assert torch.allclose(z_all[2:3], z_one, atol=1e-5)  # evaluation mode: batch norm uses stored statistics

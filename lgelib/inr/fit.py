@@ -7,7 +7,6 @@ trajectory it would follow alone (`tests/test_inr.py` checks this against a plai
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -20,6 +19,7 @@ from tqdm.auto import tqdm
 from lgelib.inr.coords import index_to_coordinates
 from lgelib.inr.sampling import VoxelSampler
 from lgelib.inr.siren import ParameterLayout, SirenSpec, batched_forward
+from lgelib.training import cosine_lr
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
@@ -64,8 +64,7 @@ class FitSettings:
 
 def learning_rate(settings: FitSettings, step: int) -> float:
     """Cosine decay from ``lr`` at step 0 to ``lr_final`` at the last step."""
-    progress = step / max(settings.steps - 1, 1)
-    return settings.lr_final + 0.5 * (settings.lr - settings.lr_final) * (1 + math.cos(math.pi * progress))
+    return cosine_lr(step, settings.steps, settings.lr, settings.lr_final)
 
 
 def joint_loss(outputs: Tensor, targets: Tensor, weights: tuple[float, float, float]) -> Tensor:
