@@ -10,6 +10,7 @@ from lgelib.edm import EdmSettings, SamplerSettings
 from lgelib.inr.fit import FitSettings
 from lgelib.inr.siren import SirenSpec
 from lgelib.inr2vec import Inr2VecSettings
+from lgelib.segmentation import SegmentationSettings
 from lgelib.synthesis import SynthesisSettings
 
 
@@ -32,11 +33,21 @@ class Profile:
     inr2vec: Inr2VecSettings
     edm: EdmSettings
     synthesis: SynthesisSettings
+    segmentation: SegmentationSettings
 
 
 HEUN_64 = SamplerSettings(num_steps=64)
 """EDM's Heun sampler with 64 instead of the published 18 steps: with the exact denoiser of a Gaussian, 18 steps
 inflate the sampled variance by about 8% and 64 by about 1% (tests/test_edm.py); a latent MLP costs little."""
+
+SMOKE_SEGMENTATION = SegmentationSettings(
+    configuration="2d", epochs=40, iterations_per_epoch=15, val_iterations_per_epoch=2, folds=("all",),
+    target_spacing_mm=(8.0, 3.0, 3.0), batch_size=12, patch_size=(64, 64), max_features=64,
+    foreground_oversampling=0.66, save_every=20)
+"""A small 2d nnU-Net for 2 CPU cores: one model on every training case (no cross-validation), 600 iterations of
+12 patches of 64 x 64 pixels at 3 mm (192 mm, the whole heart), channels capped at 64, two thirds of the patches
+centred on a label. Measured choices in benchmarks/README.md: 480 iterations of 8 patches never learned the
+fibrosis label."""
 
 PROFILES: dict[str, Profile] = {
     # Same 160 mm field of view in both; the smoke grid is coarser so every later stage runs on a CPU.
@@ -51,7 +62,8 @@ PROFILES: dict[str, Profile] = {
                                 lr_final=1e-4),
         edm=EdmSettings(width=256, blocks=3, embedding_dim=128, dropout=0.1, steps=3000, batch_size=128, lr=1e-3,
                         warmup_steps=200, ema_halflife_samples=20_000),
-        synthesis=SynthesisSettings(n_volumes=200, sampler=HEUN_64)),
+        synthesis=SynthesisSettings(n_volumes=200, sampler=HEUN_64),
+        segmentation=SMOKE_SEGMENTATION),
     "paper": Profile(
         name="paper", grid=GridSpec(shape=(12, 128, 128), inplane_spacing_mm=1.25),
         # The paper's 4 x 256 backbone; 260,323 parameters (layout in lgelib/inr/siren.py).
@@ -61,7 +73,9 @@ PROFILES: dict[str, Profile] = {
         # inr2vec's published sizes (encoder 512-512-1024 -> 512, decoder 512 wide, 2 + 2 layers, PE 10 x 2^0..2^9).
         inr2vec=Inr2VecSettings(),
         edm=EdmSettings(),
-        synthesis=SynthesisSettings(n_volumes=200, sampler=HEUN_64)),
+        synthesis=SynthesisSettings(n_volumes=200, sampler=HEUN_64),
+        # nnU-Net's default: 3d_fullres, 1000 epochs x 250 iterations, 5 folds ensembled (a GPU job).
+        segmentation=SegmentationSettings()),
 }
 
 

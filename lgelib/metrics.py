@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
 
 
 def psnr(prediction: np.ndarray, reference: np.ndarray, data_range: float = 1.0) -> float:
@@ -30,3 +35,461 @@ def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray, exc
     if exclude_self:
         np.fill_diagonal(distances, np.inf)
     return distances.min(axis=1)
+
+
+# --- Regional Dice (Table 1) ------------------------------------------------------------------------------------------
+
+REGIONS = ("Volume", "Bottom 25%", "Middle 50%", "Top 25%")
+STRUCTURES = ("myocardium", "fibrosis")
+SIMILARITY_REGIONS = ("whole slice", "myocardium", "fibrosis")
+
+
+def slice_regions(n_slices: int) -> dict[str, np.ndarray]:
+    """Split the n myocardial slices (ordered base to apex) into the paper's basal, middle and apical regions.
+
+    The basal k and apical k slices form "Bottom 25%" and "Top 25%", the rest "Middle 50%", with
+    k = floor(n/4 + 1/2) (25% rounded half up). Returns positions 0..n-1 into the list of myocardial slices.
+
+    ====  ======  ======  ===
+    n     Bottom  Middle  Top
+    ====  ======  ======  ===
+    0     0       0       0
+    1     0       1       0
+    2     1       0       1
+    6     2       2       2
+    7     2       3       2
+    8     2       4       2
+    9     2       5       2
+    10    3       4       3
+    11    3       5       3
+    12    3       6       3
+    13    3       7       3
+    ====  ======  ======  ===
+    """
+    if isinstance(n_slices, bool) or int(n_slices) != n_slices or n_slices < 0:
+        raise ValueError(f"n_slices must be a non-negative integer, got {n_slices!r}")
+    n = int(n_slices)
+    k = (n + 2) // 4  # == floor(n / 4 + 1 / 2) in exact integer arithmetic
+    positions = np.arange(n)
+    return {
+        "Bottom 25%": positions[:k],
+        "Middle 50%": positions[k : n - k],
+        "Top 25%": positions[n - k :],
+    }
+
+
+def _check_same_shape(named: dict[str, np.ndarray], ndim: int | None = None) -> None:
+    """Raise ValueError naming the arrays when their shapes (or dimensionality) disagree."""
+    shapes = {name: np.shape(array) for name, array in named.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError("shapes differ: " + ", ".join(f"{name} {shape}" for name, shape in shapes.items()))
+    if ndim is not None:
+        for name, shape in shapes.items():
+            if len(shape) != ndim:
+                raise ValueError(f"{name} must have {ndim} dimensions, got shape {shape}")
+
+
+def regional_dice(
+    reference_myocardium: np.ndarray,
+    reference_fibrosis: np.ndarray,
+    predicted_myocardium: np.ndarray,
+    predicted_fibrosis: np.ndarray,
+    empty_score: float = float("nan"),
+) -> pd.DataFrame:
+    """Dice of myocardium and fibrosis for one case, over the volume and the basal/middle/apical regions.
+
+    Volumes are (slices, rows, cols) with slice 0 the most basal. "Myocardium" is the whole myocardium including
+    scar (myocardium | fibrosis). The regions split the slices that contain reference myocardium (see
+    ``slice_regions``); slices outside that range only count in "Volume". Each region's Dice pools all voxels of its
+    slices (one Dice per region, not a mean of per-slice Dice). Where reference and prediction are both empty the
+    row is flagged ``empty`` and scored ``empty_score`` (NaN by default, i.e. left out of means); a region with no
+    slices is NaN and empty with ``n_slices`` 0.
+    Columns: region, structure, dice, empty, n_slices.
+    """
+    arrays = {
+        "reference_myocardium": np.asarray(reference_myocardium),
+        "reference_fibrosis": np.asarray(reference_fibrosis),
+        "predicted_myocardium": np.asarray(predicted_myocardium),
+        "predicted_fibrosis": np.asarray(predicted_fibrosis),
+    }
+    _check_same_shape(arrays, ndim=3)
+    ref_fib = arrays["reference_fibrosis"].astype(bool)
+    pred_fib = arrays["predicted_fibrosis"].astype(bool)
+    reference = {"myocardium": arrays["reference_myocardium"].astype(bool) | ref_fib, "fibrosis": ref_fib}
+    predicted = {"myocardium": arrays["predicted_myocardium"].astype(bool) | pred_fib, "fibrosis": pred_fib}
+
+    myocardial_slices = np.flatnonzero(reference["myocardium"].any(axis=(1, 2)))
+    slices = {"Volume": np.arange(reference["myocardium"].shape[0])}
+    slices.update({name: myocardial_slices[pos] for name, pos in slice_regions(len(myocardial_slices)).items()})
+
+    rows = []
+    for region in REGIONS:
+        index = slices[region]
+        for structure in STRUCTURES:
+            if len(index) == 0:
+                rows.append((region, structure, float("nan"), True, 0))
+                continue
+            ref, pred = reference[structure][index], predicted[structure][index]
+            empty = not ref.any() and not pred.any()
+            score = float(empty_score) if empty else dice(pred, ref)
+            rows.append((region, structure, score, empty, len(index)))
+    return pd.DataFrame(rows, columns=["region", "structure", "dice", "empty", "n_slices"])
+
+
+# --- Confidence intervals and paired tests ----------------------------------------------------------------------------
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean, NaNs dropped; (nan, nan) with fewer than 2 values."""
+    from scipy.stats import bootstrap
+
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    x = np.asarray(values, np.float64).ravel()
+    x = x[~np.isnan(x)]
+    if x.size < 2:
+        return float("nan"), float("nan")
+    if np.all(x == x[0]):  # degenerate: every resample has the same mean
+        return float(x[0]), float(x[0])
+    generator = np.random.default_rng(seed)
+    # scipy >= 1.15 takes ``rng``; older releases only ``random_state``.
+    seed_kw = "rng" if "rng" in inspect.signature(bootstrap).parameters else "random_state"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = bootstrap(
+            (x,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
+            vectorized=True, **{seed_kw: generator},
+        )
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if np.isnan(low) or np.isnan(high):  # near-degenerate samples; every resampled mean is then ~the mean
+        return float(x.mean()), float(x.mean())
+    return low, high
+
+
+def paired_comparison(
+    baseline: Sequence[float] | np.ndarray,
+    other: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Compare paired per-case scores (same cases, same order): mean of other - baseline, its bootstrap CI and the
+    two-sided Wilcoxon signed-rank p-value. Pairs with NaN on either side are dropped; p is 1.0 when every
+    difference is zero and NaN with fewer than 2 pairs."""
+    from scipy.stats import wilcoxon
+
+    a = np.asarray(baseline, np.float64).ravel()
+    b = np.asarray(other, np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"baseline and other must be paired: lengths differ ({a.size} vs {b.size})")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    differences = b[keep] - a[keep]
+    n = int(differences.size)
+    mean_difference = float(differences.mean()) if n else float("nan")
+    ci_low, ci_high = bootstrap_ci(differences, confidence, n_resamples, seed)
+    if n < 2:
+        p_value = float("nan")
+    elif np.all(differences == 0):
+        p_value = 1.0
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "exact p-value unavailable with ties/zeros" notes
+            p_value = float(wilcoxon(differences, alternative="two-sided").pvalue)
+    return {
+        "n_pairs": n,
+        "mean_difference": mean_difference,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_value": p_value,
+    }
+
+
+def _require_columns(table: pd.DataFrame, columns: Sequence[str], name: str = "per_case") -> None:
+    """Raise ValueError listing the columns ``table`` lacks."""
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise ValueError(f"{name} lacks columns {missing}; it has {list(table.columns)}")
+
+
+def summarise_dice(per_case: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of ``by``: mean, std (ddof=1), bootstrap CI of the mean, n (non-NaN Dice) and n_empty (empty rows,
+    which are NaN by default and so not in n)."""
+    if not by:
+        raise ValueError("by must name at least one column")
+    _require_columns(per_case, list(dict.fromkeys(["region", "structure", "dice", "empty", *by])))
+    rows = []
+    for key, group in per_case.groupby(list(by), sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        values = group["dice"].to_numpy(np.float64)
+        low, high = bootstrap_ci(values)
+        rows.append(
+            (*key, float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan"),
+             float(pd.Series(values).std(ddof=1)), low, high, int(np.sum(~np.isnan(values))),
+             int(group["empty"].astype(bool).sum()))
+        )
+    return pd.DataFrame(rows, columns=[*by, "mean", "std", "ci_low", "ci_high", "n", "n_empty"])
+
+
+def table1(per_case: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std of Dice in the paper's Table 1 layout: rows REGIONS, columns (structure: fibrosis then
+    myocardium, n_synthetic ascending, stat: mean then std). All rows of a group (cases and split seeds) are
+    pooled; NaN (empty) scores are skipped."""
+    _require_columns(per_case, ["n_synthetic", "region", "structure", "dice", "empty"])
+    stats = per_case.groupby(["region", "structure", "n_synthetic"])["dice"].agg(["mean", "std"])
+    n_synthetic = sorted(per_case["n_synthetic"].unique())
+    columns = pd.MultiIndex.from_product(
+        [("fibrosis", "myocardium"), n_synthetic, ("mean", "std")], names=["structure", "n_synthetic", "stat"]
+    )
+    table = pd.DataFrame(np.nan, index=pd.Index(REGIONS, name="region"), columns=columns)
+    for (region, structure, n), row in stats.iterrows():
+        if region in REGIONS and structure in ("fibrosis", "myocardium"):
+            table.loc[region, (structure, n, "mean")] = row["mean"]
+            table.loc[region, (structure, n, "std")] = row["std"]
+    return table
+
+
+# --- Masked image similarity (Figure 3) -------------------------------------------------------------------------------
+
+
+def _mask_or_all(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The boolean mask, or all-true when None; ValueError when its shape differs from the images'."""
+    if mask is None:
+        return np.ones(shape, bool)
+    mask = np.asarray(mask, bool)
+    if mask.shape != shape:
+        raise ValueError(f"shapes differ: mask {mask.shape}, images {shape}")
+    return mask
+
+
+def _psnr_from_squared_error(squared_error: np.ndarray, mask: np.ndarray, data_range: float) -> float:
+    """PSNR in dB from the mean of a squared-error map over a mask; NaN for an empty mask, inf for zero error."""
+    if not mask.any():
+        return float("nan")
+    mse = float(squared_error[mask].mean())
+    return float("inf") if mse == 0 else float(10.0 * np.log10(data_range**2 / mse))
+
+
+def _ssim_map(a: np.ndarray, b: np.ndarray, data_range: float) -> np.ndarray:
+    """skimage's full SSIM map (Gaussian window, sigma 1.5, population covariance, as in Wang et al. 2004)."""
+    from skimage.metrics import structural_similarity
+
+    _, full = structural_similarity(
+        a, b, full=True, data_range=data_range, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    return full
+
+
+def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0) -> float:
+    """PSNR (dB) from the MSE over the voxels in ``mask`` (all when None); NaN for an empty mask, inf if identical."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    _check_same_shape({"a": a, "b": b})
+    return _psnr_from_squared_error((a - b) ** 2, _mask_or_all(mask, a.shape), data_range)
+
+
+def masked_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0) -> float:
+    """Mean of the SSIM map over ``mask`` (the whole, uncropped map when None); NaN for an empty mask.
+
+    The map is computed on the whole image, so each voxel's value still uses its Gaussian neighbourhood."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    _check_same_shape({"a": a, "b": b})
+    mask = _mask_or_all(mask, a.shape)
+    if not mask.any():
+        return float("nan")
+    return float(_ssim_map(a, b, data_range)[mask].mean())
+
+
+def _slice_stack(stack: tuple[np.ndarray, np.ndarray, np.ndarray], name: str) -> tuple[np.ndarray, ...]:
+    """Check an (images, myocardium, fibrosis) triple of (n, rows, cols) stacks; return float images, bool masks."""
+    if len(stack) != 3:
+        raise ValueError(f"{name} must be (images, myocardium, fibrosis), got {len(stack)} arrays")
+    images, myocardium, fibrosis = (np.asarray(array) for array in stack)
+    _check_same_shape(
+        {f"{name} images": images, f"{name} myocardium": myocardium, f"{name} fibrosis": fibrosis}, ndim=3
+    )
+    return images.astype(np.float64), myocardium.astype(bool), fibrosis.astype(bool)
+
+
+def slice_similarity(
+    synthetic: tuple[np.ndarray, np.ndarray, np.ndarray], real: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> pd.DataFrame:
+    """PSNR and SSIM of every (synthetic slice i, real slice j) pair, whole slice and within the structures.
+
+    Each argument is (images, myocardium, fibrosis), stacks of 2D slices shaped (n, rows, cols) on the same grid,
+    intensities in [0, 1]. For a pair, "whole slice" uses every pixel; "myocardium" uses the UNION of the two
+    slices' myocardium masks (myocardium including scar) and "fibrosis" the union of their fibrosis masks, so
+    neither slice's structure is ignored. Within a region, psnr_db = 10 log10(1 / MSE over the region's pixels) and
+    ssim = the mean over the region's pixels of the SSIM map computed on the whole slices (see ``masked_ssim``).
+    A region whose union mask is empty (e.g. fibrosis absent from both slices) has NaN scores.
+    Long format, columns: synthetic, real (slice indices), region, psnr_db, ssim.
+    """
+    syn_images, syn_myo, syn_fib = _slice_stack(synthetic, "synthetic")
+    real_images, real_myo, real_fib = _slice_stack(real, "real")
+    if syn_images.shape[1:] != real_images.shape[1:]:
+        raise ValueError(f"slice grids differ: synthetic {syn_images.shape[1:]}, real {real_images.shape[1:]}")
+    syn_myo, real_myo = syn_myo | syn_fib, real_myo | real_fib
+    whole = np.ones(syn_images.shape[1:], bool)
+    rows = []
+    for i in range(syn_images.shape[0]):
+        for j in range(real_images.shape[0]):
+            squared_error = (syn_images[i] - real_images[j]) ** 2
+            ssim_map = _ssim_map(syn_images[i], real_images[j], 1.0)
+            masks = (whole, syn_myo[i] | real_myo[j], syn_fib[i] | real_fib[j])
+            for region, mask in zip(SIMILARITY_REGIONS, masks):
+                ssim = float(ssim_map[mask].mean()) if mask.any() else float("nan")
+                rows.append((i, j, region, _psnr_from_squared_error(squared_error, mask, 1.0), ssim))
+    return pd.DataFrame(rows, columns=["synthetic", "real", "region", "psnr_db", "ssim"])
+
+
+def nearest_pairs(similarity: pd.DataFrame) -> pd.DataFrame:
+    """For each synthetic slice, the real slice with the highest whole-slice PSNR (first on ties), with all three
+    regions' rows of that pair; the nearest-real-neighbour view of Figure 3."""
+    _require_columns(similarity, ["synthetic", "real", "region", "psnr_db", "ssim"], name="similarity")
+    whole = similarity[similarity["region"] == "whole slice"].sort_values(["synthetic", "real"], kind="stable")
+    if whole.empty:
+        return similarity.iloc[:0].reset_index(drop=True)
+    best = whole.loc[whole.groupby("synthetic")["psnr_db"].idxmax(), ["synthetic", "real"]]
+    chosen = similarity.merge(best, on=["synthetic", "real"], how="inner")
+    order = {region: rank for rank, region in enumerate(SIMILARITY_REGIONS)}
+    chosen = chosen.assign(_order=chosen["region"].map(order)).sort_values(["synthetic", "_order"], kind="stable")
+    return chosen.drop(columns="_order").reset_index(drop=True)
+
+
+# --- Wall thickness ---------------------------------------------------------------------------------------------------
+
+
+def wall_thickness_mm(myocardium: np.ndarray, spacing: tuple[float, float]) -> float:
+    """Median myocardial wall thickness (mm) of one 2D slice: twice the distance to the background along the
+    wall's skeleton (its medial line); NaN for an empty slice."""
+    from scipy.ndimage import distance_transform_edt
+    from skimage.morphology import skeletonize
+
+    mask = np.asarray(myocardium, bool)
+    if mask.ndim != 2:
+        raise ValueError(f"myocardium must be a 2D slice, got shape {mask.shape}")
+    if len(spacing) != 2 or min(spacing) <= 0:
+        raise ValueError(f"spacing must be two positive in-plane sizes (mm), got {spacing}")
+    if not mask.any():
+        return float("nan")
+    # Pad so that a wall touching the image edge still has background beyond it.
+    padded = np.pad(mask, 1)
+    skeleton = skeletonize(padded)
+    distance = distance_transform_edt(padded, sampling=tuple(float(s) for s in spacing))
+    return float(np.median(2.0 * distance[skeleton]))
+
+
+def volume_wall_thickness_mm(myocardium3d: np.ndarray, spacing_inplane: tuple[float, float]) -> float:
+    """Median over the slices that contain myocardium of each slice's wall thickness (mm); NaN if none do."""
+    volume = np.asarray(myocardium3d, bool)
+    if volume.ndim != 3:
+        raise ValueError(f"myocardium3d must be (slices, rows, cols), got shape {volume.shape}")
+    values = [wall_thickness_mm(s, spacing_inplane) for s in volume if s.any()]
+    return float(np.median(values)) if values else float("nan")
+
+
+# --- Memorisation audit -----------------------------------------------------------------------------------------------
+
+
+def _as_rows(array: np.ndarray, ids: Sequence, name: str) -> np.ndarray:
+    """(n, ...) array as (n, features), checking there is one id per row."""
+    array = np.asarray(array)
+    if array.ndim < 2:
+        raise ValueError(f"{name} must be shaped (n, features...), got shape {array.shape}")
+    if len(ids) != array.shape[0]:
+        raise ValueError(f"{name} has {array.shape[0]} rows but {len(ids)} ids")
+    return array.reshape(array.shape[0], -1)
+
+
+def _nearest_table(
+    distances: dict[str, np.ndarray], ids: dict[str, Sequence], training_ids: Sequence
+) -> pd.DataFrame:
+    """Long table of each query's nearest and second-nearest training row from query x training distances."""
+    training_ids = list(training_ids)
+    rows = []
+    for kind, matrix in distances.items():
+        for case_id, row in zip(ids[kind], matrix):
+            order = np.argsort(row, kind="stable")
+            second = float(row[order[1]]) if len(order) > 1 else float("nan")
+            rows.append((case_id, kind, training_ids[order[0]], float(row[order[0]]), second))
+    return pd.DataFrame(rows, columns=["case_id", "kind", "nearest_training", "distance", "second_distance"])
+
+
+def memorisation_audit(
+    synthetic: np.ndarray,
+    test: np.ndarray,
+    training: np.ndarray,
+    synthetic_ids: Sequence,
+    test_ids: Sequence,
+    training_ids: Sequence,
+) -> pd.DataFrame:
+    """Euclidean distance from each synthetic and each real test row to its nearest training row.
+
+    Synthetic samples much closer to the training set than real unseen test cases are suggest memorisation; a
+    distance near 0 flags a copy. Rows are feature vectors (latents or flattened volumes).
+    Columns: case_id, kind ("synthetic" or "real test"), nearest_training, distance, second_distance.
+    """
+    from scipy.spatial.distance import cdist
+
+    syn = _as_rows(synthetic, synthetic_ids, "synthetic").astype(np.float64)
+    tst = _as_rows(test, test_ids, "test").astype(np.float64)
+    trn = _as_rows(training, training_ids, "training").astype(np.float64)
+    if trn.shape[0] == 0:
+        raise ValueError("training must have at least one row")
+    if not syn.shape[1] == tst.shape[1] == trn.shape[1]:
+        raise ValueError(
+            f"feature sizes differ: synthetic {syn.shape[1]}, test {tst.shape[1]}, training {trn.shape[1]}"
+        )
+    distances = {"synthetic": cdist(syn, trn), "real test": cdist(tst, trn)}
+    return _nearest_table(distances, {"synthetic": synthetic_ids, "real test": test_ids}, training_ids)
+
+
+def mask_overlap_audit(
+    synthetic_masks: np.ndarray,
+    test_masks: np.ndarray,
+    training_masks: np.ndarray,
+    synthetic_ids: Sequence,
+    test_ids: Sequence,
+    training_ids: Sequence,
+) -> pd.DataFrame:
+    """``memorisation_audit`` for boolean mask volumes with distance 1 - Dice, so a copied training mask scores ~0
+    (two empty masks count as identical, distance 0). Same columns as ``memorisation_audit``."""
+    from scipy.spatial.distance import cdist
+
+    syn = _as_rows(synthetic_masks, synthetic_ids, "synthetic_masks").astype(bool)
+    tst = _as_rows(test_masks, test_ids, "test_masks").astype(bool)
+    trn = _as_rows(training_masks, training_ids, "training_masks").astype(bool)
+    if trn.shape[0] == 0:
+        raise ValueError("training_masks must have at least one volume")
+    if not syn.shape[1] == tst.shape[1] == trn.shape[1]:
+        raise ValueError(
+            f"mask sizes differ: synthetic {syn.shape[1]}, test {tst.shape[1]}, training {trn.shape[1]}"
+        )
+
+    def one_minus_dice(queries: np.ndarray) -> np.ndarray:
+        # scipy's "dice" dissimilarity is exactly 1 - Dice; it is 0/0 (NaN) only when both masks are empty.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nan_to_num(cdist(queries, trn, metric="dice"), nan=0.0)
+
+    distances = {"synthetic": one_minus_dice(syn), "real test": one_minus_dice(tst)}
+    return _nearest_table(distances, {"synthetic": synthetic_ids, "real test": test_ids}, training_ids)
+
+
+def compare_to_baseline(per_case: pd.DataFrame, baseline: int = 0, seed: int = 0) -> pd.DataFrame:
+    """For each structure, region and N other than ``baseline``: `paired_comparison` of N against the baseline
+    over the same test cases (and split seeds, when there is a ``split_seed`` column)."""
+    _require_columns(per_case, ["n_synthetic", "case_id", "region", "structure", "dice"])
+    keys = [k for k in ("split_seed", "case_id") if k in per_case.columns]
+    wide = per_case.pivot_table(index=["structure", "region", *keys], columns="n_synthetic", values="dice",
+                                aggfunc="first", dropna=False)
+    if baseline not in wide.columns:
+        raise ValueError(f"no N={baseline} results to compare against (have N = {sorted(wide.columns)})")
+    rows = []
+    for (structure, region), group in wide.groupby(level=["structure", "region"], sort=False):
+        for n in [c for c in wide.columns if c != baseline]:
+            result = paired_comparison(group[baseline].to_numpy(), group[n].to_numpy(), seed=seed)
+            rows.append({"structure": structure, "region": region, "comparison": f"N={n} vs N={baseline}", **result})
+    order = {r: i for i, r in enumerate(REGIONS)}
+    table = pd.DataFrame(rows)
+    return table.sort_values(["structure", "region"], key=lambda c: c.map(order) if c.name == "region" else c,
+                             kind="stable").reset_index(drop=True)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS: tuple[str, ...] = ("01_data.ipynb", "02_inr.ipynb", "03_inr2vec.ipynb", "04_synthesis.ipynb")
-"""The book's notebooks in reading (and execution) order; each later stage appends its own."""
+NOTEBOOKS: tuple[str, ...] = ("01_data.ipynb", "02_inr.ipynb", "03_inr2vec.ipynb", "04_synthesis.ipynb",
+                               "05_quality.ipynb", "06_segmentation.ipynb")
+"""The book's notebooks in reading (and execution) order."""
 
 
 class NotebookFailed(RuntimeError):
@@ -72,6 +73,13 @@ def assemble_source(run: BookRun) -> None:
         shutil.rmtree(run.source)
     shutil.copytree(REPO_ROOT / "book", run.source, ignore=shutil.ignore_patterns("_build"))
     shutil.copytree(run.executed, run.source / "notebooks")
+    # plotly.js once, offline: Jupyter Book adds a script tag for every .js under _static; the notebooks' plotly
+    # figures carry only their HTML (lgelib.figures.plotly_bundle).
+    import plotly
+
+    static = run.source / "_static"
+    static.mkdir(exist_ok=True)
+    shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
 
 
 def build_html(run: BookRun) -> Path:

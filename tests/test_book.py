@@ -11,7 +11,8 @@ import yaml
 from lgelib.pipeline import NOTEBOOKS, REPO_ROOT, run_book
 
 
-QUICK = {"steps": 150, "inr2vec_steps": 200, "edm_steps": 100, "n_synthetic": 3}
+QUICK = {"steps": 150, "inr2vec_steps": 200, "edm_steps": 100, "n_synthetic": 3, "n_synthetic_sets": [0, 3],
+         "seg_epochs": 1}
 """Few steps and volumes: the pages must run and say what they did, not reach the profile's quality."""
 
 
@@ -49,6 +50,15 @@ def test_book_runs_and_builds(tiny_phantom: Path, tmp_path: Path) -> None:
     assert "3 synthetic volumes written" in synthesis_page and "100 steps of 128 latents" in synthesis_page
     assert "OK: synth/manifest.yaml: 3 cases, 3 readable, 0 errors" in synthesis_page and "<img" in synthesis_page
     assert len(list((tmp_path / "run" / "synth" / "cases").iterdir())) == 3
+    quality_page = (index.parent / "notebooks" / "05_quality.html").read_text()
+    assert quality_page.count("<img") >= 6 and "plotly-graph-div" in quality_page  # Figures 2-4 and the extras
+    assert "synthetic vs nearest real" in quality_page and "1 - myocardium Dice" in quality_page
+    assert (index.parent / "_static" / "plotly.min.js").is_file()
+    segmentation_page = (index.parent / "notebooks" / "06_segmentation.html").read_text()
+    assert "Fibrosis N=0" in segmentation_page and "Fibrosis N=3" in segmentation_page
+    assert "0.524" in segmentation_page  # the paper's Table 1 beside ours
+    per_case = (tmp_path / "run" / "seg" / "per_case_dice.csv").read_text().splitlines()
+    assert len(per_case) == 1 + 2 * 2 * 4 * 2  # header + N x test cases x regions x structures
 
 
 def test_private_dataset_images_stay_out_of_the_book(tiny_phantom: Path, tmp_path: Path) -> None:
@@ -56,7 +66,9 @@ def test_private_dataset_images_stay_out_of_the_book(tiny_phantom: Path, tmp_pat
     data["publishable"] = False
     tiny_phantom.write_text(yaml.safe_dump(data))
     index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": None, **QUICK})
-    loss_curves = {"03_inr2vec.ipynb": 1, "04_synthesis.ipynb": 1}  # training curves only: no data in them
+    # Training curves and aggregate plots only: Figure 3's box plots, the plausibility histograms, the two
+    # memorisation histograms, the Dice per case.
+    loss_curves = {"03_inr2vec.ipynb": 1, "04_synthesis.ipynb": 1, "05_quality.ipynb": 4, "06_segmentation.ipynb": 1}
     for name in NOTEBOOKS:
         page = (index.parent / "notebooks" / name.replace(".ipynb", ".html")).read_text()
         assert "not marked publishable" in page and page.count("<img") == loss_curves.get(name, 0), name
