@@ -1,4 +1,5 @@
-"""The ``lgelib`` command: check data, generate the embedded cohort, put a dataset on the canonical grid."""
+"""The ``lgelib`` command: check data, generate the embedded cohort, put a dataset on the canonical grid, run the
+segmentation experiment, build the book."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ examples:
   lgelib split data_manifest/phantom.yaml              show the train/test split
   lgelib prepare data_manifest/phantom.yaml --profile smoke --out runs/smoke/data
   lgelib phantom --out my_cohort --n-cases 48 --seed 1 write a cohort you can edit or share
+  lgelib segment --profile smoke --n-synthetic 0,100  nnU-Net with N synthetic volumes added; Table 1
   lgelib book --profile smoke --split-seed 3           run the notebooks and build the book
   lgelib book --profile paper --manifest data_manifest/emidec.yaml --device cuda -p steps=3000
 
@@ -122,6 +124,32 @@ def _command_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_segment(args: argparse.Namespace) -> int:
+    from lgelib.config import get_profile
+    from lgelib.data.dataset import open_dataset
+    from lgelib.data.manifest import load_manifest
+    from lgelib.figures import table1_markdown
+    from lgelib.metrics import table1
+    from lgelib.segmentation import NnunetStageFailed, run_segmentation
+
+    settings = get_profile(args.profile).segmentation
+    if args.epochs is not None:
+        settings = dataclasses.replace(settings, epochs=args.epochs)
+    n_synthetic = tuple(int(n) for n in args.n_synthetic.split(","))
+    run_dir = Path(args.run_dir or Path("runs") / args.profile)
+    synthetic = Path(args.synthetic) if args.synthetic else run_dir / "synth"
+    real = open_dataset(load_manifest(args.manifest, _overrides(args)), progress=False)
+    try:
+        result = run_segmentation(real, synthetic if max(n_synthetic) > 0 else None, run_dir / "seg", settings,
+                                  n_synthetic, args.device)
+    except NnunetStageFailed as error:
+        print(f"lgelib segment: {error}", file=sys.stderr)
+        return 1
+    print(table1_markdown(table1(result.per_case)))
+    print(f"lgelib segment: per-case Dice in {run_dir / 'seg' / 'per_case_dice.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lgelib",
@@ -163,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--n-cases", type=int, default=24, help="number of subjects (default 24)")
     phantom.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
     phantom.set_defaults(handler=_command_phantom)
+    segment = commands.add_parser(
+        "segment", help="train nnU-Net on the real training cases + N synthetic volumes; Dice on the test cases",
+        description="The Table 1 experiment on its own: one nnU-Net per N (real training cases plus the first N "
+                    "volumes of the synthesis folder), predictions on each test scan's own grid, regional Dice. "
+                    "Trained models are reused, interrupted training resumes. Prints Table 1.")
+    _add_manifest_arguments(segment)
+    segment.add_argument("--profile", default="smoke", help="nnU-Net budget: smoke (small 2d, CPU) or paper "
+                                                            "(nnU-Net's default, GPU)")
+    segment.add_argument("--run-dir", help="run directory (default: runs/<profile>); writes RUN_DIR/seg")
+    segment.add_argument("--synthetic", help="synthesis folder (default: RUN_DIR/synth)")
+    segment.add_argument("--n-synthetic", default="0,100,200", help="comma-separated N (default 0,100,200)")
+    segment.add_argument("--epochs", type=int, help="override the profile's nnU-Net epochs")
+    segment.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available)")
+    segment.set_defaults(handler=_command_segment)
+
     book = commands.add_parser("book", help="run every notebook with papermill and build the Jupyter Book",
                                description="Execute the notebooks in order (papermill) into RUN_DIR/notebooks, then "
                                            "build the book from the executed copies into RUN_DIR/book/_build/html. "

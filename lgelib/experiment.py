@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from lgelib.config import Profile
@@ -56,8 +55,3 @@ def repeat_split(manifest: str | Path, profile: Profile, run_dir: Path | str, sp
     result = run_segmentation(split_dataset(manifest, split_seed), synth, Path(run_dir) / "seg", profile.segmentation,
                               n_synthetic, device)
     return SegmentationResult(result.per_case.assign(split_seed=split_seed), result.seconds.assign(split_seed=split_seed))
-
-
-def combine(results: dict[int | None, SegmentationResult]) -> pd.DataFrame:
-    """Per-case Dice of several splits in one table, keyed by split seed."""
-    return pd.concat([r.per_case.assign(split_seed=seed) for seed, r in results.items()], ignore_index=True)

@@ -14,6 +14,8 @@ import plotly.io as pio
 from matplotlib.figure import Figure
 from plotly.subplots import make_subplots
 
+from lgelib.metrics import REGIONS, SIMILARITY_REGIONS
+
 MYOCARDIUM_COLOUR = "red"  # the paper's Figure 2 convention
 FIBROSIS_COLOUR = "blue"
 
@@ -121,8 +123,6 @@ MeshCase = tuple[str, np.ndarray, np.ndarray, tuple[float, float, float]]
 
 MESH_MYOCARDIUM_COLOUR = "royalblue"  # the paper's Figure 4 convention (the reverse of Figure 2's contours)
 MESH_FIBROSIS_COLOUR = "crimson"
-FIGURE3_REGIONS = ("whole slice", "myocardium", "fibrosis")
-TABLE1_REGIONS = ("Volume", "Bottom 25%", "Middle 50%", "Top 25%")
 
 
 def figure2(synthetic: ImageMasks, real: ImageMasks | None = None, synthetic_title: str = "synthetic",
@@ -181,7 +181,7 @@ def figure3(pairs: dict[str, pd.DataFrame]) -> Figure:
 
     Each DataFrame is long format with columns ``region``, ``psnr_db`` and ``ssim``; non-finite values (NaN, and
     the infinite PSNR of identical slices) are left out."""
-    regions = list(FIGURE3_REGIONS)
+    regions = list(SIMILARITY_REGIONS)
     for frame in pairs.values():
         regions += [region for region in pd.unique(frame["region"]) if region not in regions]
     figure, axes = plt.subplots(1, 2, figsize=(4.2 + 1.3 * len(pairs), 3.4))
@@ -288,7 +288,7 @@ PAPER_TABLE1 = pd.DataFrame(
      [0.195, 0.202, 0.198, 0.560, 0.543, 0.523],
      [0.549, 0.549, 0.554, 0.833, 0.834, 0.832],
      [0.370, 0.390, 0.405, 0.784, 0.781, 0.779]],
-    index=pd.Index(TABLE1_REGIONS, name="region"),
+    index=pd.Index(REGIONS, name="region"),
     columns=pd.MultiIndex.from_product([("fibrosis", "myocardium"), (0, 100, 200)],
                                        names=["structure", "n_synthetic"]))
 
@@ -370,7 +370,7 @@ def plot_memorisation(audit: pd.DataFrame, label: str = "distance to nearest tra
 def plot_dice(per_case: pd.DataFrame) -> Figure:
     """The per-case spread behind Table 1: Dice per region for fibrosis and myocardium, one box (with every case
     as a point) per number of synthetic training volumes."""
-    regions = list(TABLE1_REGIONS) + [r for r in pd.unique(per_case["region"]) if r not in TABLE1_REGIONS]
+    regions = list(REGIONS) + [r for r in pd.unique(per_case["region"]) if r not in REGIONS]
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for axis, structure in zip(axes, ("fibrosis", "myocardium")):
         rows = per_case[per_case["structure"] == structure]

@@ -206,6 +206,7 @@ def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Pa
     """
     train_files = [c for c in real.cases if c.case_id in set(real.split.train)]
     synthetic_ids: list[str] = []
+    synthetic = None
     if n_synthetic:
         if synthetic_dir is None:
             raise ValueError(f"N={n_synthetic} synthetic volumes asked for but no synthesis folder given")
@@ -232,8 +233,7 @@ def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Pa
         labels.mkdir()
         for files in train_files:
             export_real_case(read_case(files, real.label_mapping), images, labels)
-        if synthetic_ids:
-            synthetic = load_prepared(synthetic_dir)
+        if synthetic is not None:
             for i, case_id in enumerate(synthetic_ids):
                 affine = nib.load(str(synthetic_dir / "cases" / case_id / "image.nii.gz")).affine
                 ornt = slice_axis_last(affine)
@@ -267,6 +267,18 @@ class NnunetStageFailed(RuntimeError):
     """An nnU-Net stage exited with an error: names the stage, the dataset and the log file with its output."""
 
 
+_EPOCH = re.compile(r"epoch (\d+)/(\d+)")
+
+
+def _worth_showing(line: str) -> bool:
+    """Progress lines of a stage: every line but the per-epoch ones, of which every quarter of training shows."""
+    match = _EPOCH.search(line)
+    if match is None:
+        return True
+    epoch, epochs = int(match.group(1)), int(match.group(2))
+    return epoch == epochs or epoch % max(1, epochs // 4) == 0
+
+
 def run_stage(folders: NnunetFolders, stage: str, arguments: dict, log: Path, device: torch.device,
               echo: bool = True) -> None:
     """Run one stage in a fresh Python process; its output goes to ``log``, its progress lines to stdout."""
@@ -281,7 +293,7 @@ def run_stage(folders: NnunetFolders, stage: str, arguments: dict, log: Path, de
             assert process.stdout is not None
             for line in process.stdout:
                 sink.write(line)
-                if echo and line.startswith("[lgelib]"):
+                if echo and line.startswith("[lgelib]") and _worth_showing(line):
                     print(line.rstrip(), flush=True)
             code = process.wait()
     finally:

@@ -16,6 +16,7 @@ import plotly.graph_objects as go  # noqa: E402
 import pytest  # noqa: E402
 
 from lgelib import figures  # noqa: E402
+from lgelib.metrics import REGIONS, SIMILARITY_REGIONS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +56,7 @@ def test_figure2_rows_and_contours():
 
 
 def _pairs(rng: np.random.Generator, n: int = 20) -> pd.DataFrame:
-    return pd.DataFrame({"region": np.repeat(list(figures.FIGURE3_REGIONS), n),
+    return pd.DataFrame({"region": np.repeat(list(SIMILARITY_REGIONS), n),
                          "psnr_db": rng.normal(20, 3, 3 * n), "ssim": rng.uniform(0.2, 0.9, 3 * n)})
 
 
@@ -63,7 +64,7 @@ def test_figure3_one_and_three_sets_with_nan_and_inf():
     rng = np.random.default_rng(1)
     one = figures.figure3({"synthetic vs nearest real": _pairs(rng)})
     assert len(one.axes) == 2
-    assert [t.get_text() for t in one.axes[0].get_xticklabels()] == list(figures.FIGURE3_REGIONS)
+    assert [t.get_text() for t in one.axes[0].get_xticklabels()] == list(SIMILARITY_REGIONS)
 
     messy = _pairs(rng)
     messy.loc[0, "psnr_db"] = np.inf
@@ -195,13 +196,13 @@ def test_plot_distributions_and_memorisation():
 def test_plot_dice():
     rng = np.random.default_rng(3)
     rows = [{"n_synthetic": n, "region": region, "structure": structure, "dice": rng.uniform(0.2, 0.9)}
-            for n in (0, 100, 200) for region in figures.TABLE1_REGIONS for structure in ("fibrosis", "myocardium")
+            for n in (0, 100, 200) for region in REGIONS for structure in ("fibrosis", "myocardium")
             for _ in range(5)]
     per_case = pd.DataFrame(rows)
     per_case.loc[0, "dice"] = np.nan
     figure = figures.plot_dice(per_case)
     assert len(figure.axes) == 2
     assert [axis.get_title() for axis in figure.axes] == ["fibrosis", "myocardium"]
-    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == list(figures.TABLE1_REGIONS)
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == list(REGIONS)
     assert [t.get_text() for t in figure.axes[1].get_legend().get_texts()] == ["N=0", "N=100", "N=200"]
     assert sum(len(c.get_offsets()) for c in figure.axes[0].collections) == 3 * 4 * 5 - 1

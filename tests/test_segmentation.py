@@ -130,3 +130,12 @@ def test_tiny_nnunet_trains_resumes_predicts_on_the_scan_grid(cohort: Path, synt
     log = (out / "logs" / f"train-{name}-fold_all.log").read_text()
     assert "resuming after epoch 2 of 3" in log
     assert final.is_file() and not final.with_name("checkpoint_latest.pth").exists()
+
+
+def test_progress_shows_stage_lines_and_every_quarter_of_training() -> None:
+    from lgelib.segmentation import _worth_showing
+
+    shown = [e for e in range(1, 41) if _worth_showing(f"[lgelib] Dataset001 fold all: epoch {e}/40, train loss 0.1")]
+    assert shown == [10, 20, 30, 40]
+    assert _worth_showing("[lgelib] Dataset001 fold all: epoch 1/1, train loss 0.1")
+    assert _worth_showing("[lgelib] dataset 1: planned and preprocessed in 12 s")
