@@ -136,22 +136,19 @@ def train(dataset_id: int, configuration: str, fold: int | str, device: str, epo
     folder = Path(nnUNet_preprocessed) / convert_id_to_dataset_name(dataset_id)
     plans = json.loads((folder / f"{PLANS}.json").read_text())
     dataset_json = json.loads((folder / "dataset.json").read_text())
-    latest = None
-    trainer_class = _trainer_class()
-    probe_output = Path(os.environ["nnUNet_results"]) / folder.name / TRAINER_FOLDER.format(
-        configuration=configuration) / f"fold_{fold}"
-    if (probe_output / "checkpoint_latest.pth").is_file():
-        latest = probe_output / "checkpoint_latest.pth"
-    plans["continue_training"] = latest is not None
-    trainer = trainer_class(plans=plans, configuration=configuration, fold=fold, dataset_json=dataset_json,
-                            device=torch_device)
+    latest = (Path(os.environ["nnUNet_results"]) / folder.name / TRAINER_FOLDER.format(configuration=configuration)
+              / f"fold_{fold}" / "checkpoint_latest.pth")
+    resume = latest.is_file()
+    plans["continue_training"] = resume
+    trainer = _trainer_class()(plans=plans, configuration=configuration, fold=fold, dataset_json=dataset_json,
+                               device=torch_device)
     trainer.num_epochs = epochs
     trainer.num_iterations_per_epoch = iterations_per_epoch
     trainer.num_val_iterations_per_epoch = val_iterations_per_epoch
     trainer.save_every = save_every
     if foreground_oversampling is not None:
         trainer.oversample_foreground_percent = foreground_oversampling
-    if latest is not None:
+    if resume:
         trainer.load_checkpoint(str(latest))
         _say(f"{folder.name} fold {fold}: resuming after epoch {trainer.current_epoch} of {epochs}")
     started = time.perf_counter()

@@ -51,7 +51,7 @@ from lgelib.data.nifti import voxel_spacing
 from lgelib.data.prepare import load_prepared
 from lgelib.fsutil import atomic_directory
 from lgelib.metrics import regional_dice
-from lgelib.nnunet_stages import PLANS, TRAINER_FOLDER
+from lgelib.nnunet_stages import TRAINER_FOLDER
 
 LABELS = {"background": 0, "myocardium": 1, "fibrosis": 2}
 FILE_ENDING = ".nii.gz"
@@ -117,7 +117,10 @@ class NnunetFolders:
         cores = str(os.cpu_count() or 1)
         env = {**os.environ, "nnUNet_raw": str(self.raw), "nnUNet_preprocessed": str(self.preprocessed),
                "nnUNet_results": str(self.results), "nnUNet_compile": "false", "nnUNet_def_n_proc": cores,
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1",
+               # The stage processes import lgelib from wherever this one did, installed or not.
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                           os.environ.get("PYTHONPATH")]))}
         # Training augments in the training process itself on a CPU (no worker processes competing for the two
         # cores); nnU-Net's default worker count on CUDA. Planning needs at least 1 (0 crashes it).
         if device.type == "cpu":
