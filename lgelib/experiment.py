@@ -14,20 +14,13 @@ from pathlib import Path
 import torch
 
 from lgelib.config import Profile
-from lgelib.data.dataset import Dataset, open_dataset
-from lgelib.data.manifest import load_manifest
+from lgelib.data.dataset import open_split
 from lgelib.data.prepare import load_run_data
 from lgelib.edm import train_edm
 from lgelib.inr import fit_inrs
 from lgelib.inr2vec import train_inr2vec
 from lgelib.segmentation import SegmentationResult, run_segmentation
 from lgelib.synthesis import nominal_spacing, synthesize
-
-
-def split_dataset(manifest: str | Path, split_seed: int | None) -> Dataset:
-    """The dataset a manifest names, with its own split (None) or a seeded one."""
-    overrides = {} if split_seed is None else {"split.seed": int(split_seed)}
-    return open_dataset(load_manifest(manifest, overrides), progress=False)
 
 
 def synthesize_for_split(manifest: str | Path, profile: Profile, run_dir: Path | str, split_seed: int | None,
@@ -52,6 +45,6 @@ def repeat_split(manifest: str | Path, profile: Profile, run_dir: Path | str, sp
     """The Table 1 experiment on a seeded split, every stage included, in ``run_dir``; Dice per test case with
     a ``split_seed`` column."""
     synth = synthesize_for_split(manifest, profile, run_dir, split_seed, max(n_synthetic), device)
-    result = run_segmentation(split_dataset(manifest, split_seed), synth, Path(run_dir) / "seg", profile.segmentation,
+    result = run_segmentation(open_split(manifest, split_seed), synth, Path(run_dir) / "seg", profile.segmentation,
                               n_synthetic, device)
     return SegmentationResult(result.per_case.assign(split_seed=split_seed), result.seconds.assign(split_seed=split_seed))

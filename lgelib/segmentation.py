@@ -45,9 +45,9 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff
 
 from lgelib.data.cases import ScanCase, read_case
 from lgelib.data.dataset import Dataset
-from lgelib.data.grid import orient_case
+from lgelib.data.grid import inverse_ornt, orient_case
 from lgelib.data.intensity import normalize_intensity
-from lgelib.data.nifti import voxel_spacing
+from lgelib.data.nifti import slice_axis, voxel_spacing, write_volume
 from lgelib.data.prepare import load_prepared
 from lgelib.fsutil import atomic_directory
 from lgelib.metrics import regional_dice
@@ -140,9 +140,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def slice_axis_last(affine: np.ndarray) -> np.ndarray:
     """nibabel ornt that moves the axis with the largest voxel spacing (the slice axis) to the third position,
     keeping the in-plane axes in their order and no axis flipped."""
-    spacing = voxel_spacing(affine)
-    slice_axis = int(max(range(3), key=lambda a: (round(float(spacing[a]), 3), a)))
-    order = [a for a in range(3) if a != slice_axis] + [slice_axis]
+    through_plane = slice_axis(voxel_spacing(affine))
+    order = [a for a in range(3) if a != through_plane] + [through_plane]
     ornt = np.zeros((3, 2))
     for target, source in enumerate(order):
         ornt[source] = (target, 1)
@@ -151,10 +150,7 @@ def slice_axis_last(affine: np.ndarray) -> np.ndarray:
 
 def to_scan_layout(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Undo `slice_axis_last` for a scan with this ``affine``: a volume as exported back to the file's axes."""
-    inverse = np.zeros((3, 2))
-    for axis, (target, flip) in enumerate(slice_axis_last(affine)):
-        inverse[int(target)] = (axis, flip)
-    return apply_orientation(volume, inverse)
+    return apply_orientation(volume, inverse_ornt(slice_axis_last(affine)))
 
 
 def label_map(myocardium: np.ndarray, fibrosis: np.ndarray) -> np.ndarray:
@@ -166,11 +162,7 @@ def label_map(myocardium: np.ndarray, fibrosis: np.ndarray) -> np.ndarray:
 
 def _write(path: Path, data: np.ndarray, affine: np.ndarray, ornt: np.ndarray) -> None:
     """Write ``data`` (on the grid of ``affine``) reoriented by ``ornt``, with the matching affine."""
-    reoriented = apply_orientation(data, ornt)
-    new_affine = affine @ inv_ornt_aff(ornt, data.shape)
-    image = nib.Nifti1Image(reoriented, new_affine)
-    image.header.set_xyzt_units("mm")
-    nib.save(image, str(path))
+    write_volume(path, apply_orientation(data, ornt), affine @ inv_ornt_aff(ornt, data.shape))
 
 
 def export_real_case(case: ScanCase, images_dir: Path, labels_dir: Path | None) -> None:
@@ -207,7 +199,8 @@ def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Pa
     Returns the dataset name and whether it changed. When it did, that dataset's preprocessed data and models
     are removed, so nothing trained on other data is reused.
     """
-    train_files = [c for c in real.cases if c.case_id in set(real.split.train)]
+    train_ids = set(real.split.train)
+    train_files = [c for c in real.cases if c.case_id in train_ids]
     synthetic_ids: list[str] = []
     synthetic = None
     if n_synthetic:
@@ -256,9 +249,9 @@ def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Pa
 def export_test_images(real: Dataset, out: Path) -> dict[str, Path]:
     """The real test scans as nnU-Net reads them (normalised, slice axis last) in ``out``; case id -> file."""
     out.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files, test_ids = {}, set(real.split.test)
     for case in real.cases:
-        if case.case_id in set(real.split.test):
+        if case.case_id in test_ids:
             export_real_case(read_case(case, real.label_mapping), out, None)
             files[case.case_id] = out / f"{case.case_id}_0000{FILE_ENDING}"
     return files
@@ -351,7 +344,7 @@ def predict_test(folders: NnunetFolders, name: str, n_synthetic: int, real: Data
     record = out / "predicted.json"
     weights = [model_folder(folders, name, settings) / f"fold_{f}" / "checkpoint_final.pth" for f in settings.folds]
     test_ids = list(real.split.test)
-    sources = [p for c in real.cases if c.case_id in set(test_ids) for p in c.paths]
+    sources = [p for c in real.cases if c.case_id in real.split.test for p in c.paths]
     key = _digest(sources, {"model": name, "weights": [p.stat().st_mtime_ns for p in weights],
                             "mirroring": settings.test_time_mirroring})
     if record.is_file() and json.loads(record.read_text())["key"] == key and all(
@@ -374,10 +367,7 @@ def predict_test(folders: NnunetFolders, name: str, n_synthetic: int, real: Data
             if labels.shape != original.shape[:3]:
                 raise RuntimeError(f"{case_id}: prediction shape {labels.shape} does not match the scan's "
                                    f"{original.shape[:3]} ({files_by_id[case_id].image})")
-            image = nib.Nifti1Image(labels, original.affine)
-            image.header.set_xyzt_units("mm")
-            image.header.set_intent("label")
-            nib.save(image, str(staging / f"{case_id}{FILE_ENDING}"))
+            write_volume(staging / f"{case_id}{FILE_ENDING}", labels, original.affine)
         shutil.rmtree(raw)
         shutil.rmtree(staging / "inputs")
         (staging / "predicted.json").write_text(json.dumps({"key": key, "cases": test_ids}))

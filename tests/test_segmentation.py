@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from lgelib.data.dataset import Split
+from lgelib.data.dataset import Split, open_split
 from lgelib.data.prepare import write_case_volumes, write_nifti_manifest
-from lgelib.experiment import split_dataset
 from lgelib.metrics import REGIONS
 from lgelib.segmentation import (LABELS, NnunetFolders, SegmentationSettings, export_training_set, is_trained,
                                  label_map, model_folder, run_segmentation, slice_axis_last, to_scan_layout,
@@ -71,7 +70,7 @@ def test_label_map_puts_fibrosis_over_myocardium() -> None:
 def test_export_passes_nnunets_integrity_check_and_is_reused(cohort: Path, synthetic_dir: Path, tmp_path: Path) -> None:
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
-    real = split_dataset(cohort, None)
+    real = open_split(cohort)
     folders = NnunetFolders(tmp_path / "seg")
     name, changed = export_training_set(folders, real, synthetic_dir, 2, TINY)
     assert changed and name == "Dataset001_LGE_N2"
@@ -97,7 +96,7 @@ def test_export_passes_nnunets_integrity_check_and_is_reused(cohort: Path, synth
 
 
 def test_tiny_nnunet_trains_resumes_predicts_on_the_scan_grid(cohort: Path, synthetic_dir: Path, tmp_path: Path) -> None:
-    real = split_dataset(cohort, None)
+    real = open_split(cohort)
     out = tmp_path / "seg"
     result = run_segmentation(real, synthetic_dir, out, TINY, n_synthetic=(2,), device="cpu", echo=False)
     folders = NnunetFolders(out.resolve())

@@ -126,3 +126,10 @@ def open_dataset(manifest: Manifest | str | Path, progress: bool = True) -> Data
     if problems or split is None:
         raise DataError(problems, context=f"Dataset {manifest.name} ({manifest.path}) cannot be opened:")
     return Dataset(manifest=manifest, cases=tuple(cases), label_mapping=mapping, split=split)
+
+
+def open_split(manifest: str | Path, split_seed: int | None = None, progress: bool = False) -> Dataset:
+    """A manifest's dataset with its own split (``split_seed`` None) or a seeded one: the notebooks' and
+    experiments' way in, with the ``split_seed`` parameter."""
+    overrides = {} if split_seed is None else {"split.seed": int(split_seed)}
+    return open_dataset(load_manifest(manifest, overrides), progress=progress)

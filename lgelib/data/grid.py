@@ -36,7 +36,7 @@ from skimage.morphology import convex_hull_image
 from lgelib.data.cases import ScanCase
 from lgelib.data.intensity import normalize_intensity
 from lgelib.data.manifest import SliceOrder
-from lgelib.data.nifti import voxel_spacing
+from lgelib.data.nifti import slice_axis, voxel_spacing
 from lgelib.errors import DataError, Problem
 
 ZMode = Literal["lv_extent", "native"]
@@ -123,15 +123,14 @@ class CanonicalCase:
 
 def _display_orientation(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """nibabel ornt taking the file's axes to (slice, row, col), slice direction still as stored."""
-    spacing = voxel_spacing(affine)
-    slice_axis = int(max(range(3), key=lambda a: (round(float(spacing[a]), 3), a)))
+    through_plane = slice_axis(voxel_spacing(affine))
     world = io_orientation(affine)  # per file axis: (closest world axis 0=x/R 1=y/A 2=z/S, sign)
-    inplane = [a for a in range(3) if a != slice_axis]
+    inplane = [a for a in range(3) if a != through_plane]
     # Rows follow the world axis drawn vertically (S/I over A/P over R/L); both in-plane axes point the way a
     # reader expects on screen: towards inferior/posterior (down) and towards the patient's left (right).
     row_axis, col_axis = sorted(inplane, key=lambda a: world[a, 0], reverse=True)
     ornt = np.zeros((3, 2))
-    ornt[slice_axis] = (0, 1)
+    ornt[through_plane] = (0, 1)
     ornt[row_axis] = (1, -world[row_axis, 1])
     ornt[col_axis] = (2, -world[col_axis, 1])
     return ornt
@@ -246,7 +245,8 @@ def to_canonical(case: ScanCase, grid: GridSpec, slice_order: SliceOrder = "auto
     return CanonicalCase(case.case_id, canonical_image, canonical_myo, canonical_fib, mapping, warnings)
 
 
-def _inverse_ornt(ornt: np.ndarray) -> np.ndarray:
+def inverse_ornt(ornt: np.ndarray) -> np.ndarray:
+    """The nibabel ornt that undoes ``ornt``."""
     inverse = np.zeros_like(ornt)
     for axis, (target, flip) in enumerate(ornt):
         inverse[int(target)] = (axis, flip)
@@ -273,4 +273,4 @@ def to_original_grid(volume: np.ndarray, mapping: GridMapping, is_mask: bool) ->
         oriented = _sample(source, inverse_offset, inverse_scale, mapping.oriented_shape, cval=_OUTSIDE_MM) < 0
     else:
         oriented = _sample(volume.astype(np.float32), inverse_offset, inverse_scale, mapping.oriented_shape, cval=0.0)
-    return apply_orientation(oriented, _inverse_ornt(np.asarray(mapping.ornt, dtype=float)))
+    return apply_orientation(oriented, inverse_ornt(np.asarray(mapping.ornt, dtype=float)))

@@ -17,6 +17,11 @@ def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(s) for s in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))  # type: ignore[return-value]
 
 
+def slice_axis(spacing: tuple[float, ...] | np.ndarray) -> int:
+    """The slice axis of a short-axis stack: the axis with the largest voxel spacing (to 1 um; ties: the last)."""
+    return int(max(range(len(spacing)), key=lambda a: (round(float(spacing[a]), 3), a)))
+
+
 @dataclass(frozen=True)
 class Volume:
     """A 3D array with its voxel-to-world affine (mm) as stored in the file."""

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from lgelib import __version__
 from lgelib.data.cases import read_case
-from lgelib.data.dataset import Dataset, Split, open_dataset
+from lgelib.data.dataset import Dataset, Split, open_dataset, open_split
 from lgelib.data.grid import CanonicalCase, GridMapping, GridSpec, to_canonical
 from lgelib.data.manifest import Manifest, load_manifest
 from lgelib.data.nifti import read_volume, write_volume
@@ -177,6 +177,5 @@ def load_run_data(manifest: str | Path, grid: GridSpec, run_dir: Path | str, spl
     The stages after the data chapter start here, with the notebook parameters ``manifest``, ``run_dir`` and
     ``split_seed`` (None: the manifest's own split).
     """
-    overrides = {} if split_seed is None else {"split.seed": int(split_seed)}
-    dataset = open_dataset(load_manifest(manifest, overrides), progress=progress)
+    dataset = open_split(manifest, split_seed, progress=progress)
     return load_prepared(ensure_prepared(dataset, grid, Path(run_dir) / "data", progress=progress).parent)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from lgelib.data.intensity import normalize_intensity, padding_mask
+from lgelib.data.nifti import slice_axis
 
 CAVITY, HEALTHY, SCAR, MVO = 1, 2, 3, 4
 MYOCARDIUM_LABELS = (HEALTHY, SCAR, MVO)
@@ -50,8 +51,7 @@ def label_map_statistics(
     background = (labels == 0) & ~padding
     myo_ml = myocardium.sum() * voxel_ml
     scar_ml = scar.sum() * voxel_ml
-    slice_axis = int(np.argmax(spacing_mm))
-    other_axes = tuple(a for a in range(3) if a != slice_axis)
+    other_axes = tuple(a for a in range(3) if a != slice_axis(spacing_mm))
     return {
         "cavity_ml": float((labels == CAVITY).sum() * voxel_ml),
         "myocardium_ml": float(myo_ml),

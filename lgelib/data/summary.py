@@ -13,20 +13,21 @@ import numpy as np
 import pandas as pd
 
 from lgelib.data.cases import ScanCase
+from lgelib.data.nifti import slice_axis
 
 
 def case_summary(case: ScanCase) -> dict[str, float | int]:
     """Voxel spacing, slice counts, myocardium and fibrosis volume (mL) and scar burden of one case."""
     spacing = case.spacing
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    slice_axis = int(np.argmax(spacing))
-    in_plane = tuple(a for a in range(3) if a != slice_axis)
+    slices = slice_axis(spacing)
+    in_plane = tuple(a for a in range(3) if a != slices)
     myocardium_ml = float(case.myocardium.sum() * voxel_ml)
     fibrosis_ml = float(case.fibrosis.sum() * voxel_ml)
     return {
         "in-plane mm": round(float(np.mean([spacing[a] for a in in_plane])), 2),
-        "slice mm": round(float(spacing[slice_axis]), 1),
-        "slices": int(case.image.shape[slice_axis]),
+        "slice mm": round(float(spacing[slices]), 1),
+        "slices": int(case.image.shape[slices]),
         "slices with myocardium": int(case.myocardium.any(axis=in_plane).sum()),
         "myocardium mL": round(myocardium_ml, 1),
         "fibrosis mL": round(fibrosis_ml, 1),

@@ -1,0 +1,50 @@
+"""Synthesis-quality helpers on known inputs: Figure 3's pair sets, the relative latent audit and its summary."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lgelib.data.dataset import Split
+from lgelib.data.prepare import PreparedDataset
+from lgelib.quality import audit_summary, latent_audit, mask_audit, similarity_sets
+from toys import toy_prepared, toy_volumes
+
+
+def synthetic_copy_of(real: PreparedDataset, case_ids: list[str]) -> PreparedDataset:
+    """A 'synthetic' set whose volumes are exact copies of real training cases."""
+    index = real.index(case_ids)
+    ids = [f"synth-{i:04d}" for i in range(len(case_ids))]
+    return PreparedDataset(ids, real.images[index], real.myocardium[index], real.fibrosis[index], {},
+                           Split(tuple(ids), ()), True)
+
+
+def test_similarity_sets_find_a_copied_slice_and_keep_the_yardstick() -> None:
+    real = toy_prepared(5)
+    synthetic = synthetic_copy_of(real, [real.split.train[1]])
+    sets = similarity_sets(synthetic, real)
+    assert list(sets) == ["synthetic vs nearest real", "all synthetic-real pairs", "real test vs nearest real"]
+    nearest = sets["synthetic vs nearest real"]
+    assert set(nearest.real) == {1} and np.isinf(nearest.psnr_db[nearest.region == "whole slice"]).all()
+    assert len(sets["all synthetic-real pairs"]) == 3 * len(real.split.train)  # 3 regions per pair
+    assert len(sets["real test vs nearest real"]) == 3 * len(real.split.test)
+
+
+def test_latent_audit_is_relative_to_the_training_spacing_and_counts_near_copies() -> None:
+    training = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])  # nearest-other distances 2, 2, 4: median 2
+    synthetic = np.array([[0.0, 0.0], [2.0, 1.0]])  # a copy of case a, and 1 away from case b
+    test = np.array([[0.0, -3.0]])  # 3 away from case a
+    audit = latent_audit(synthetic, test, training, ["s0", "s1"], ["t0"], ["a", "b", "c"])
+    assert audit.distance.tolist() == [0.0, 0.5, 1.5]
+    assert audit.nearest_training.tolist() == ["a", "b", "a"]
+    summary = audit_summary(audit)
+    assert summary.loc["synthetic", "nearer than every real test case"] == 2
+    assert summary.loc["real test", "50%"] == 1.5
+
+
+def test_mask_audit_scores_copies_zero_and_new_masks_above_zero() -> None:
+    real = toy_prepared(5)
+    copy = synthetic_copy_of(real, [real.split.train[0]])
+    _, other_myo, _ = toy_volumes(1, seed=99)
+    new = PreparedDataset(["synth-new"], copy.images, other_myo, copy.fibrosis, {}, Split(("synth-new",), ()), True)
+    assert mask_audit(copy, real).query("kind == 'synthetic'").distance.iloc[0] == 0.0
+    assert mask_audit(new, real).query("kind == 'synthetic'").distance.iloc[0] > 0.0
