@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= smoke
 MANIFEST ?= data_manifest/phantom.yaml
-RUN_DIR ?= runs/$(PROFILE)
+RUN_DIR ?= runs/$(PROFILE)$(if $(SPLIT_SEED),-split$(SPLIT_SEED))
 
 .PHONY: setup test book benchmark clean
 setup: $(STAMP)

@@ -104,11 +104,17 @@ def _command_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_run_dir(profile: str, split_seed: int | None) -> Path:
+    """``runs/<profile>``, or ``runs/<profile>-split<seed>`` for another split, so that each split keeps its own run
+    and book."""
+    return Path("runs") / (profile if split_seed is None else f"{profile}-split{split_seed}")
+
+
 def _command_book(args: argparse.Namespace) -> int:
     from lgelib.data.manifest import parse_override
     from lgelib.pipeline import NotebookFailed, run_book
 
-    run_dir = Path(args.run_dir or Path("runs") / args.profile)
+    run_dir = Path(args.run_dir or default_run_dir(args.profile, args.split_seed))
     parameters = {"profile": args.profile, "manifest": str(Path(args.manifest).resolve()), "split_seed": args.split_seed}
     if args.device:
         parameters["device"] = args.device
@@ -136,7 +142,7 @@ def _command_segment(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         settings = dataclasses.replace(settings, epochs=args.epochs)
     n_synthetic = tuple(int(n) for n in args.n_synthetic.split(","))
-    run_dir = Path(args.run_dir or Path("runs") / args.profile)
+    run_dir = Path(args.run_dir or default_run_dir(args.profile, args.split_seed))
     synthetic = Path(args.synthetic) if args.synthetic else run_dir / "synth"
     real = open_dataset(load_manifest(args.manifest, _overrides(args)), progress=False)
     try:
@@ -199,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_manifest_arguments(segment)
     segment.add_argument("--profile", default="smoke", help="nnU-Net budget: smoke (small 2d, CPU) or paper "
                                                             "(nnU-Net's default, GPU)")
-    segment.add_argument("--run-dir", help="run directory (default: runs/<profile>); writes RUN_DIR/seg")
+    segment.add_argument("--run-dir", help="run directory (default: runs/<profile>, or runs/<profile>-split<N> "
+                                              "with --split-seed N); writes RUN_DIR/seg")
     segment.add_argument("--synthetic", help="synthesis folder (default: RUN_DIR/synth)")
     segment.add_argument("--n-synthetic", default="0,100,200", help="comma-separated N (default 0,100,200)")
     segment.add_argument("--epochs", type=int, help="override the profile's nnU-Net epochs")
@@ -213,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quiet(book)
     book.add_argument("--profile", default="smoke", help="smoke (CPU, minutes; default) or paper (GPU)")
     book.add_argument("--manifest", default=DEFAULT_MANIFEST, help=f"data manifest (default: {DEFAULT_MANIFEST})")
-    book.add_argument("--run-dir", help="where stages and the book are written (default: runs/<profile>)")
+    book.add_argument("--run-dir", help="where stages and the book are written (default: runs/<profile>, or "
+                                                  "runs/<profile>-split<N> with --split-seed N)")
     book.add_argument("--split-seed", type=int, help="rerun with another train/test split (seeded splits)")
     book.add_argument("--device", help="cpu, cuda or cuda:N for the training stages (default: CUDA if available)")
     book.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",

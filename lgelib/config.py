@@ -3,7 +3,7 @@ matches the paper's settings and wants a GPU. Each stage adds its own section as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lgelib.data.grid import GridSpec
 from lgelib.edm import EdmSettings, SamplerSettings
@@ -85,3 +85,36 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILES)}") from None
+
+
+def configure(name: str, training_seed: int | None = None, steps: int | None = None, inr2vec_steps: int | None = None,
+              edm_steps: int | None = None, n_synthetic: int | None = None, synthesis_seed: int | None = None,
+              seg_epochs: int | None = None) -> Profile:
+    """Profile ``name`` with the notebooks' overrides applied; None keeps the profile's value.
+
+    ``training_seed`` seeds every training stage (each INR's initialisation and voxel draws, inr2vec, EDM, nnU-Net);
+    ``synthesis_seed`` seeds the sampled volumes. Every notebook calls this with the same parameters, so each
+    stage sees the settings the stages before it used.
+    """
+    profile = get_profile(name)
+    inr_fit, inr2vec, edm = profile.inr.fit, profile.inr2vec, profile.edm
+    synthesis, segmentation = profile.synthesis, profile.segmentation
+    if training_seed is not None:
+        seed = int(training_seed)
+        inr_fit = replace(inr_fit, seed=seed, init_seed=seed)
+        inr2vec, edm = replace(inr2vec, seed=seed), replace(edm, seed=seed)
+        segmentation = replace(segmentation, seed=seed)
+    if steps is not None:
+        inr_fit = replace(inr_fit, steps=int(steps))
+    if inr2vec_steps is not None:
+        inr2vec = replace(inr2vec, steps=int(inr2vec_steps))
+    if edm_steps is not None:
+        edm = replace(edm, steps=int(edm_steps))
+    if n_synthetic is not None:
+        synthesis = replace(synthesis, n_volumes=int(n_synthetic))
+    if synthesis_seed is not None:
+        synthesis = replace(synthesis, seed=int(synthesis_seed))
+    if seg_epochs is not None:
+        segmentation = replace(segmentation, epochs=int(seg_epochs))
+    return replace(profile, inr=replace(profile.inr, fit=inr_fit), inr2vec=inr2vec, edm=edm, synthesis=synthesis,
+                   segmentation=segmentation)

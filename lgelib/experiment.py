@@ -24,11 +24,11 @@ from lgelib.synthesis import nominal_spacing, synthesize
 
 
 def synthesize_for_split(manifest: str | Path, profile: Profile, run_dir: Path | str, split_seed: int | None,
-                         n_volumes: int, device: str | torch.device | None = None) -> Path:
+                         n_volumes: int, device: str | torch.device | None = None, n_train: int | None = None) -> Path:
     """Stages 0-3 for one split in ``run_dir``: canonical grid, INRs of the training cases, inr2vec, EDM and
-    ``n_volumes`` synthetic volumes; returns the synthesis folder."""
+    ``n_volumes`` synthetic volumes (``n_train``: only the first training cases); returns the synthesis folder."""
     run_dir = Path(run_dir)
-    prepared = load_run_data(manifest, profile.grid, run_dir, split_seed)
+    prepared = load_run_data(manifest, profile.grid, run_dir, split_seed, n_train=n_train)
     fitted = fit_inrs(prepared, run_dir / "inr", profile.inr.spec, profile.inr.fit, case_ids=list(prepared.split.train),
                       cases_per_batch=profile.inr.cases_per_batch, device=device, progress=False)
     inr2vec = train_inr2vec(fitted, run_dir / "inr2vec", profile.inr2vec, device=device, progress=False)
@@ -41,10 +41,11 @@ def synthesize_for_split(manifest: str | Path, profile: Profile, run_dir: Path |
 
 
 def repeat_split(manifest: str | Path, profile: Profile, run_dir: Path | str, split_seed: int,
-                 n_synthetic: tuple[int, ...], device: str | torch.device | None = None) -> SegmentationResult:
+                 n_synthetic: tuple[int, ...], device: str | torch.device | None = None,
+                 n_train: int | None = None) -> SegmentationResult:
     """The Table 1 experiment on a seeded split, every stage included, in ``run_dir``; Dice per test case with
     a ``split_seed`` column."""
-    synth = synthesize_for_split(manifest, profile, run_dir, split_seed, max(n_synthetic), device)
-    result = run_segmentation(open_split(manifest, split_seed), synth, Path(run_dir) / "seg", profile.segmentation,
+    synth = synthesize_for_split(manifest, profile, run_dir, split_seed, max(n_synthetic), device, n_train)
+    result = run_segmentation(open_split(manifest, split_seed, n_train=n_train), synth, Path(run_dir) / "seg", profile.segmentation,
                               n_synthetic, device)
     return SegmentationResult(result.per_case.assign(split_seed=split_seed), result.seconds.assign(split_seed=split_seed))

@@ -36,6 +36,39 @@ def _contoured(axis, image: np.ndarray, myo: np.ndarray | None, fib: np.ndarray 
     axis.set_title(title, fontsize=8)
 
 
+SliceMasks = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""One slice: image (intensities 0 to 1), myocardium and fibrosis masks."""
+
+
+def figure1(stages: Sequence[str], real: SliceMasks | None = None, synthetic: SliceMasks | None = None,
+            latent: np.ndarray | None = None) -> Figure:
+    """The paper's Figure 1 drawn from a run: real volume -> joint SIREN -> inr2vec latent -> EDM -> synthetic volume
+    -> nnU-Net, six panels labelled by ``stages`` (one text per panel). Panels whose data are not given (a private
+    dataset's real slice) are drawn as labelled boxes."""
+    if len(stages) != 6:
+        raise ValueError(f"figure1 needs 6 stage labels, got {len(stages)}")
+    figure, axes = plt.subplots(1, 6, figsize=(13, 3.0), gridspec_kw={"wspace": 0.5})
+    for axis, text in zip(axes, stages):
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_box_aspect(1)  # six equal squares, images and boxes alike
+        axis.set_xlabel(text, fontsize=9)
+    for axis, data in ((axes[0], real), (axes[4], synthetic)):
+        if data is not None:
+            _contoured(axis, *data, title="")
+    if latent is not None:
+        axes[2].imshow(np.asarray(latent, dtype=float).reshape(16, -1), cmap="coolwarm", aspect="auto")
+    for index, (axis, label) in enumerate(zip(axes, ("volume", "joint SIREN", "latent", "EDM", "synthetic", "nnU-Net"))):
+        if not axis.images:
+            axis.text(0.5, 0.5, label, ha="center", va="center", fontsize=12, transform=axis.transAxes,
+                      bbox={"boxstyle": "round", "facecolor": "#eef3fb" if index % 5 else "#f2f2f2"})
+            axis.set_frame_on(False)
+        if index:
+            axis.annotate("", xy=(-0.05, 0.5), xytext=(-0.4, 0.5), xycoords="axes fraction",
+                          arrowprops={"arrowstyle": "-|>", "color": "0.3", "lw": 1.5}, annotation_clip=False)
+    return figure
+
+
 def plot_cases(images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray], fibrosis: Sequence[np.ndarray],
                titles: Sequence[str], contours: bool = True) -> Figure:
     """One row per case: basal, mid and apical slices with myocardium (red) and fibrosis (blue) contours."""

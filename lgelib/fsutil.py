@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -60,3 +61,8 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
     with safe_open(str(path), framework="pt") as handle:
         return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
+
+
+def file_digest(path: Path, length: int = 16) -> str:
+    """The first ``length`` hex digits of a file's SHA-256: names a file's exact content in records and pages."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]

@@ -1,8 +1,9 @@
 """Running the book: every notebook executed with papermill into the run directory, then one Jupyter Book build.
 
 The notebooks in ``notebooks/`` are committed without outputs; executed copies are build products under
-``<run_dir>/notebooks``. The book's source is assembled in ``<run_dir>/book`` (the pages of ``book/`` plus the
-executed notebooks) and built with Jupyter Book 1 without re-executing anything, warnings as errors.
+``<run_dir>/notebooks``. The book's source is assembled in ``<run_dir>/book``: the pages of ``book/``, the executed
+notebooks, the landing page's account of the run (``lgelib.landing``), plotly.js and MathJax for offline reading.
+It is built with Jupyter Book 1 without re-executing anything, warnings as errors.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MANIFEST = REPO_ROOT / "data_manifest" / "phantom.yaml"
 NOTEBOOKS: tuple[str, ...] = ("01_data.ipynb", "02_inr.ipynb", "03_inr2vec.ipynb", "04_synthesis.ipynb",
                                "05_quality.ipynb", "06_segmentation.ipynb")
 """The book's notebooks in reading (and execution) order."""
@@ -67,8 +69,50 @@ def execute_notebooks(run: BookRun, parameters: dict[str, Any], notebooks: tuple
     return done
 
 
-def assemble_source(run: BookRun) -> None:
-    """Copy the book's pages from ``book/`` and the executed notebooks into the run's book source folder."""
+MATHJAX_PARTS = ("tex-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions", "ui")
+"""What the book needs of MathJax 3 (from the sphinx-mathjax-offline package): the TeX-to-HTML bundle, its fonts,
+the TeX extensions it loads on demand and its menu."""
+
+
+def copy_mathjax(extra: Path) -> None:
+    """MathJax 3 into ``extra/mathjax``: an ``html_extra_path`` folder (under ``_static`` every .js would be loaded
+    by every page); ``book/_config.yml`` points ``mathjax_path`` there."""
+    from importlib import metadata
+
+    source = Path(metadata.distribution("sphinx-mathjax-offline").locate_file("sphinx-mathjax-offline/static/mathjax"))
+    for part in MATHJAX_PARTS:
+        target = extra / "mathjax" / part
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (source / part).is_dir():
+            shutil.copytree(source / part, target)
+        else:
+            shutil.copy(source / part, target)
+
+
+def write_landing(run: BookRun, parameters: dict[str, Any]) -> None:
+    """Put the run's account (provenance, Figure 1, Table 1 beside the paper's) into the landing page."""
+    from lgelib.config import configure
+    from lgelib.data.dataset import open_split
+    from lgelib.landing import MARKER, reproduction_markdown
+    from lgelib.provenance import collect
+
+    names = ("training_seed", "steps", "inr2vec_steps", "edm_steps", "n_synthetic", "synthesis_seed", "seg_epochs")
+    settings = configure(parameters.get("profile", "smoke"), **{k: parameters.get(k) for k in names})
+    manifest = Path(parameters.get("manifest") or DEFAULT_MANIFEST)
+    manifest = manifest if manifest.is_absolute() else REPO_ROOT / manifest  # as the notebooks see it
+    split = open_split(manifest, parameters.get("split_seed"), n_train=parameters.get("n_train")).split
+    provenance = collect(settings, manifest, split, parameters.get("device"))
+    intro = run.source / "intro.md"
+    text = intro.read_text()
+    if MARKER not in text:
+        raise RuntimeError(f"{intro}: the line {MARKER!r} that receives the run's account is missing")
+    account = reproduction_markdown(run.run_dir, settings, provenance, "figures/figure1.png", run.source)
+    intro.write_text(text.replace(MARKER, account))
+
+
+def assemble_source(run: BookRun, parameters: dict[str, Any]) -> None:
+    """The run's book source: the pages of ``book/``, the executed notebooks, the landing page's account of the
+    run, and plotly.js and MathJax so that the built book needs no network."""
     if run.source.exists():
         shutil.rmtree(run.source)
     shutil.copytree(REPO_ROOT / "book", run.source, ignore=shutil.ignore_patterns("_build"))
@@ -80,6 +124,8 @@ def assemble_source(run: BookRun) -> None:
     static = run.source / "_static"
     static.mkdir(exist_ok=True)
     shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
+    copy_mathjax(run.source / "_extra")
+    write_landing(run, parameters)
 
 
 def build_html(run: BookRun) -> Path:
@@ -95,8 +141,9 @@ def build_html(run: BookRun) -> Path:
 def run_book(run_dir: Path, parameters: dict[str, Any], build: bool = True) -> Path:
     """Execute every notebook into ``run_dir`` and build the book; return the built index page (or the run dir)."""
     run = BookRun(Path(run_dir).resolve())
-    execute_notebooks(run, {**parameters, "run_dir": str(run.run_dir)})
+    parameters = {**parameters, "run_dir": str(run.run_dir)}
+    execute_notebooks(run, parameters)
     if not build:
         return run.executed
-    assemble_source(run)
+    assemble_source(run, parameters)
     return build_html(run)

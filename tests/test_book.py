@@ -1,74 +1,211 @@
-"""The README's main command end to end on a tiny cohort: notebooks executed by papermill, book built offline."""
+"""The README's main command end to end on a tiny cohort: notebooks executed by papermill, the book built offline,
+then read back as a reader meets it, in a real headless browser with the network cut off."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lgelib.pipeline import NOTEBOOKS, REPO_ROOT, run_book
-
+from browser import find_chromium, offline_browser, open_page
+from lgelib.data.prepare import load_prepared, load_run_data
+from lgelib.config import get_profile
+from lgelib.pipeline import NOTEBOOKS, REPO_ROOT, BookRun, NotebookFailed, execute_notebooks, run_book
+from lgelib.privacy import PRIVATE_MARK, shareable_synthetic_ids
 
 QUICK = {"steps": 150, "inr2vec_steps": 200, "edm_steps": 100, "n_synthetic": 3, "n_synthetic_sets": [0, 3],
          "seg_epochs": 1}
 """Few steps and volumes: the pages must run and say what they did, not reach the profile's quality."""
 
+COMMON_PARAMETERS = ("profile", "manifest", "run_dir", "device", "split_seed", "n_train", "training_seed",
+                     "synthesis_seed", "n_synthetic", "n_synthetic_sets", "steps", "inr2vec_steps", "edm_steps",
+                     "seg_epochs")
+"""Every chapter takes the whole run's parameters, so each sees the settings the chapters before it used."""
 
-@pytest.fixture
-def tiny_phantom(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "name": "tiny", "publishable": True,
+ARTIFACTS = Path(os.environ.get("LGELIB_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
+
+
+def tiny_manifest(path: Path, publishable: bool) -> Path:
+    path.write_text(yaml.safe_dump({"version": 1, "name": "tiny", "publishable": publishable,
                                     "source": {"kind": "phantom", "n_cases": 5, "seed": 3},
                                     "split": {"seed": 0, "n_test": 2}}))
     return path
 
 
-def test_notebooks_are_committed_without_outputs() -> None:
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny cohort's book, split seed 7; returns the run directory."""
+    folder = tmp_path_factory.mktemp("book")
+    manifest = tiny_manifest(folder / "tiny.yaml", publishable=True)
+    run_book(folder / "run", {"profile": "smoke", "manifest": str(manifest), "split_seed": 7, **QUICK})
+    return folder / "run"
+
+
+def code_cells(name: str) -> list[dict]:
+    notebook = json.loads((REPO_ROOT / "notebooks" / name).read_text())
+    return [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+
+
+def test_notebooks_are_committed_without_outputs_and_open_with_install_then_parameters() -> None:
+    install = "".join(code_cells(NOTEBOOKS[0])[0]["source"])
     for name in NOTEBOOKS:
-        notebook = json.loads((REPO_ROOT / "notebooks" / name).read_text())
-        code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
-        assert code and not any(c["outputs"] or c["execution_count"] for c in code), name
-        assert "parameters" in code[0]["metadata"].get("tags", []), f"{name}: first code cell must be the parameters"
+        code = code_cells(name)
+        assert not any(c["outputs"] or c["execution_count"] for c in code), name
+        assert "".join(code[0]["source"]) == install and "hide-cell" in code[0]["metadata"]["tags"], name
+        assert "parameters" in code[1]["metadata"].get("tags", []), f"{name}: the parameters follow the install cell"
+        assigned = re.findall(r"^(\w+) = ", "".join(code[1]["source"]), flags=re.M)
+        assert set(COMMON_PARAMETERS) <= set(assigned), f"{name} lacks {set(COMMON_PARAMETERS) - set(assigned)}"
 
 
-def test_book_runs_and_builds(tiny_phantom: Path, tmp_path: Path) -> None:
-    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": 7, **QUICK})
-    assert index.is_file()
-    page = (index.parent / "notebooks" / "01_data.html").read_text()
+def run_install_cell(cwd: Path, lgelib_installed: bool, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Execute the notebooks' install cell in ``cwd`` with lgelib present or not; return the commands it ran
+    (recorded, not run: the clone and the pip install are what Colab would do)."""
+    import importlib.util
+    import subprocess as real_subprocess
+
+    commands: list[list[str]] = []
+
+    def record(command, check=False):
+        commands.append(list(command))
+        if command[:2] == ["git", "clone"]:
+            Path(command[-1]).mkdir()
+        return real_subprocess.CompletedProcess(command, 0)
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lgelib" and not lgelib_installed else find_spec(name, *a))
+    monkeypatch.setattr(real_subprocess, "run", record)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(cwd)
+    exec("".join(code_cells(NOTEBOOKS[0])[0]["source"]), {})
+    return commands
+
+
+def test_install_cell_does_nothing_where_lgelib_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_install_cell(REPO_ROOT, True, monkeypatch) == [] and Path.cwd() == REPO_ROOT
+    assert run_install_cell(REPO_ROOT / "notebooks", True, monkeypatch) == []
+    assert Path.cwd() == REPO_ROOT  # opened from notebooks/: paths are the repository root's, as under lgelib book
+
+
+def test_install_cell_clones_and_installs_where_lgelib_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LGELIB_SOURCE", "https://example.org/fork.git")
+    commands = run_install_cell(tmp_path, False, monkeypatch)
+    assert commands[0] == ["git", "clone", "--depth", "1", "https://example.org/fork.git", "lgelib-companion"]
+    assert commands[1][1:] == ["-m", "pip", "install", "--quiet", "-e", "lgelib-companion"]
+    assert Path.cwd() == tmp_path / "lgelib-companion" and str(tmp_path / "lgelib-companion") in sys.path
+
+
+def test_book_runs_and_builds(built_book: Path) -> None:
+    html = built_book / "book" / "_build" / "html"
+    page = (html / "notebooks" / "01_data.html").read_text()
     assert "5 cases" in page and "seed 7" in page  # the parameters reached the notebook
-    assert "<img" in page and (index.parent / "_images").is_dir() and any((index.parent / "_images").iterdir())
-    assert (tmp_path / "run" / "data" / "manifest.yaml").is_file()
-    inr_page = (index.parent / "notebooks" / "02_inr.html").read_text()
+    assert "<img" in page and any((html / "_images").iterdir())
+    assert (built_book / "data" / "manifest.yaml").is_file()
+    inr_page = (html / "notebooks" / "02_inr.html").read_text()
     assert "3 INRs (3 x 15,907 parameters)" in inr_page and "150 steps" in inr_page and "<img" in inr_page
-    assert (tmp_path / "run" / "inr" / "inrs.safetensors").is_file()
-    latent_page = (index.parent / "notebooks" / "03_inr2vec.html").read_text()
+    assert (built_book / "inr" / "inrs.safetensors").is_file()
+    latent_page = (html / "notebooks" / "03_inr2vec.html").read_text()
     assert "2 held-out INRs ready" in latent_page and "inr2vec: 200 steps of 3 INRs" in latent_page
-    assert "<img" in latent_page and (tmp_path / "run" / "inr2vec" / "latents.safetensors").is_file()
-    synthesis_page = (index.parent / "notebooks" / "04_synthesis.html").read_text()
+    assert "<img" in latent_page and (built_book / "inr2vec" / "latents.safetensors").is_file()
+    synthesis_page = (html / "notebooks" / "04_synthesis.html").read_text()
     assert "3 synthetic volumes written" in synthesis_page and "100 steps of 128 latents" in synthesis_page
     assert "OK: synth/manifest.yaml: 3 cases, 3 readable, 0 errors" in synthesis_page and "<img" in synthesis_page
-    assert len(list((tmp_path / "run" / "synth" / "cases").iterdir())) == 3
-    quality_page = (index.parent / "notebooks" / "05_quality.html").read_text()
+    assert len(list((built_book / "synth" / "cases").iterdir())) == 3
+    quality_page = (html / "notebooks" / "05_quality.html").read_text()
     assert quality_page.count("<img") >= 6 and "plotly-graph-div" in quality_page  # Figures 2-4 and the extras
     assert "synthetic vs nearest real" in quality_page and "1 - myocardium Dice" in quality_page
-    assert (index.parent / "_static" / "plotly.min.js").is_file()
-    segmentation_page = (index.parent / "notebooks" / "06_segmentation.html").read_text()
+    assert (html / "_static" / "plotly.min.js").is_file() and (html / "mathjax" / "tex-chtml.js").is_file()
+    segmentation_page = (html / "notebooks" / "06_segmentation.html").read_text()
     assert "Fibrosis N=0" in segmentation_page and "Fibrosis N=3" in segmentation_page
     assert "0.524" in segmentation_page  # the paper's Table 1 beside ours
-    per_case = (tmp_path / "run" / "seg" / "per_case_dice.csv").read_text().splitlines()
+    per_case = (built_book / "seg" / "per_case_dice.csv").read_text().splitlines()
     assert len(per_case) == 1 + 2 * 2 * 4 * 2  # header + N x test cases x regions x structures
 
 
-def test_private_dataset_images_stay_out_of_the_book(tiny_phantom: Path, tmp_path: Path) -> None:
-    data = yaml.safe_load(tiny_phantom.read_text())
-    data["publishable"] = False
-    tiny_phantom.write_text(yaml.safe_dump(data))
-    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(tiny_phantom), "split_seed": None, **QUICK})
-    # Training curves and aggregate plots only: Figure 3's box plots, the plausibility histograms, the two
-    # memorisation histograms, the Dice per case.
-    loss_curves = {"03_inr2vec.ipynb": 1, "04_synthesis.ipynb": 1, "05_quality.ipynb": 4, "06_segmentation.ipynb": 1}
+def test_every_page_says_what_produced_it_and_the_landing_page_gives_table1(built_book: Path) -> None:
+    html = built_book / "book" / "_build" / "html"
+    for name in ["intro.html"] + [f"notebooks/{n.replace('.ipynb', '.html')}" for n in NOTEBOOKS]:
+        page = (html / name).read_text()
+        assert "Provenance." in page and "Profile <code" in page and "split seed 7: 3 training / 2 test" in page, name
+        assert re.search(r"lgelib 0\.1\.0", page) and "training seed 0, synthesis seed 0" in page, name
+    landing = (html / "intro.html").read_text()
+    assert "<strong>split seed 7</strong>" in landing
+    assert "N=0 ours" in landing and "N=0 paper" in landing and "0.509" in landing  # Table 1 side by side
+    assert "Stage 1: 3 INRs" in landing and "Stage 3: 3 synthetic volumes" in landing
+
+
+def test_figures_and_table_are_numbered_as_in_the_paper(built_book: Path) -> None:
+    html = built_book / "book" / "_build" / "html"
+    captions = []
+    for name in ["intro.html"] + [f"notebooks/{n.replace('.ipynb', '.html')}" for n in NOTEBOOKS]:
+        captions += [(name, number) for number in
+                     re.findall(r'caption-number">([^<]+?)\s*<', (html / name).read_text())]
+    assert captions == [("intro.html", "Figure 1"), ("notebooks/05_quality.html", "Figure 2"),
+                        ("notebooks/05_quality.html", "Figure 3"), ("notebooks/05_quality.html", "Figure 4"),
+                        ("notebooks/06_segmentation.html", "Table 1")]
+
+
+def test_book_renders_offline_in_a_real_browser(built_book: Path) -> None:
+    executable = find_chromium() if find_spec("playwright") else None
+    if executable is None:
+        message = "Chromium and playwright are needed (apt install chromium; pip install playwright)"
+        if os.environ.get("LGELIB_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    html = built_book / "book" / "_build" / "html"
+    pages = ["intro.html"] + [f"notebooks/{n.replace('.ipynb', '.html')}" for n in NOTEBOOKS]
+    with offline_browser(executable) as browser:
+        for name in pages:
+            page, report = open_page(browser, html / name)
+            assert page.title() and not report.failed_requests and not report.blocked_requests, (name, report)
+            assert not report.script_errors, (name, report.script_errors)
+            images = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+            assert images and all(images), f"{name}: {images.count(False)} of {len(images)} images did not load"
+            if name.endswith(("02_inr.html", "04_synthesis.html")):  # equations typeset by the bundled MathJax
+                page.wait_for_selector("mjx-container", timeout=20_000)
+            if name.endswith("05_quality.html"):  # the interactive 3D figure is drawn
+                page.wait_for_selector(".plotly-graph-div .main-svg", state="attached", timeout=20_000)
+            if name == "intro.html":
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "book-landing.png"), full_page=True)
+            page.close()
+    assert (ARTIFACTS / "book-landing.png").stat().st_size > 10_000
+
+
+def test_a_failing_notebook_stops_the_run_naming_the_cell_and_the_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nname: broken\n")
+    with pytest.raises(NotebookFailed) as failure:
+        execute_notebooks(BookRun(tmp_path / "run"), {"manifest": str(broken), "run_dir": str(tmp_path / "run")},
+                          notebooks=NOTEBOOKS[:2])
+    message = str(failure.value)
+    assert re.search(r"notebook 01_data\.ipynb failed in cell \d+: DataError: .*broken\.yaml", message), message
+    assert not (tmp_path / "run" / "notebooks" / NOTEBOOKS[1]).exists()  # the run stopped at the first failure
+
+
+def test_private_dataset_images_stay_out_of_the_book(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path / "tiny.yaml", publishable=False)
+    index = run_book(tmp_path / "run", {"profile": "smoke", "manifest": str(manifest), "split_seed": None, **QUICK})
+    real = load_run_data(manifest, get_profile("smoke").grid, tmp_path / "run")
+    shareable = shareable_synthetic_ids(load_prepared(tmp_path / "run" / "synth"), real)
+    shown = 1 if shareable else 0
+    # No real case anywhere: training curves and aggregate plots, plus synthetic examples only when the
+    # memorisation check clears some (04: the examples; 05: Figure 2 and Figure 4's static view).
+    images = {"01_data.ipynb": 0, "02_inr.ipynb": 0, "03_inr2vec.ipynb": 1, "04_synthesis.ipynb": 1 + shown,
+              "05_quality.ipynb": 4 + 2 * shown, "06_segmentation.ipynb": 1}
     for name in NOTEBOOKS:
         page = (index.parent / "notebooks" / name.replace(".ipynb", ".html")).read_text()
-        assert "not marked publishable" in page and page.count("<img") == loss_curves.get(name, 0), name
+        assert PRIVATE_MARK in page and page.count("<img") == images[name], name
+    for name in ("04_synthesis.html", "05_quality.html"):
+        page = (index.parent / "notebooks" / name).read_text()
+        assert (f"{len(shareable)} of which pass the memorisation check" if shareable
+                else "no synthetic volume passed") in page, name
+    assert ("plotly-graph-div" in (index.parent / "notebooks" / "05_quality.html").read_text()) == bool(shareable)
+    landing = (index.parent / "intro.html").read_text()
+    assert "the real slice is not shown" in landing

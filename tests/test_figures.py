@@ -206,3 +206,18 @@ def test_plot_dice():
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == list(REGIONS)
     assert [t.get_text() for t in figure.axes[1].get_legend().get_texts()] == ["N=0", "N=100", "N=200"]
     assert sum(len(c.get_offsets()) for c in figure.axes[0].collections) == 3 * 4 * 5 - 1
+
+
+def test_figure1_draws_six_panels_with_the_given_slices_and_boxes_for_the_rest() -> None:
+    image = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    ring = np.zeros((16, 16), bool)
+    ring[4:12, 4:12] = True
+    ring[6:10, 6:10] = False
+    labels = [f"stage {i}" for i in range(6)]
+    figure = figures.figure1(labels, real=None, synthetic=(image, ring, ring & (np.arange(16) < 8)), latent=np.arange(512.0))
+    axes = figure.axes
+    assert len(axes) == 6 and [a.get_xlabel() for a in axes] == labels
+    assert [len(a.images) for a in axes] == [0, 0, 1, 0, 1, 0]  # private real slice left out: a labelled box instead
+    assert axes[0].texts and axes[0].texts[0].get_text() == "volume"
+    with pytest.raises(ValueError, match="6 stage labels"):
+        figures.figure1(labels[:5])

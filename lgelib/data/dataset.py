@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +128,17 @@ def open_dataset(manifest: Manifest | str | Path, progress: bool = True) -> Data
     return Dataset(manifest=manifest, cases=tuple(cases), label_mapping=mapping, split=split)
 
 
-def open_split(manifest: str | Path, split_seed: int | None = None, progress: bool = False) -> Dataset:
-    """A manifest's dataset with its own split (``split_seed`` None) or a seeded one: the notebooks' and
-    experiments' way in, with the ``split_seed`` parameter."""
+def open_split(manifest: str | Path, split_seed: int | None = None, progress: bool = False,
+               n_train: int | None = None) -> Dataset:
+    """A manifest's dataset with its own split (``split_seed`` None) or a seeded one, keeping only the first
+    ``n_train`` training cases when given: the notebooks' and experiments' way in, with their ``split_seed`` and
+    ``n_train`` parameters. The test cases never change with ``n_train``."""
     overrides = {} if split_seed is None else {"split.seed": int(split_seed)}
-    return open_dataset(load_manifest(manifest, overrides), progress=progress)
+    dataset = open_dataset(load_manifest(manifest, overrides), progress=progress)
+    if n_train is None:
+        return dataset
+    available = len(dataset.split.train)
+    if not 1 <= int(n_train) <= available:
+        raise DataError(Problem("error", f"n_train = {n_train}: the split has {available} training cases "
+                                         f"(choose 1 to {available})", file=dataset.manifest.path))
+    return replace(dataset, split=replace(dataset.split, train=dataset.split.train[: int(n_train)]))

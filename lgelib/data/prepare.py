@@ -14,7 +14,6 @@ Synthetic volumes from the diffusion stage are written in the same layout, so la
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from lgelib.data.manifest import Manifest, load_manifest
 from lgelib.data.nifti import read_volume, write_volume
 from lgelib.data.summary import case_summary
 from lgelib.errors import DataError
-from lgelib.fsutil import atomic_directory
+from lgelib.fsutil import atomic_directory, file_digest
 
 PREPARED_RECORD = "prepared.json"
 
@@ -63,10 +62,6 @@ def write_nifti_manifest(path: Path, name: str, description: str, publishable: b
                 "source": {"kind": "nifti", "cases": entries},
                 "split": {"train": list(split.train), "test": list(split.test)}}
     path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def prepare_dataset(dataset: Dataset | Manifest | str | Path, grid: GridSpec, out_dir: Path,
@@ -101,7 +96,7 @@ def prepare_dataset(dataset: Dataset | Manifest | str | Path, grid: GridSpec, ou
         record = {
             "lgelib_version": __version__,
             "source_manifest": str(manifest.path),
-            "source_manifest_sha256": _file_digest(manifest.path),
+            "source_manifest_sha256": file_digest(manifest.path),
             "source_name": manifest.name,
             "publishable": manifest.publishable,
             "grid": dataclasses.asdict(grid),
@@ -156,7 +151,7 @@ def is_prepared(out_dir: Path, dataset: Dataset, grid: GridSpec) -> bool:
     if not record_file.is_file():
         return False
     record = json.loads(record_file.read_text(encoding="utf-8"))
-    return (record.get("source_manifest_sha256") == _file_digest(dataset.manifest.path)
+    return (record.get("source_manifest_sha256") == file_digest(dataset.manifest.path)
             and record.get("grid") == json.loads(json.dumps(dataclasses.asdict(grid)))
             and record.get("split") == json.loads(json.dumps(dataclasses.asdict(dataset.split))))
 
@@ -171,11 +166,12 @@ def ensure_prepared(dataset: Dataset | Manifest | str | Path, grid: GridSpec, ou
 
 
 def load_run_data(manifest: str | Path, grid: GridSpec, run_dir: Path | str, split_seed: int | None = None,
-                  progress: bool = False) -> PreparedDataset:
+                  progress: bool = False, n_train: int | None = None) -> PreparedDataset:
     """A run's dataset on its canonical grid (``run_dir/data``), prepared first if it is not there yet.
 
     The stages after the data chapter start here, with the notebook parameters ``manifest``, ``run_dir`` and
-    ``split_seed`` (None: the manifest's own split).
+    ``split_seed`` (None: the manifest's own split) and ``n_train`` (None: every training case).
     """
-    dataset = open_split(manifest, split_seed, progress=progress)
-    return load_prepared(ensure_prepared(dataset, grid, Path(run_dir) / "data", progress=progress).parent)
+    dataset = open_split(manifest, split_seed, progress=progress, n_train=n_train)
+    prepared = load_prepared(ensure_prepared(dataset, grid, Path(run_dir) / "data", progress=progress).parent)
+    return dataclasses.replace(prepared, split=dataset.split)  # the same lists, and the seed that drew them

@@ -1,0 +1,43 @@
+"""What a rendered book may show of a dataset: the privacy guard.
+
+A manifest says whether its images may be published (``publishable``). For a dataset that is not, no image of a
+real case appears in the book: no slice, no reconstruction, no mesh. The book shows synthetic examples instead,
+volumes the diffusion model generated, but only those the memorisation audit clears: no nearer, by myocardium
+overlap, to a training patient than the nearest real test patient is (a synthetic volume closer than that may be
+a near-copy of someone). Every page that leaves images out says so with :func:`private_note`.
+"""
+
+from __future__ import annotations
+
+from lgelib.data.prepare import PreparedDataset
+from lgelib.quality import mask_audit
+
+PRIVATE_MARK = "not marked publishable"
+"""The phrase every page of a private dataset carries (tests look for it)."""
+
+
+def shareable_synthetic_ids(synthetic: PreparedDataset, real: PreparedDataset) -> list[str]:
+    """Synthetic cases a book may show: all of them for a publishable dataset; for a private one, those whose
+    nearest training case (1 - myocardium Dice on the canonical grid) is no nearer than the nearest real test
+    case's. None without real test cases to compare with."""
+    if real.publishable:
+        return list(synthetic.case_ids)
+    if not real.split.test or not synthetic.case_ids:
+        return []
+    audit = mask_audit(synthetic, real)
+    closest_real = audit.loc[audit.kind == "real test", "distance"].min()
+    cleared = set(audit.loc[(audit.kind == "synthetic") & (audit.distance >= closest_real), "case_id"])
+    return [case_id for case_id in synthetic.case_ids if case_id in cleared]
+
+
+def private_note(dataset: str, synthetic_shown: int | None = None) -> str:
+    """The sentence a page shows in place of real images; ``synthetic_shown`` (when the page can show synthetic
+    examples) says how many generated volumes the audit cleared."""
+    note = f"*The dataset `{dataset}` is {PRIVATE_MARK} in its manifest, so no image of its cases is shown here"
+    if synthetic_shown is None:
+        return note + ": aggregate numbers only; synthetic examples are in the synthesis and quality chapters.*"
+    if synthetic_shown == 0:
+        return note + (", and no synthetic volume passed the memorisation check that would let it stand in "
+                       "(none is farther from every training case than the nearest real test case is).*")
+    return note + (f". The images are synthetic volumes generated from it, {synthetic_shown} of which pass the "
+                   "memorisation check: none is nearer to a training case than the nearest real test case is.*")

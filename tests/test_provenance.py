@@ -1,0 +1,69 @@
+"""The run's settings as every chapter sees them: configure(), n_train, and the provenance line a page shows."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lgelib.config import configure, get_profile
+from lgelib.data.dataset import open_split
+from lgelib.errors import DataError
+from lgelib.provenance import collect, git_revision
+
+
+def test_configure_keeps_the_profile_unless_told_and_seeds_every_training_stage() -> None:
+    assert configure("smoke") == get_profile("smoke")
+    settings = configure("smoke", training_seed=5, steps=12, inr2vec_steps=13, edm_steps=14, n_synthetic=7,
+                         synthesis_seed=2, seg_epochs=3)
+    assert (settings.inr.fit.seed, settings.inr.fit.init_seed, settings.inr2vec.seed, settings.edm.seed,
+            settings.segmentation.seed) == (5, 5, 5, 5, 5)
+    assert (settings.inr.fit.steps, settings.inr2vec.steps, settings.edm.steps) == (12, 13, 14)
+    assert (settings.synthesis.n_volumes, settings.synthesis.seed, settings.segmentation.epochs) == (7, 2, 3)
+    # nothing else moved
+    assert dataclasses.replace(settings.inr.fit, seed=0, init_seed=0, steps=800) == get_profile("smoke").inr.fit
+    with pytest.raises(ValueError, match="unknown profile 'big'"):
+        configure("big")
+
+
+@pytest.fixture
+def phantom_manifest(tmp_path: Path) -> Path:
+    path = tmp_path / "cohort.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "name": "six", "publishable": False,
+                                    "source": {"kind": "phantom", "n_cases": 6, "seed": 1},
+                                    "split": {"seed": 0, "n_test": 2}}))
+    return path
+
+
+def test_n_train_keeps_the_first_training_cases_and_every_test_case(phantom_manifest: Path) -> None:
+    full = open_split(phantom_manifest, split_seed=4)
+    fewer = open_split(phantom_manifest, split_seed=4, n_train=2)
+    assert fewer.split.train == full.split.train[:2] and fewer.split.test == full.split.test
+    assert fewer.split.seed == 4
+    with pytest.raises(DataError, match=r"n_train = 5: the split has 4 training cases"):
+        open_split(phantom_manifest, n_train=5)
+
+
+def test_provenance_names_profile_data_split_seeds_software_and_device(phantom_manifest: Path) -> None:
+    settings = configure("smoke", training_seed=3, synthesis_seed=9)
+    split = open_split(phantom_manifest, split_seed=11, n_train=3).split
+    provenance = collect(settings, phantom_manifest, split, device="cpu")
+    text = provenance.markdown()
+    assert "Profile `smoke`" in text and "data `six`" in text and "not publishable" in text
+    assert "manifest `cohort.yaml`" in text  # outside the repository: the file name only, no folder
+    assert "split seed 11: 3 training / 2 test cases" in text
+    assert "training seed 3, synthesis seed 9" in text and "device `cpu`" in text
+    assert re.search(r"torch \d+\.\d+", text) and re.search(r"nnunetv2 \d+\.\d+", text)
+    assert re.search(r"sha256 `[0-9a-f]{12}`", text) and re.search(r"executed \d{4}-\d\d-\d\d \d\d:\d\d UTC", text)
+    listed = collect(settings, phantom_manifest, dataclasses.replace(split, seed=None), device="cpu")
+    assert "the manifest's listed split" in listed.markdown()
+
+
+def test_git_revision_names_the_commit_or_nothing(tmp_path: Path) -> None:
+    revision = git_revision()
+    if revision is not None:  # a clone: a short hash, "+changes" when tracked files differ
+        assert re.fullmatch(r"[0-9a-f]{7,}(\+changes)?", revision)
+    assert git_revision(tmp_path) is None  # not a repository
