@@ -112,6 +112,10 @@ def reproduction_markdown(run_dir: Path, settings: Profile, provenance: Provenan
     split = (f"split seed {provenance.split_seed}" if provenance.split_seed is not None
              else "the manifest's listed split")
     stages = "\n".join(f"- {line}" for line in stage_numbers(run_dir))
+    caveat = ("" if provenance.profile == "paper" else
+              f"On the `{provenance.profile}` profile (a small nnU-Net, a short budget, a handful of test cases) these "
+              "numbers show that the experiment runs end to end, not the paper's effect; the segmentation chapter "
+              "says why.\n")
     return f"""## This build
 
 This book was built from the run in `{run_dir.name}/` with the `{provenance.profile}` profile on the
@@ -133,6 +137,7 @@ Mean Dice over the test cases per region (the paper: 105 real training and 28 te
 nnU-Net's full budget). The full table with standard deviations and the paired statistics is in
 {{numref}}`tab-1`.
 
+{caveat}
 {table}
 
 ### Stage by stage
