@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (each sets up .venv first if needed):
 #   make book   run every stage on the embedded cohort (CPU) and build the book
-#               (variables: PROFILE=smoke|paper MANIFEST=... RUN_DIR=... SPLIT_SEED=N)
+#               (variables: PROFILE=smoke|paper MANIFEST=... SPLIT_SEED=N RUN_DIR=...; the run directory
+#               defaults to lgelib book's: runs/<profile>, or runs/<profile>-split<N>)
 #   make test   run the test suite
 #   make benchmark  INR fitting throughput, batched vs one model per volume (benchmarks/README.md)
 PYTHON ?= python3
@@ -9,7 +10,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= smoke
 MANIFEST ?= data_manifest/phantom.yaml
-RUN_DIR ?= runs/$(PROFILE)$(if $(SPLIT_SEED),-split$(SPLIT_SEED))
 
 .PHONY: setup test book benchmark clean
 setup: $(STAMP)
@@ -25,7 +25,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 book: setup
-	$(BIN)/lgelib book --profile $(PROFILE) --manifest $(MANIFEST) --run-dir $(RUN_DIR) $(if $(SPLIT_SEED),--split-seed $(SPLIT_SEED))
+	$(BIN)/lgelib book --profile $(PROFILE) --manifest $(MANIFEST) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(SPLIT_SEED),--split-seed $(SPLIT_SEED))
 
 benchmark: setup
 	$(BIN)/python benchmarks/inr_throughput.py

@@ -8,6 +8,7 @@ It is built with Jupyter Book 1 without re-executing anything, warnings as error
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import subprocess
 import sys
@@ -96,8 +97,8 @@ def write_landing(run: BookRun, parameters: dict[str, Any]) -> None:
     from lgelib.landing import MARKER, reproduction_markdown
     from lgelib.provenance import collect
 
-    names = ("training_seed", "steps", "inr2vec_steps", "edm_steps", "n_synthetic", "synthesis_seed", "seg_epochs")
-    settings = configure(parameters.get("profile", "smoke"), **{k: parameters.get(k) for k in names})
+    overrides = [name for name in inspect.signature(configure).parameters if name != "name"]  # as the notebooks pass
+    settings = configure(parameters.get("profile", "smoke"), **{name: parameters.get(name) for name in overrides})
     manifest = Path(parameters.get("manifest") or DEFAULT_MANIFEST)
     manifest = manifest if manifest.is_absolute() else REPO_ROOT / manifest  # as the notebooks see it
     split = open_split(manifest, parameters.get("split_seed"), n_train=parameters.get("n_train")).split
