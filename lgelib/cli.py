@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ examples:
   lgelib split data_manifest/phantom.yaml              show the train/test split
   lgelib prepare data_manifest/phantom.yaml --profile smoke --out runs/smoke/data
   lgelib phantom --out my_cohort --n-cases 48 --seed 1 write a cohort you can edit or share
-  lgelib segment --profile smoke --n-synthetic 0,100  nnU-Net with N synthetic volumes added; Table 1
+  lgelib segment --profile smoke --arms N100,D100    nnU-Net with 100 synthetic volumes added, and its control
+  lgelib experiment data_manifest/emidec.yaml --split-seeds 0,1,2 --seg-budget real-cpu --out runs/emidec
+                                                       every stage on 3 splits, every arm; Table 1 with statistics
   lgelib book --profile smoke --split-seed 3           run the notebooks and build the book
   lgelib book --profile paper --manifest data_manifest/emidec.yaml --device cuda -p steps=3000
 
@@ -130,30 +133,71 @@ def _command_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segmentation_settings(args: argparse.Namespace):
+    from lgelib.config import configure
+
+    profile = configure(args.profile, seg_budget=args.seg_budget, seg_epochs=args.epochs)
+    return profile
+
+
 def _command_segment(args: argparse.Namespace) -> int:
-    from lgelib.config import get_profile
     from lgelib.data.dataset import open_dataset
     from lgelib.data.manifest import load_manifest
     from lgelib.figures import table1_markdown
     from lgelib.metrics import table1
-    from lgelib.segmentation import NnunetStageFailed, run_segmentation
+    from lgelib.segmentation import NnunetStageFailed, parse_arms, run_segmentation
 
-    settings = get_profile(args.profile).segmentation
-    if args.epochs is not None:
-        settings = dataclasses.replace(settings, epochs=args.epochs)
-    n_synthetic = tuple(int(n) for n in args.n_synthetic.split(","))
+    settings = _segmentation_settings(args).segmentation
+    arms = parse_arms(args.arms)
     run_dir = Path(args.run_dir or default_run_dir(args.profile, args.split_seed))
     synthetic = Path(args.synthetic) if args.synthetic else run_dir / "synth"
     real = open_dataset(load_manifest(args.manifest, _overrides(args)), progress=False)
+    uses_synthetic = any(a.n_added and a.source == "synthetic" for a in arms)
     try:
-        result = run_segmentation(real, synthetic if max(n_synthetic) > 0 else None, run_dir / "seg", settings,
-                                  n_synthetic, args.device)
+        result = run_segmentation(real, synthetic if uses_synthetic else None, run_dir / "seg", settings, arms,
+                                  args.device)
     except NnunetStageFailed as error:
         print(f"lgelib segment: {error}", file=sys.stderr)
         return 1
     print(table1_markdown(table1(result.per_case)))
     print(f"lgelib segment: per-case Dice in {run_dir / 'seg' / 'per_case_dice.csv'}")
     return 0
+
+
+def _command_experiment(args: argparse.Namespace) -> int:
+    from lgelib.comparisons import headline
+    from lgelib.experiment import run_experiment
+    from lgelib.figures import comparisons_markdown, table1_markdown
+    from lgelib.metrics import table1
+    from lgelib.segmentation import NnunetStageFailed
+
+    if args.root:
+        os.environ["EMIDEC_ROOT"] = str(Path(args.root).resolve())
+    profile = _segmentation_settings(args)
+    seeds = [int(s) for s in args.split_seeds.split(",")]
+    try:
+        result = run_experiment(args.manifest, profile, args.out, seeds, args.arms, args.device, args.n_train)
+    except NnunetStageFailed as error:
+        print(f"lgelib experiment: {error}", file=sys.stderr)
+        return 1
+    print(f"\nTable 1 (mean Dice over {len(seeds)} splits; fibrosis over test cases with scar)\n")
+    print(table1_markdown(table1(result.per_case)))
+    print("\nVolume Dice and false scar on scar-free test cases, per arm\n")
+    print(headline(result.per_case).round(3).to_markdown(index=False))
+    print("\nEach arm against N0 (paired, cluster bootstrap over splits then cases; sign-flip p over splits, Holm)\n")
+    print(comparisons_markdown(result.comparisons))
+    print(f"\nlgelib experiment: {result.wall_seconds / 60:.1f} min; files in {args.out}")
+    return 0
+
+
+def _add_arm_arguments(parser: argparse.ArgumentParser, default_arms: str = "N0,N100,N200") -> None:
+    parser.add_argument("--arms", default=default_arms,
+                        help="comma-separated arms: N<n> (n synthetic volumes added), D<n> (n duplicates of real "
+                             "training cases: the control), -balanced for a fixed real share of every batch; "
+                             f"N0 is always run (default {default_arms})")
+    parser.add_argument("--seg-budget", help="nnU-Net budget: smoke, real-cpu or paper (default: the profile's)")
+    parser.add_argument("--epochs", type=int, help="override the budget's nnU-Net epochs")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,10 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--run-dir", help="run directory (default: runs/<profile>, or runs/<profile>-split<N> "
                                               "with --split-seed N); writes RUN_DIR/seg")
     segment.add_argument("--synthetic", help="synthesis folder (default: RUN_DIR/synth)")
-    segment.add_argument("--n-synthetic", default="0,100,200", help="comma-separated N (default 0,100,200)")
-    segment.add_argument("--epochs", type=int, help="override the profile's nnU-Net epochs")
-    segment.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available)")
+    _add_arm_arguments(segment)
     segment.set_defaults(handler=_command_segment)
+
+    experiment = commands.add_parser(
+        "experiment", help="every stage on several splits, every arm, Table 1 with paired statistics",
+        description="The whole experiment on each split seed: canonical grid, INRs (shared between splits), "
+                    "inr2vec, EDM and synthesis on that split's training cases, then one nnU-Net per arm; Table 1 "
+                    "over all splits, and each arm against N0 as paired differences with cluster-bootstrap "
+                    "intervals and Holm-adjusted split-level p-values. Finished work is reused.")
+    _add_quiet(experiment)
+    experiment.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST, help="data manifest")
+    experiment.add_argument("--root", help="data folder of an EMIDEC-layout manifest (sets EMIDEC_ROOT)")
+    experiment.add_argument("--profile", default="smoke", help="settings of every stage (default smoke)")
+    experiment.add_argument("--split-seeds", default="0,1,2", help="comma-separated split seeds (default 0,1,2)")
+    experiment.add_argument("--out", required=True, help="experiment folder (one run directory per split inside)")
+    experiment.add_argument("--n-train", type=int, help="only the first N training cases of each split")
+    _add_arm_arguments(experiment, default_arms="N0,N100,N200,N100-balanced,N200-balanced,D200")
+    experiment.set_defaults(handler=_command_experiment)
 
     book = commands.add_parser("book", help="run every notebook with papermill and build the Jupyter Book",
                                description="Execute the notebooks in order (papermill) into RUN_DIR/notebooks, then "

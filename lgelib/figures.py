@@ -14,7 +14,7 @@ import plotly.io as pio
 from matplotlib.figure import Figure
 from plotly.subplots import make_subplots
 
-from lgelib.metrics import REGIONS, SIMILARITY_REGIONS
+from lgelib.metrics import REGIONS, SIMILARITY_REGIONS, arm_labels, arm_order
 
 MYOCARDIUM_COLOUR = "red"  # the paper's Figure 2 convention
 FIBROSIS_COLOUR = "blue"
@@ -322,19 +322,24 @@ PAPER_TABLE1 = pd.DataFrame(
      [0.549, 0.549, 0.554, 0.833, 0.834, 0.832],
      [0.370, 0.390, 0.405, 0.784, 0.781, 0.779]],
     index=pd.Index(REGIONS, name="region"),
-    columns=pd.MultiIndex.from_product([("fibrosis", "myocardium"), (0, 100, 200)],
-                                       names=["structure", "n_synthetic"]))
+    columns=pd.MultiIndex.from_product([("fibrosis", "myocardium"), ("N0", "N100", "N200")],
+                                       names=["structure", "arm"]))
+
+
+def _arm_label(arm: object) -> str:
+    return f"N={arm}" if isinstance(arm, (int, np.integer)) else str(arm)
 
 
 def table1_markdown(table: pd.DataFrame, decimals: int = 3) -> str:
-    """A Table-1 layout (index regions; columns (structure, n_synthetic[, stat]) with stat "mean"/"std") as a
-    markdown table in the paper's layout, "mean ± std" cells, the best mean per structure and region in bold.
+    """A Table-1 layout (index regions; columns (structure, arm[, stat]) with stat "mean"/"std") as a markdown
+    table in the paper's layout, "mean ± std" cells, the best mean per structure and region in bold. Arms keep
+    their order; a numeric arm n is shown as N=n.
 
     Means are compared as shown (rounded to ``decimals``), so displayed ties are all bold; NaN shows as "–"."""
     has_stat = table.columns.nlevels == 3
     structures = list(dict.fromkeys(table.columns.get_level_values(0)))
     columns = [(structure, n) for structure in structures
-               for n in sorted(set(table[structure].columns.get_level_values(0)))]
+               for n in dict.fromkeys(table[structure].columns.get_level_values(0))]
 
     def value(region, structure, n, stat):
         key = (structure, n, stat) if has_stat else (structure, n)
@@ -342,7 +347,7 @@ def table1_markdown(table: pd.DataFrame, decimals: int = 3) -> str:
             return np.nan
         return float(table.loc[region, key]) if key in table.columns else np.nan
 
-    lines = ["| Region | " + " | ".join(f"{s.capitalize()} N={n}" for s, n in columns) + " |",
+    lines = ["| Region | " + " | ".join(f"{s.capitalize()} {_arm_label(n)}" for s, n in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for region in table.index:
         means = {column: round(value(region, *column, "mean"), decimals) for column in columns}
@@ -402,17 +407,38 @@ def plot_memorisation(audit: pd.DataFrame, label: str = "distance to nearest tra
 
 def plot_dice(per_case: pd.DataFrame) -> Figure:
     """The per-case spread behind Table 1: Dice per region for fibrosis and myocardium, one box (with every case
-    as a point) per number of synthetic training volumes."""
+    as a point) per arm, over the scored rows (fibrosis: regions with reference scar)."""
     regions = list(REGIONS) + [r for r in pd.unique(per_case["region"]) if r not in REGIONS]
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for axis, structure in zip(axes, ("fibrosis", "myocardium")):
-        rows = per_case[per_case["structure"] == structure]
-        sets = {f"N={n}": {region: group.loc[group["region"] == region, "dice"].to_numpy(dtype=float)
-                           for region in regions}
-                for n, group in sorted(rows.groupby("n_synthetic"), key=lambda item: item[0])}
+        rows = per_case.assign(arm=arm_labels(per_case))
+        if "scored" in rows.columns:
+            rows = rows[rows["scored"].astype(bool)]
+        rows = rows[rows["structure"] == structure]
+        sets = {arm: {region: group.loc[group["region"] == region, "dice"].to_numpy(dtype=float)
+                      for region in regions}
+                for arm, group in sorted(rows.groupby("arm"), key=lambda item: arm_order(rows["arm"]).index(item[0]))}
         _grouped_boxes(axis, regions, sets, points=True)
         axis.set_title(structure, fontsize=9)
         axis.set_ylim(0, 1)
     axes[0].set_ylabel("Dice")
     figure.tight_layout()
     return figure
+
+
+def comparisons_markdown(comparisons: pd.DataFrame, decimals: int = 3) -> str:
+    """`lgelib.comparisons.compare_arms` as a markdown table: per structure, region and arm the mean paired
+    difference from N0 with its 95% cluster-bootstrap interval, the minimum detectable effect, the split-level
+    p-value, its Holm-adjusted value and the smallest p the number of splits allows."""
+    order = {region: i for i, region in enumerate(REGIONS)}
+    arms = arm_order(comparisons["arm"])
+    rows = comparisons.assign(_r=comparisons["region"].map(order), _a=comparisons["arm"].map(arms.index))
+    rows = rows.sort_values(["structure", "_r", "_a"], kind="stable")
+    lines = ["| Structure | Region | Arm − N0 | 95% CI | MDE | p | p (Holm) | smallest p | pairs / splits |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    f = f".{decimals}f"
+    for _, row in rows.iterrows():
+        lines.append(f"| {row.structure} | {row.region} | {row.difference:+{f}} | [{row.ci_low:+{f}}, "
+                     f"{row.ci_high:+{f}}] | {row.mde:{f}} | {row.p:.2f} | {row.p_holm:.2f} | {row.p_min:.2f} | "
+                     f"{int(row.n_pairs)} / {int(row.n_splits)} |")
+    return "\n".join(lines)

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from lgelib.comparisons import read_per_case, verdict
 from lgelib.config import Profile
 from lgelib.data.prepare import load_prepared
 from lgelib.figures import PAPER_TABLE1, figure1, slice_levels
@@ -63,8 +64,8 @@ def table1_side_by_side(per_case: pd.DataFrame, decimals: int = 3) -> str:
     ours = table1(per_case)
     blocks = []
     for structure in ("fibrosis", "myocardium"):
-        counts = sorted(set(ours[structure].columns.get_level_values(0)) | {0, 100, 200})
-        header = "| Region | " + " | ".join(f"N={n} ours | N={n} paper" for n in counts) + " |"
+        counts = list(dict.fromkeys([*ours[structure].columns.get_level_values(0), "N0", "N100", "N200"]))
+        header = "| Region | " + " | ".join(f"{n} ours | {n} paper" for n in counts) + " |"
         lines = [f"**{structure.capitalize()} Dice**", "", header, "|---|" + "---:|" * (2 * len(counts))]
         for region in ours.index:
             cells = []
@@ -92,12 +93,13 @@ def stage_numbers(run_dir: Path) -> list[str]:
                      f"seed {record['settings']['seed']}.")
     per_case = run_dir / "seg" / "per_case_dice.csv"
     if per_case.is_file():
-        table = pd.read_csv(per_case)
-        volume = table[(table.region == "Volume") & (table.structure == "fibrosis")]
-        means = volume.groupby("n_synthetic").dice.mean()
+        table = read_per_case(per_case)
+        volume = table1(table).loc["Volume", "fibrosis"]
+        means = volume.xs("mean", level="stat")
         paper = PAPER_TABLE1.loc["Volume", "fibrosis"]
-        lines.append("Segmentation: volume fibrosis Dice " + ", ".join(f"{m:.3f} at N = {n}" for n, m in means.items())
-                     + " (paper: " + ", ".join(f"{v:.3f} at N = {n}" for n, v in paper.items()) + ").")
+        lines.append("Segmentation: volume fibrosis Dice (cases with scar) " + ", ".join(
+            f"{m:.3f} for {n}" for n, m in means.items()) + " (paper: " + ", ".join(
+            f"{v:.3f} for {n}" for n, v in paper.items()) + ").")
     return lines
 
 
@@ -107,15 +109,14 @@ def reproduction_markdown(run_dir: Path, settings: Profile, provenance: Provenan
     run_dir = Path(run_dir)
     caption = draw_figure1(run_dir, settings, book_source / figure_file)
     per_case = run_dir / "seg" / "per_case_dice.csv"
-    table = (table1_side_by_side(pd.read_csv(per_case)) if per_case.is_file()
+    table = (table1_side_by_side(read_per_case(per_case)) if per_case.is_file()
              else "*The segmentation chapter has not run: no Table 1 yet.*")
     split = (f"split seed {provenance.split_seed}" if provenance.split_seed is not None
              else "the manifest's listed split")
     stages = "\n".join(f"- {line}" for line in stage_numbers(run_dir))
-    caveat = ("" if provenance.profile == "paper" else
-              f"On the `{provenance.profile}` profile (a small nnU-Net, a short budget, a handful of test cases) these "
-              "numbers show that the experiment runs end to end, not the paper's effect; the segmentation chapter "
-              "says why.\n")
+    all_splits = run_dir / "seg" / "per_case_dice_all_splits.csv"
+    results = all_splits if all_splits.is_file() else per_case
+    caveat = f"**What this run shows.** {verdict(read_per_case(results))}\n" if results.is_file() else ""
     return f"""## This build
 
 This book was built from the run in `{run_dir.name}/` with the `{provenance.profile}` profile on the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -104,7 +105,8 @@ def regional_dice(
     slices (one Dice per region, not a mean of per-slice Dice). Where reference and prediction are both empty the
     row is flagged ``empty`` and scored ``empty_score`` (NaN by default, i.e. left out of means); a region with no
     slices is NaN and empty with ``n_slices`` 0.
-    Columns: region, structure, dice, empty, n_slices.
+    Columns: region, structure, dice, empty, n_slices, reference_voxels, predicted_voxels (the structure's voxels
+    in the region).
     """
     arrays = {
         "reference_myocardium": np.asarray(reference_myocardium),
@@ -127,13 +129,14 @@ def regional_dice(
         index = slices[region]
         for structure in STRUCTURES:
             if len(index) == 0:
-                rows.append((region, structure, float("nan"), True, 0))
+                rows.append((region, structure, float("nan"), True, 0, 0, 0))
                 continue
             ref, pred = reference[structure][index], predicted[structure][index]
             empty = not ref.any() and not pred.any()
             score = float(empty_score) if empty else dice(pred, ref)
-            rows.append((region, structure, score, empty, len(index)))
-    return pd.DataFrame(rows, columns=["region", "structure", "dice", "empty", "n_slices"])
+            rows.append((region, structure, score, empty, len(index), int(ref.sum()), int(pred.sum())))
+    return pd.DataFrame(rows, columns=["region", "structure", "dice", "empty", "n_slices", "reference_voxels",
+                                       "predicted_voxels"])
 
 
 # --- Confidence intervals and paired tests ----------------------------------------------------------------------------
@@ -232,21 +235,44 @@ def summarise_dice(per_case: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*by, "mean", "std", "ci_low", "ci_high", "n", "n_empty"])
 
 
+def arm_labels(per_case: pd.DataFrame) -> pd.Series:
+    """Each row's arm name: the ``arm`` column, or ``N<n_synthetic>`` for tables written before arms existed."""
+    if "arm" in per_case.columns:
+        return per_case["arm"].astype(str)
+    return "N" + per_case["n_synthetic"].astype(int).astype(str)
+
+
+def arm_order(arms) -> list[str]:
+    """Arm names in the book's order: synthetic before duplicates, uniform before balanced, then by N
+    (N0, N100, N200, N100-balanced, N200-balanced, D200); unknown names last, as given."""
+    def key(name: str) -> tuple:
+        match = re.match(r"^([ND])(\d+)(-balanced)?$", name)
+        if match is None:
+            return (2, 0, 0)
+        return (int(match[1] == "D"), int(bool(match[3])), int(match[2]))
+
+    return sorted(dict.fromkeys(str(a) for a in arms), key=key)
+
+
 def table1(per_case: pd.DataFrame) -> pd.DataFrame:
     """Mean and std of Dice in the paper's Table 1 layout: rows REGIONS, columns (structure: fibrosis then
-    myocardium, n_synthetic ascending, stat: mean then std). All rows of a group (cases and split seeds) are
-    pooled; NaN (empty) scores are skipped."""
-    _require_columns(per_case, ["n_synthetic", "region", "structure", "dice", "empty"])
-    stats = per_case.groupby(["region", "structure", "n_synthetic"])["dice"].agg(["mean", "std"])
-    n_synthetic = sorted(per_case["n_synthetic"].unique())
+    myocardium, arms in `arm_order`, stat: mean then std). All scored rows of a group (cases and split
+    seeds) are pooled: with a ``scored`` column only those (fibrosis where the region has reference scar), else the
+    non-NaN scores."""
+    _require_columns(per_case, ["region", "structure", "dice"])
+    arms = arm_labels(per_case)
+    rows = per_case.assign(arm=arms)
+    if "scored" in rows.columns:
+        rows = rows[rows["scored"].astype(bool)]
+    stats = rows.groupby(["region", "structure", "arm"])["dice"].agg(["mean", "std"])
     columns = pd.MultiIndex.from_product(
-        [("fibrosis", "myocardium"), n_synthetic, ("mean", "std")], names=["structure", "n_synthetic", "stat"]
+        [("fibrosis", "myocardium"), arm_order(arms), ("mean", "std")], names=["structure", "arm", "stat"]
     )
     table = pd.DataFrame(np.nan, index=pd.Index(REGIONS, name="region"), columns=columns)
-    for (region, structure, n), row in stats.iterrows():
+    for (region, structure, arm), row in stats.iterrows():
         if region in REGIONS and structure in ("fibrosis", "myocardium"):
-            table.loc[region, (structure, n, "mean")] = row["mean"]
-            table.loc[region, (structure, n, "std")] = row["std"]
+            table.loc[region, (structure, arm, "mean")] = row["mean"]
+            table.loc[region, (structure, arm, "std")] = row["std"]
     return table
 
 

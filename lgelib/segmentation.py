@@ -1,23 +1,36 @@
-"""Segmentation experiments (paper sections 3.4-3.5): nnU-Net trained on the real training cases plus N synthetic
+"""Segmentation experiments (paper sections 3.4-3.5): nnU-Net trained on the real training cases plus N added
 volumes, tested on the real test cases, all through nnunetv2's Python API.
+
+An **arm** (:class:`Arm`) is one nnU-Net: the real training cases plus ``N`` added cases, either synthetic volumes
+(``N100``, the paper's variable) or duplicates of the real training cases (``D100``, the control: as many cases
+added, no new information), drawn ``uniform``-ly as nnU-Net does (the paper) or ``balanced`` (a fixed real share of
+every batch, ``N100-balanced``). Everything else is shared by construction:
+
+- **one plan**: the real-only dataset (N0) is planned from its own fingerprint; every other dataset receives that
+  plan unchanged (nnU-Net's ``move_plans_between_datasets``): the same network, target spacing, patch, batch and
+  normalisation for every arm;
+- **one intensity scale**: every image, real or synthetic, is percentile-normalised per scan before export
+  (`lgelib.data.intensity.normalize_intensity`), and nnU-Net's own per-image z-scoring is switched off (channel
+  ``noNorm``). Z-scoring over each image's field of view put the same tissue at different values in a 300 mm real
+  scan and a 160 mm synthetic crop (remote myocardium -0.15 vs -0.51 SD);
+- **one budget** (``SegmentationSettings``) and one evaluation set (the real test cases, scored on their own grid).
 
 Layout of ``<run_dir>/seg``::
 
-    nnUNet_raw/DatasetXXX_LGE_N<n>/    imagesTr, labelsTr, dataset.json, export.json (what went in)
+    nnUNet_raw/DatasetXXX_LGE_<set>/   imagesTr, labelsTr, dataset.json, export.json; <set> is N0, N100, D200, ...
     nnUNet_preprocessed/, nnUNet_results/   nnU-Net's own folders, kept inside the run directory
-    predictions/N<n>/<case>.nii.gz     label maps on each test scan's ORIGINAL voxel grid (file axes and affine)
-    logs/<stage>-N<n>.log              each nnU-Net stage's full output
+    predictions/<arm>/<case>.nii.gz    label maps on each test scan's ORIGINAL voxel grid (file axes and affine)
+    logs/<stage>-<dataset>.log         each nnU-Net stage's full output
 
 Labels are 0 background, 1 myocardium without scar, 2 fibrosis; "myocardium" in every Dice is labels 1 and 2
 together (the whole wall, scar included), "fibrosis" is label 2. Real cases are exported on their own voxel
 grid, never on the canonical grid (that grid is placed with the reference masks, which a test scan must not
-use); images are scaled with the same percentile normalisation as the canonical grid
-(`lgelib.data.intensity.normalize_intensity`), so real and synthetic images share an intensity range before
-nnU-Net's own z-scoring. Every volume is written with its slice axis as the file's third axis, so nnU-Net
+use); images are scaled with the same percentile normalisation as the canonical grid. Every volume is written
+with its slice axis as the file's third axis, so nnU-Net
 sees one axis layout; predictions are mapped back to each scan's own layout.
 
 Each stage (plan + preprocess, train per fold, predict) runs in its own process (`lgelib.nnunet_stages`).
-A model whose ``checkpoint_final.pth`` exists is not retrained; an interrupted training resumes from
+A model whose ``checkpoint_final.pth`` exists and loads is not retrained; an interrupted training resumes from
 ``checkpoint_latest.pth``; a changed input (other cases, other synthetic set, other budget) starts that model
 afresh.
 """
@@ -35,6 +48,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import nibabel as nib
@@ -46,15 +60,82 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff
 from lgelib.data.cases import ScanCase, read_case
 from lgelib.data.dataset import Dataset
 from lgelib.data.grid import inverse_ornt, orient_case
+from lgelib.data.manifest import SliceOrder
 from lgelib.data.intensity import normalize_intensity
 from lgelib.data.nifti import slice_axis, voxel_spacing, write_volume
 from lgelib.data.prepare import load_prepared
 from lgelib.fsutil import atomic_directory
 from lgelib.metrics import regional_dice
-from lgelib.nnunet_stages import TRAINER_FOLDER
+from lgelib.nnunet_stages import SAMPLING_TRAINERS, TRAINER_FOLDER
 
 LABELS = {"background": 0, "myocardium": 1, "fibrosis": 2}
 FILE_ENDING = ".nii.gz"
+CHANNEL = "noNorm"
+"""nnU-Net's channel name for "no normalisation": inputs are already percentile-normalised per scan."""
+
+_ARM = re.compile(r"^(?P<kind>[ND])(?P<n>\d+)(?:-(?P<sampling>uniform|balanced))?$")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One nnU-Net of the experiment: the real training cases plus ``n_added`` cases of ``source``, batches drawn
+    with ``sampling``. Named ``N<n>`` (synthetic) or ``D<n>`` (duplicates of real training cases), with
+    ``-balanced`` for a fixed real share of every batch: ``N0``, ``N200``, ``N200-balanced``, ``D200``."""
+
+    n_added: int
+    source: Literal["synthetic", "duplicates"] = "synthetic"
+    sampling: Literal["uniform", "balanced"] = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.n_added < 0:
+            raise ValueError(f"n_added must be >= 0, got {self.n_added}")
+        if self.source not in ("synthetic", "duplicates") or self.sampling not in ("uniform", "balanced"):
+            raise ValueError(f"unknown arm {self.source}/{self.sampling}")
+        if self.n_added == 0 and (self.source, self.sampling) != ("synthetic", "uniform"):
+            raise ValueError("N0 (the real-only baseline) has nothing added: it is synthetic/uniform by convention")
+
+    @property
+    def training_set(self) -> str:
+        """Which cases are trained on: N<n> or D<n> (uniform and balanced arms share their training set)."""
+        return f"{'D' if self.source == 'duplicates' else 'N'}{self.n_added}"
+
+    @property
+    def name(self) -> str:
+        return self.training_set + ("-balanced" if self.sampling == "balanced" else "")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def parse(cls, text: "str | int | Arm") -> "Arm":
+        """``N200``, ``N200-balanced``, ``D200`` or a plain number (``200`` = ``N200``)."""
+        if isinstance(text, Arm):
+            return text
+        if isinstance(text, int) or str(text).isdigit():
+            return cls(int(text))
+        match = _ARM.match(str(text).strip())
+        if match is None:
+            raise ValueError(f"arm {text!r} is not N<n>, D<n>, N<n>-balanced or D<n>-balanced (e.g. N200-balanced)")
+        return cls(int(match["n"]), "duplicates" if match["kind"] == "D" else "synthetic",
+                   match["sampling"] or "uniform")
+
+
+BASELINE = Arm(0)
+PAPER_ARMS = (Arm(0), Arm(100), Arm(200))
+"""The paper's three models."""
+FULL_ARMS = (Arm(0), Arm(100), Arm(200), Arm(100, sampling="balanced"), Arm(200, sampling="balanced"),
+             Arm(200, "duplicates"))
+"""The paper's three, the same N with balanced batches, and the real-duplicate control at the largest N."""
+
+
+def parse_arms(arms: "str | int | Arm | list | tuple") -> tuple[Arm, ...]:
+    """Arms from names (a list, or one comma-separated string), the baseline N0 first and always present."""
+    if isinstance(arms, str):
+        arms = [a for a in arms.split(",") if a.strip()]
+    elif isinstance(arms, (int, Arm)):
+        arms = [arms]
+    parsed = [Arm.parse(a) for a in arms]
+    return tuple(dict.fromkeys([BASELINE, *parsed]))
 
 
 @dataclass(frozen=True)
@@ -65,7 +146,10 @@ class SegmentationSettings:
     ``target_spacing_mm`` (slice, row, col), ``batch_size``, ``patch_size`` (voxels, in-plane for 2d; each a
     multiple of 2 ** (stages - 1) of nnU-Net's plan) and ``max_features`` (a cap on the U-Net's channels
     per stage) override what nnU-Net plans, ``foreground_oversampling`` its share of patches centred on a label
-    (0.33); None keeps nnU-Net's choice. ``folds`` may be ``("all",)``: one model trained on every case.
+    (0.33); None keeps nnU-Net's choice. ``folds`` may be ``("all",)``: one model trained on every case; with
+    numbered folds the cross-validation splits hold real cases only in validation (added cases always train).
+    ``real_share`` is the real part of every batch in ``balanced`` arms. ``cpu_bf16`` trains under bfloat16
+    autocast on a CPU (None: where the CPU computes bfloat16 natively; False: float32, nnU-Net's CPU default).
     """
 
     configuration: str = "3d_fullres"
@@ -81,6 +165,8 @@ class SegmentationSettings:
     save_every: int = 50
     test_time_mirroring: bool | None = None
     seed: int = 0
+    real_share: float = 0.5
+    cpu_bf16: bool | None = False
 
     def __post_init__(self) -> None:
         if self.configuration not in ("2d", "3d_fullres", "3d_lowres"):
@@ -90,6 +176,13 @@ class SegmentationSettings:
         for fold in self.folds:
             if fold != "all" and not (isinstance(fold, int) and 0 <= fold < 5):
                 raise ValueError(f"folds are 0-4 or 'all', got {fold!r}")
+        if not 0.0 < self.real_share < 1.0:
+            raise ValueError(f"real_share must lie in (0, 1), got {self.real_share}")
+
+    def plan_dict(self) -> dict:
+        """What the plan and preprocessing depend on."""
+        return {k: getattr(self, k) for k in ("configuration", "target_spacing_mm", "batch_size", "patch_size",
+                                                "max_features")}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -182,19 +275,44 @@ def _digest(paths: list[Path], extra: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def dataset_name(folders: NnunetFolders, n_synthetic: int) -> str:
-    """``DatasetXXX_LGE_N<n>``: the id already used for this N in the run, else the next free one."""
+def dataset_name(folders: NnunetFolders, training_set: str) -> str:
+    """``DatasetXXX_LGE_<set>``: the id already used for this training set in the run, else the next free one."""
     folders.raw.mkdir(parents=True, exist_ok=True)
     existing = {int(p.name[7:10]): p.name for p in folders.raw.glob("Dataset[0-9][0-9][0-9]_*")}
     for name in existing.values():
-        if name.endswith(f"_LGE_N{n_synthetic}"):
+        if name.endswith(f"_LGE_{training_set}"):
             return name
-    return f"Dataset{max(existing, default=0) + 1:03d}_LGE_N{n_synthetic}"
+    return f"Dataset{max(existing, default=0) + 1:03d}_LGE_{training_set}"
 
 
-def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Path | None, n_synthetic: int,
+def duplicate_ids(train_ids: list[str], n: int) -> dict[str, str]:
+    """``n`` duplicate case ids, cycling through the real training cases in order: duplicate id -> real id."""
+    return {f"dup{k:03d}_{train_ids[k % len(train_ids)]}": train_ids[k % len(train_ids)] for k in range(n)}
+
+
+def cross_validation_splits(real_ids: list[str], added: dict[str, str | None], n_folds: int = 5,
+                            seed: int = 12345) -> list[dict[str, list[str]]]:
+    """nnU-Net ``splits_final.json`` folds in which only real cases are validated: the real cases are split into
+    ``n_folds`` seeded folds; every added case trains in every fold, except a duplicate (``added`` maps it to its
+    real case) whose real case is validated in that fold, which would leak it."""
+    if len(real_ids) < n_folds:
+        raise ValueError(f"{n_folds}-fold cross-validation needs at least {n_folds} real training cases, got "
+                         f"{len(real_ids)}: train on every case instead (folds=('all',))")
+    order = list(np.random.default_rng(seed).permutation(sorted(real_ids)))
+    folds = [order[k::n_folds] for k in range(n_folds)]
+    splits = []
+    for validation in folds:
+        held = set(validation)
+        train = [c for c in sorted(real_ids) if c not in held]
+        train += [c for c, origin in added.items() if origin not in held]
+        splits.append({"train": train, "val": sorted(validation)})
+    return splits
+
+
+def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Path | None, arm: Arm,
                         settings: SegmentationSettings) -> tuple[str, bool]:
-    """nnU-Net's raw dataset of the real training cases plus the first ``n_synthetic`` synthetic ones.
+    """nnU-Net's raw dataset of the real training cases plus the arm's added cases (the first ``n_added``
+    synthetic volumes, or as many duplicates of the real training cases).
 
     Returns the dataset name and whether it changed. When it did, that dataset's preprocessed data and models
     are removed, so nothing trained on other data is reused.
@@ -203,20 +321,24 @@ def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Pa
     train_files = [c for c in real.cases if c.case_id in train_ids]
     synthetic_ids: list[str] = []
     synthetic = None
-    if n_synthetic:
+    duplicates: dict[str, str] = {}
+    if arm.n_added and arm.source == "synthetic":
         if synthetic_dir is None:
-            raise ValueError(f"N={n_synthetic} synthetic volumes asked for but no synthesis folder given")
+            raise ValueError(f"arm {arm}: {arm.n_added} synthetic volumes asked for but no synthesis folder given")
         synthetic = load_prepared(synthetic_dir)
-        if len(synthetic.case_ids) < n_synthetic:
+        if len(synthetic.case_ids) < arm.n_added:
             raise ValueError(f"{synthetic_dir} holds {len(synthetic.case_ids)} synthetic volumes, fewer than the "
-                             f"N={n_synthetic} asked for: synthesise more (n_synthetic)")
-        synthetic_ids = synthetic.case_ids[:n_synthetic]
+                             f"{arm.n_added} of arm {arm}: synthesise more (n_synthetic)")
+        synthetic_ids = synthetic.case_ids[:arm.n_added]
+    elif arm.n_added:
+        duplicates = duplicate_ids([c.case_id for c in train_files], arm.n_added)
     sources = [p for c in train_files for p in c.paths]
     if synthetic_ids:
         sources += [synthetic_dir / "cases" / c / f"{role}.nii.gz" for c in synthetic_ids
                     for role in ("image", "myocardium", "fibrosis")]
-    key = _digest(sources, {"labels": LABELS, "format": 2, "budget": settings.to_dict()})
-    name = dataset_name(folders, n_synthetic)
+    key = _digest(sources, {"labels": LABELS, "format": 3, "channel": CHANNEL, "duplicates": duplicates,
+                            "budget": settings.to_dict()})
+    name = dataset_name(folders, arm.training_set)
     target = folders.raw / name
     record = target / "export.json"
     if record.is_file() and json.loads(record.read_text())["key"] == key:
@@ -229,6 +351,9 @@ def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Pa
         labels.mkdir()
         for files in train_files:
             export_real_case(read_case(files, real.label_mapping), images, labels)
+        for duplicate, origin in duplicates.items():
+            for folder, suffix in ((images, "_0000"), (labels, "")):
+                shutil.copyfile(folder / f"{origin}{suffix}{FILE_ENDING}", folder / f"{duplicate}{suffix}{FILE_ENDING}")
         if synthetic is not None:
             for i, case_id in enumerate(synthetic_ids):
                 affine = nib.load(str(synthetic_dir / "cases" / case_id / "image.nii.gz")).affine
@@ -236,13 +361,16 @@ def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Pa
                 _write(images / f"{case_id}_0000{FILE_ENDING}", synthetic.images[i], affine, ornt)
                 _write(labels / f"{case_id}{FILE_ENDING}", label_map(synthetic.myocardium[i], synthetic.fibrosis[i]),
                        affine, ornt)
-        dataset_json = {"channel_names": {"0": "LGE"}, "labels": LABELS,
-                        "numTraining": len(train_files) + len(synthetic_ids), "file_ending": FILE_ENDING,
+        added = synthetic_ids + list(duplicates)
+        dataset_json = {"channel_names": {"0": CHANNEL}, "labels": LABELS,
+                        "numTraining": len(train_files) + len(added), "file_ending": FILE_ENDING,
                         "description": f"{len(train_files)} real training cases of {real.manifest.name} + "
-                                       f"{len(synthetic_ids)} synthetic volumes"}
+                                       f"{len(synthetic_ids)} synthetic volumes + {len(duplicates)} duplicates of "
+                                       "real training cases"}
         (staging / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
         (staging / "export.json").write_text(json.dumps(
-            {"key": key, "real": [c.case_id for c in train_files], "synthetic": synthetic_ids}, indent=1))
+            {"key": key, "real": [c.case_id for c in train_files], "synthetic": synthetic_ids,
+             "duplicates": duplicates}, indent=1))
     return name, True
 
 
@@ -289,6 +417,7 @@ def run_stage(folders: NnunetFolders, stage: str, arguments: dict, log: Path, de
             assert process.stdout is not None
             for line in process.stdout:
                 sink.write(line)
+                sink.flush()  # the log can be followed while a stage runs
                 if echo and line.startswith("[lgelib]") and _worth_showing(line):
                     print(line.rstrip(), flush=True)
             code = process.wait()
@@ -299,53 +428,93 @@ def run_stage(folders: NnunetFolders, stage: str, arguments: dict, log: Path, de
         raise NnunetStageFailed(f"nnU-Net stage {stage!r} failed (exit {code}); full output in {log}:\n{tail}")
 
 
-def model_folder(folders: NnunetFolders, name: str, settings: SegmentationSettings) -> Path:
-    return folders.results / name / TRAINER_FOLDER.format(configuration=settings.configuration)
+def model_folder(folders: NnunetFolders, name: str, settings: SegmentationSettings, arm: Arm = BASELINE) -> Path:
+    trainer = SAMPLING_TRAINERS[arm.sampling]
+    return folders.results / name / TRAINER_FOLDER.format(trainer=trainer, configuration=settings.configuration)
 
 
-def is_trained(folders: NnunetFolders, name: str, settings: SegmentationSettings) -> bool:
-    folder = model_folder(folders, name, settings)
+def _checkpoint_loads(folders: NnunetFolders, checkpoint: Path, device: torch.device) -> bool:
+    """Whether a final checkpoint loads safely (a torn or foreign file counts as not trained)."""
+    try:
+        run_stage(folders, "check", {"path": str(checkpoint)}, folders.root / "logs" / "check.log", device, echo=False)
+        return True
+    except NnunetStageFailed:
+        return False
+
+
+def is_trained(folders: NnunetFolders, name: str, settings: SegmentationSettings, arm: Arm = BASELINE) -> bool:
+    folder = model_folder(folders, name, settings, arm)
     return all((folder / f"fold_{f}" / "checkpoint_final.pth").is_file() for f in settings.folds)
 
 
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def preprocess(folders: NnunetFolders, name: str, settings: SegmentationSettings, device: torch.device,
+               plans_from: str | None = None, echo: bool = True) -> None:
+    """Plan (``plans_from`` None) or receive the plans of dataset ``plans_from``, and preprocess dataset ``name``;
+    write the cross-validation splits for numbered folds. Redone, with its models removed, when the budget's plan
+    settings or the source plans changed."""
+    source_plans = None if plans_from is None else folders.preprocessed / plans_from / "nnUNetPlans.json"
+    expected = json.loads(json.dumps({"plan": settings.plan_dict(), "plans_from": plans_from,
+                                      "source_plans": None if source_plans is None else _file_digest(source_plans)}))
+    record = folders.preprocessed / name / "planned.json"
+    if record.is_file() and json.loads(record.read_text()) == expected:
+        return
+    shutil.rmtree(folders.preprocessed / name, ignore_errors=True)
+    shutil.rmtree(folders.results / name, ignore_errors=True)
+    export = json.loads((folders.raw / name / "export.json").read_text())
+    added = {**{c: None for c in export["synthetic"]}, **export["duplicates"]}
+    splits = (None if settings.folds == ("all",) else cross_validation_splits(export["real"], added))
+    # (slice, row, col) is also nnU-Net's axis order here: SimpleITK reverses the exported file axes.
+    spacing = None if settings.target_spacing_mm is None else [float(v) for v in settings.target_spacing_mm]
+    run_stage(folders, "plan", {"dataset_id": int(name[7:10]), "configuration": settings.configuration,
+                                "target_spacing": spacing, "batch_size": settings.batch_size,
+                                "patch_size": settings.patch_size, "max_features": settings.max_features,
+                                "processes": os.cpu_count() or 1,
+                                "plans_from": None if plans_from is None else int(plans_from[7:10]),
+                                "splits": splits}, folders.root / "logs" / f"plan-{name}.log", device, echo)
+    record.write_text(json.dumps(expected))
+
+
 def train_model(folders: NnunetFolders, name: str, settings: SegmentationSettings, device: torch.device,
-                echo: bool = True) -> float:
-    """Plan, preprocess and train every fold of dataset ``name`` that is not trained yet; returns seconds spent."""
+                arm: Arm = BASELINE, echo: bool = True) -> float:
+    """Train every fold of ``arm`` on dataset ``name`` (preprocessed) that is not trained yet; returns seconds.
+    A final checkpoint that does not load is trained again."""
     started = time.perf_counter()
-    dataset_id = int(name[7:10])
-    logs = folders.root / "logs"
-    if not (folders.preprocessed / name / "planned.json").is_file():
-        # (slice, row, col) is also nnU-Net's axis order here: SimpleITK reverses the exported file axes.
-        spacing = None if settings.target_spacing_mm is None else [float(s) for s in settings.target_spacing_mm]
-        run_stage(folders, "plan", {"dataset_id": dataset_id, "configuration": settings.configuration,
-                                    "target_spacing": spacing, "batch_size": settings.batch_size,
-                                    "patch_size": settings.patch_size,
-                                    "max_features": settings.max_features,
-                                    "processes": os.cpu_count() or 1}, logs / f"plan-{name}.log", device, echo)
-        (folders.preprocessed / name / "planned.json").write_text(json.dumps(settings.to_dict()))
+    real_cases = json.loads((folders.raw / name / "export.json").read_text())["real"]
+    folder = model_folder(folders, name, settings, arm)
     for fold in settings.folds:
-        if (model_folder(folders, name, settings) / f"fold_{fold}" / "checkpoint_final.pth").is_file():
-            continue
-        run_stage(folders, "train", {"dataset_id": dataset_id, "configuration": settings.configuration,
+        final = folder / f"fold_{fold}" / "checkpoint_final.pth"
+        if final.is_file():
+            if _checkpoint_loads(folders, final, device):
+                continue
+            final.unlink()
+        run_stage(folders, "train", {"dataset_id": int(name[7:10]), "configuration": settings.configuration,
                                      "fold": fold, "device": str(device), "epochs": settings.epochs,
                                      "iterations_per_epoch": settings.iterations_per_epoch,
                                      "val_iterations_per_epoch": settings.val_iterations_per_epoch,
                                      "save_every": settings.save_every, "seed": settings.seed,
-                                     "foreground_oversampling": settings.foreground_oversampling},
-                  logs / f"train-{name}-fold_{fold}.log", device, echo)
+                                     "foreground_oversampling": settings.foreground_oversampling,
+                                     "sampling": arm.sampling, "real_cases": real_cases,
+                                     "real_share": settings.real_share, "cpu_bf16": settings.cpu_bf16},
+                  folders.root / "logs" / f"train-{name}-{arm.sampling}-fold_{fold}.log", device, echo)
     return time.perf_counter() - started
 
 
-def predict_test(folders: NnunetFolders, name: str, n_synthetic: int, real: Dataset, settings: SegmentationSettings,
+def predict_test(folders: NnunetFolders, name: str, arm: Arm, real: Dataset, settings: SegmentationSettings,
                  device: torch.device, echo: bool = True) -> dict[str, Path]:
-    """Predict every real test scan with the model of dataset ``name``; the label maps are written on each
-    scan's original voxel grid (its file's axis order and affine). Returns case id -> prediction file."""
-    out = folders.root / "predictions" / f"N{n_synthetic}"
+    """Predict every real test scan with the arm's model; the label maps are written on each scan's original voxel
+    grid (its file's axis order and affine). Returns case id -> prediction file."""
+    out = folders.root / "predictions" / arm.name
     record = out / "predicted.json"
-    weights = [model_folder(folders, name, settings) / f"fold_{f}" / "checkpoint_final.pth" for f in settings.folds]
+    folder = model_folder(folders, name, settings, arm)
+    weights = [folder / f"fold_{f}" / "checkpoint_final.pth" for f in settings.folds]
     test_ids = list(real.split.test)
     sources = [p for c in real.cases if c.case_id in real.split.test for p in c.paths]
-    key = _digest(sources, {"model": name, "weights": [p.stat().st_mtime_ns for p in weights],
+    key = _digest(sources, {"model": str(folder.relative_to(folders.root)),
+                            "weights": [p.stat().st_mtime_ns for p in weights],
                             "mirroring": settings.test_time_mirroring})
     if record.is_file() and json.loads(record.read_text())["key"] == key and all(
             (out / f"{c}{FILE_ENDING}").is_file() for c in test_ids):
@@ -354,11 +523,11 @@ def predict_test(folders: NnunetFolders, name: str, n_synthetic: int, real: Data
     with atomic_directory(out, replace=True) as staging:
         images = export_test_images(real, staging / "inputs")
         raw = staging / "nnunet"
-        run_stage(folders, "predict", {"model_folder": str(model_folder(folders, name, settings)),
+        run_stage(folders, "predict", {"model_folder": str(folder),
                                        "folds": list(settings.folds), "inputs": [str(images[c]) for c in test_ids],
                                        "outputs": [str(raw / f"{c}{FILE_ENDING}") for c in test_ids],
                                        "device": str(device), "mirroring": mirroring},
-                  folders.root / "logs" / f"predict-{name}.log", device, echo)
+                  folders.root / "logs" / f"predict-{arm.name}.log", device, echo)
         files_by_id = {c.case_id: c for c in real.cases}
         for case_id in test_ids:
             original = nib.load(str(files_by_id[case_id].image))
@@ -376,61 +545,107 @@ def predict_test(folders: NnunetFolders, name: str, n_synthetic: int, real: Data
 
 # --- evaluation ----------------------------------------------------------------------------------------------
 
-def evaluate_case(case: ScanCase, prediction: Path) -> pd.DataFrame:
-    """Regional Dice (`lgelib.metrics.regional_dice`) of one test scan's prediction, both oriented base first
-    (the reference myocardium decides which end is basal, as on the canonical grid)."""
-    labels = np.asarray(nib.load(str(prediction)).dataobj)
+def evaluate_case(case: ScanCase, prediction: Path | np.ndarray, slice_order: SliceOrder = "auto") -> pd.DataFrame:
+    """Regional Dice (`lgelib.metrics.regional_dice`) of one test scan's prediction (a file or a label array on the
+    scan's grid), both oriented base first with the manifest's ``slice_order`` ("auto": the reference myocardium
+    decides which end is basal, as on the canonical grid).
+
+    Adds ``reference_ml`` and ``predicted_ml`` (the structure's volume in the region), ``has_scar`` (the case has
+    reference fibrosis anywhere) and ``scored``: whether the row enters Table 1 (myocardium: always; fibrosis: only
+    where the region has reference scar, so every arm is scored on the same rows). False scar on a scar-free case
+    is reported as its volume instead (``false_scar_ml``)."""
+    labels = np.asarray(nib.load(str(prediction)).dataobj) if isinstance(prediction, (str, Path)) else prediction
     if labels.shape != case.image.shape:
-        raise ValueError(f"{case.case_id}: prediction {prediction} has shape {labels.shape}, "
-                         f"the scan {case.image.shape}")
-    _, (reference_myo, reference_fib), ornt, _ = orient_case(case)
+        raise ValueError(f"{case.case_id}: prediction {prediction if isinstance(prediction, (str, Path)) else ''} "
+                         f"has shape {labels.shape}, the scan {case.image.shape}")
+    _, (reference_myo, reference_fib), ornt, _ = orient_case(case, slice_order)
     predicted = apply_orientation(labels, ornt)
-    return regional_dice(reference_myo, reference_fib, predicted >= LABELS["myocardium"],
-                         predicted == LABELS["fibrosis"])
+    table = regional_dice(reference_myo, reference_fib, predicted >= LABELS["myocardium"],
+                          predicted == LABELS["fibrosis"])
+    millilitres = float(np.prod(case.spacing)) / 1000.0
+    table["reference_ml"] = table.pop("reference_voxels") * millilitres
+    table["predicted_ml"] = table.pop("predicted_voxels") * millilitres
+    table["has_scar"] = bool(reference_fib.any())
+    table["scored"] = (table["n_slices"] > 0) & ((table["structure"] == "myocardium") | (table["reference_ml"] > 0))
+    return table
 
 
 def evaluate(real: Dataset, predictions: dict[str, Path]) -> pd.DataFrame:
-    """Per test case, region and structure: Dice, whether the region was empty in both, its slice count."""
+    """Per test case, region and structure: Dice, whether it is scored, volumes; slice order from the manifest."""
     files_by_id = {c.case_id: c for c in real.cases}
-    tables = [evaluate_case(read_case(files_by_id[c], real.label_mapping), p).assign(case_id=c)
-              for c, p in predictions.items()]
+    tables = [evaluate_case(read_case(files_by_id[c], real.label_mapping), p, real.manifest.slice_order)
+              .assign(case_id=c) for c, p in predictions.items()]
     return pd.concat(tables, ignore_index=True)
 
 
 @dataclass
 class SegmentationResult:
-    """Per-case Dice of every model and the time each took (training includes planning and preprocessing)."""
+    """Per-case Dice of every arm and the time each took (training includes preprocessing where it ran)."""
 
     per_case: pd.DataFrame
     seconds: pd.DataFrame
 
 
-def run_segmentation(real: Dataset, synthetic_dir: Path | None, out_dir: Path | str,
-                     settings: SegmentationSettings, n_synthetic: tuple[int, ...] = (0, 100, 200),
-                     device: str | torch.device | None = None, echo: bool = True) -> SegmentationResult:
-    """The experiment of Table 1: one nnU-Net per N in ``n_synthetic``, trained on the real training cases plus
-    the first N synthetic volumes of ``synthetic_dir``, evaluated on the real test cases.
+PER_CASE_COLUMNS = ["arm", "n_synthetic", "added", "sampling", "case_id", "region", "structure", "dice", "scored",
+                    "empty", "n_slices", "has_scar", "reference_ml", "predicted_ml"]
 
-    Writes ``per_case_dice.csv`` (columns n_synthetic, case_id, region, structure, dice, empty, n_slices) in
+
+def run_segmentation(real: Dataset, synthetic_dir: Path | None, out_dir: Path | str,
+                     settings: SegmentationSettings, arms: "tuple | list | str" = PAPER_ARMS,
+                     device: str | torch.device | None = None, echo: bool = True) -> SegmentationResult:
+    """The experiment of Table 1: one nnU-Net per arm (the baseline N0 always included, first), trained on the real
+    training cases plus the arm's added cases, with N0's plan, and evaluated on the real test cases.
+
+    Writes ``per_case_dice.csv`` (columns ``PER_CASE_COLUMNS``; ``n_synthetic`` is the number of added cases) in
     ``out_dir``.
     """
     folders = NnunetFolders(Path(out_dir).resolve())
     torch_device = resolve_device(device)
+    arms = parse_arms(arms)
+    names = {}
+    for arm in arms:  # export first, so that a changed baseline is known before anything is planned from it
+        if arm.training_set not in names:
+            names[arm.training_set] = export_training_set(folders, real, synthetic_dir, arm, settings)[0]
+    base = names[BASELINE.training_set]
     tables, timings = [], []
-    for n in n_synthetic:
-        name, changed = export_training_set(folders, real, synthetic_dir, n, settings)
+    for arm in arms:
+        name = names[arm.training_set]
         if echo:
-            state = "trained" if is_trained(folders, name, settings) else ("new" if changed else "resuming")
-            print(f"[lgelib] N={n}: {name} ({state}); {settings.configuration}, {settings.epochs} epochs x "
-                  f"{settings.iterations_per_epoch} iterations, folds {list(settings.folds)}, on {torch_device}",
-                  flush=True)
-        train_seconds = train_model(folders, name, settings, torch_device, echo)
+            state = "trained" if is_trained(folders, name, settings, arm) else "to train"
+            print(f"[lgelib] {arm}: {name} ({state}); {settings.configuration}, {settings.epochs} epochs x "
+                  f"{settings.iterations_per_epoch} iterations, folds {list(settings.folds)}, {arm.sampling} "
+                  f"sampling, on {torch_device}", flush=True)
         started = time.perf_counter()
-        predictions = predict_test(folders, name, n, real, settings, torch_device, echo)
+        preprocess(folders, name, settings, torch_device, None if name == base else base, echo)
+        train_model(folders, name, settings, torch_device, arm, echo)
+        train_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        predictions = predict_test(folders, name, arm, real, settings, torch_device, echo)
         predict_seconds = time.perf_counter() - started
-        tables.append(evaluate(real, predictions).assign(n_synthetic=n))
-        timings.append({"n_synthetic": n, "dataset": name, "train_s": train_seconds, "predict_s": predict_seconds})
-    per_case = pd.concat(tables, ignore_index=True)[
-        ["n_synthetic", "case_id", "region", "structure", "dice", "empty", "n_slices"]]
+        tables.append(evaluate(real, predictions).assign(arm=arm.name, n_synthetic=arm.n_added, added=arm.source,
+                                                         sampling=arm.sampling))
+        timings.append({"arm": arm.name, "dataset": name, "train_s": train_seconds, "predict_s": predict_seconds})
+    per_case = pd.concat(tables, ignore_index=True)[PER_CASE_COLUMNS]
     per_case.to_csv(folders.root / "per_case_dice.csv", index=False)
     return SegmentationResult(per_case, pd.DataFrame(timings))
+
+
+def plans_table(out_dir: Path | str, configuration: str) -> pd.DataFrame:
+    """What each dataset of a run trains with, read from nnU-Net's own plans: U-Net stages and channels, target
+    spacing, patch, batch, normalisation, and where the plan came from (so the chapter shows, not claims, that
+    every arm shares N0's plan)."""
+    folders = NnunetFolders(Path(out_dir))
+    rows = []
+    for folder in sorted(folders.preprocessed.glob("Dataset[0-9][0-9][0-9]_LGE_*")):
+        plans_file, record = folder / "nnUNetPlans.json", folder / "planned.json"
+        if not plans_file.is_file():
+            continue
+        chosen = json.loads(plans_file.read_text())["configurations"][configuration]
+        architecture = chosen["architecture"]["arch_kwargs"]
+        source = json.loads(record.read_text()).get("plans_from") if record.is_file() else None
+        rows.append({"dataset": folder.name, "training set": folder.name.split("_LGE_")[-1],
+                     "plan": f"from {source.split('_LGE_')[-1]}" if source else "planned",
+                     "U-Net stages": architecture["n_stages"], "channels": architecture["features_per_stage"],
+                     "spacing (mm)": chosen["spacing"], "patch": chosen["patch_size"], "batch": chosen["batch_size"],
+                     "normalisation": chosen["normalization_schemes"]})
+    return pd.DataFrame(rows)

@@ -19,13 +19,13 @@ from lgelib.config import get_profile
 from lgelib.pipeline import NOTEBOOKS, REPO_ROOT, BookRun, NotebookFailed, execute_notebooks, run_book
 from lgelib.privacy import PRIVATE_MARK, shareable_synthetic_ids
 
-QUICK = {"steps": 150, "inr2vec_steps": 200, "edm_steps": 100, "n_synthetic": 3, "n_synthetic_sets": [0, 3],
+QUICK = {"steps": 150, "inr2vec_steps": 200, "edm_steps": 100, "n_synthetic": 3, "seg_arms": ["N0", "N3", "D3"],
          "seg_epochs": 1}
 """Few steps and volumes: the pages must run and say what they did, not reach the profile's quality."""
 
 COMMON_PARAMETERS = ("profile", "manifest", "run_dir", "device", "split_seed", "n_train", "training_seed",
-                     "synthesis_seed", "n_synthetic", "n_synthetic_sets", "steps", "inr2vec_steps", "edm_steps",
-                     "seg_epochs")
+                     "synthesis_seed", "n_synthetic", "seg_arms", "steps", "inr2vec_steps", "edm_steps",
+                     "seg_budget", "seg_epochs")
 """Every chapter takes the whole run's parameters, so each sees the settings the chapters before it used."""
 
 ARTIFACTS = Path(os.environ.get("LGELIB_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
@@ -122,10 +122,12 @@ def test_book_runs_and_builds(built_book: Path) -> None:
     assert "synthetic vs nearest real" in quality_page and "1 - myocardium Dice" in quality_page
     assert (html / "_static" / "plotly.min.js").is_file() and (html / "mathjax" / "tex-chtml.js").is_file()
     segmentation_page = (html / "notebooks" / "06_segmentation.html").read_text()
-    assert "Fibrosis N=0" in segmentation_page and "Fibrosis N=3" in segmentation_page
+    assert all(f"Fibrosis {arm}" in segmentation_page for arm in ("N0", "N3", "D3"))
     assert "0.524" in segmentation_page  # the paper's Table 1 beside ours
+    assert "NoNormalization" in segmentation_page and "from N0" in segmentation_page  # one plan, shown
+    assert "What this run shows" in segmentation_page and "smallest p" in segmentation_page
     per_case = (built_book / "seg" / "per_case_dice.csv").read_text().splitlines()
-    assert len(per_case) == 1 + 2 * 2 * 4 * 2  # header + N x test cases x regions x structures
+    assert len(per_case) == 1 + 3 * 2 * 4 * 2  # header + arms x test cases x regions x structures
 
 
 def test_every_page_says_what_produced_it_and_the_landing_page_gives_table1(built_book: Path) -> None:
@@ -136,7 +138,8 @@ def test_every_page_says_what_produced_it_and_the_landing_page_gives_table1(buil
         assert re.search(r"lgelib 0\.1\.0", page) and "training seed 0, synthesis seed 0" in page, name
     landing = (html / "intro.html").read_text()
     assert "<strong>split seed 7</strong>" in landing
-    assert "N=0 ours" in landing and "N=0 paper" in landing and "0.509" in landing  # Table 1 side by side
+    assert "N0 ours" in landing and "N0 paper" in landing and "0.509" in landing  # Table 1 side by side
+    assert "What this run shows." in landing  # one sentence computed from the run, not a generic caveat
     assert "Stage 1: 3 INRs" in landing and "Stage 3: 3 synthetic volumes" in landing
 
 

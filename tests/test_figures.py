@@ -146,7 +146,7 @@ def test_mesh_figure_static_axes():
 
 def test_paper_table1_and_its_bold_cells():
     table = figures.PAPER_TABLE1
-    assert table.loc["Volume", ("fibrosis", 200)] == 0.524
+    assert table.loc["Volume", ("fibrosis", "N200")] == 0.524
     assert list(table.index) == ["Volume", "Bottom 25%", "Middle 50%", "Top 25%"]
     text = figures.table1_markdown(table)
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in text.splitlines()[2:]}
@@ -156,7 +156,7 @@ def test_paper_table1_and_its_bold_cells():
     assert bold["Bottom 25%"] == [1, 3]
     assert bold["Middle 50%"] == [2, 4]
     assert bold["Top 25%"] == [2, 3]
-    assert "Fibrosis N=0" in text.splitlines()[0] and "Myocardium N=200" in text.splitlines()[0]
+    assert "Fibrosis N0" in text.splitlines()[0] and "Myocardium N200" in text.splitlines()[0]
     assert "±" not in text
 
 
@@ -204,7 +204,7 @@ def test_plot_dice():
     assert len(figure.axes) == 2
     assert [axis.get_title() for axis in figure.axes] == ["fibrosis", "myocardium"]
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == list(REGIONS)
-    assert [t.get_text() for t in figure.axes[1].get_legend().get_texts()] == ["N=0", "N=100", "N=200"]
+    assert [t.get_text() for t in figure.axes[1].get_legend().get_texts()] == ["N0", "N100", "N200"]
     assert sum(len(c.get_offsets()) for c in figure.axes[0].collections) == 3 * 4 * 5 - 1
 
 

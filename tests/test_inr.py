@@ -177,6 +177,27 @@ def test_interrupted_fit_resumes_and_matches_an_uninterrupted_one(tmp_path) -> N
     assert batches == [["toy_01"]]  # a changed setting invalidates the case
 
 
+def test_case_cache_shares_fits_between_runs_of_other_splits(tmp_path) -> None:
+    prepared = toy_prepared(4)
+    settings = FitSettings(steps=10, points_per_step=256, lr=1e-3, lr_final=1e-4)
+    cache = tmp_path / "cache"
+    batches: list[list[str]] = []
+    first = fit_inrs(prepared, tmp_path / "split-0", TINY, settings, case_ids=["toy_00", "toy_01", "toy_02"],
+                     progress=False, case_cache=cache, on_batch=batches.append)
+    assert sorted(p.name for p in cache.iterdir()) == ["toy_00.safetensors", "toy_01.safetensors", "toy_02.safetensors"]
+    batches.clear()
+    second = fit_inrs(prepared, tmp_path / "split-1", TINY, settings, case_ids=["toy_01", "toy_03"],
+                      progress=False, case_cache=cache, on_batch=batches.append)
+    assert batches == [["toy_03"]]  # toy_01 comes from the cache, bit for bit
+    torch.testing.assert_close(second.params[0], first.params[1], rtol=0, atol=0)
+    assert (tmp_path / "split-1" / "cases" / "toy_01.safetensors").is_file()
+    batches.clear()
+    other = FitSettings(steps=11, points_per_step=256, lr=1e-3, lr_final=1e-4)
+    fit_inrs(prepared, tmp_path / "split-2", TINY, other, case_ids=["toy_01"], progress=False, case_cache=cache,
+             on_batch=batches.append)
+    assert batches == [["toy_01"]]  # other settings: the cached fit does not apply
+
+
 def test_outputs_load_safely_and_decode_on_any_grid(tmp_path) -> None:
     prepared = toy_prepared(2)
     settings = FitSettings(steps=40, points_per_step=512, lr=1e-3, lr_final=1e-4)

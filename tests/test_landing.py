@@ -26,7 +26,7 @@ def per_case_table(values: dict[int, float]) -> pd.DataFrame:
 def test_table1_side_by_side_puts_each_mean_next_to_the_papers() -> None:
     text = table1_side_by_side(per_case_table({0: 0.3, 100: 0.4}))
     fibrosis, myocardium = text.split("**Myocardium Dice**")
-    header = "| Region | N=0 ours | N=0 paper | N=100 ours | N=100 paper | N=200 ours | N=200 paper |"
+    header = "| Region | N0 ours | N0 paper | N100 ours | N100 paper | N200 ours | N200 paper |"
     assert header in fibrosis and header in myocardium
     assert "| Volume | 0.300 | 0.509 | 0.400 | 0.515 | – | 0.524 |" in fibrosis  # N=200 not run here
     assert "| Top 25% | 0.800 | 0.784 | 0.800 | 0.781 | – | 0.779 |" in myocardium
@@ -45,4 +45,5 @@ def test_stage_numbers_read_what_the_stages_wrote(tmp_path: Path) -> None:
     lines = stage_numbers(tmp_path)
     assert lines[0] == "Stage 1: 3 INRs, median PSNR 25.0 dB, median myocardium Dice 0.900 on the canonical grid."
     assert lines[1] == "Stage 3: 4 synthetic volumes written (5 drawn), seed 7."
-    assert lines[2].startswith("Segmentation: volume fibrosis Dice 0.300 at N = 0, 0.500 at N = 200 (paper: 0.509")
+    assert lines[2].startswith("Segmentation: volume fibrosis Dice (cases with scar) 0.300 for N0, 0.500 for N200 "
+                               "(paper: 0.509 for N0")

@@ -128,3 +128,16 @@ def test_any_phantom_config_field_can_be_set(tmp_path: Path) -> None:
                                     "split": {"seed": 0, "n_test": 1}}))
     config = phantom_config_from_source(load_manifest(path).source)
     assert config.noise_fraction == (0.02, 0.04) and config.n_cases == 4
+
+
+def test_a_test_fraction_fits_a_folder_of_any_size(toy_dataset: Path) -> None:
+    dataset = open_dataset(load_manifest(toy_dataset, {"split": {"seed": 0, "test_fraction": 0.5}}), progress=False)
+    assert len(dataset.split.test) == 2 and len(dataset.split.train) == 2  # 4 cases x 0.5
+    tiny = open_dataset(load_manifest(toy_dataset, {"split": {"seed": 0, "test_fraction": 0.01}}), progress=False)
+    assert len(tiny.split.test) == 1  # at least one test case
+    with pytest.raises(DataError, match="test_fraction = 0.9 .4 of 4 cases. leaves no training case"):
+        open_dataset(load_manifest(toy_dataset, {"split": {"seed": 0, "test_fraction": 0.9}}), progress=False)
+    with pytest.raises(DataError, match="n_test or test_fraction, not both"):
+        load_manifest(toy_dataset, {"split": {"seed": 0, "test_fraction": 0.5, "n_test": 1}})
+    with pytest.raises(DataError, match="test_fraction"):
+        load_manifest(toy_dataset, {"split": {"seed": 0, "test_fraction": 1.5}})

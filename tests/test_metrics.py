@@ -91,7 +91,11 @@ def test_regional_dice_hand_built_nine_slices() -> None:
     pred_fib[7, 0, 0:2] = True
 
     table = regional_dice(ref_myo, ref_fib, pred_myo, pred_fib)
-    assert list(table.columns) == ["region", "structure", "dice", "empty", "n_slices"]
+    assert list(table.columns) == ["region", "structure", "dice", "empty", "n_slices", "reference_voxels",
+                                   "predicted_voxels"]
+    assert _row(table, "Volume", "fibrosis")["reference_voxels"] == 4
+    assert _row(table, "Volume", "fibrosis")["predicted_voxels"] == 6
+    assert _row(table, "Middle 50%", "fibrosis")["reference_voxels"] == 0
     assert list(zip(table["region"], table["structure"])) == [
         (r, s) for r in REGIONS for s in ("myocardium", "fibrosis")
     ]
@@ -286,16 +290,29 @@ def test_table1_layout_and_values() -> None:
     table = table1(_per_case())
     assert list(table.index) == list(REGIONS)
     assert list(table.columns) == [
-        (structure, n, stat) for structure in ("fibrosis", "myocardium") for n in (0, 100) for stat in ("mean", "std")
+        (structure, n, stat) for structure in ("fibrosis", "myocardium") for n in ("N0", "N100")
+        for stat in ("mean", "std")
     ]
-    assert table.columns.names == ["structure", "n_synthetic", "stat"]
+    assert table.columns.names == ["structure", "arm", "stat"]
     for region in REGIONS:
-        assert table.loc[region, ("myocardium", 0, "mean")] == pytest.approx(0.65)
-        assert table.loc[region, ("myocardium", 100, "mean")] == pytest.approx(0.85)
-        assert table.loc[region, ("myocardium", 100, "std")] == pytest.approx(np.std([0.8, 0.9], ddof=1))
-        assert table.loc[region, ("fibrosis", 0, "mean")] == pytest.approx(0.3)
-        assert table.loc[region, ("fibrosis", 100, "mean")] == pytest.approx(0.5)  # the NaN is skipped
-        assert np.isnan(table.loc[region, ("fibrosis", 100, "std")])
+        assert table.loc[region, ("myocardium", "N0", "mean")] == pytest.approx(0.65)
+        assert table.loc[region, ("myocardium", "N100", "mean")] == pytest.approx(0.85)
+        assert table.loc[region, ("myocardium", "N100", "std")] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+        assert table.loc[region, ("fibrosis", "N0", "mean")] == pytest.approx(0.3)
+        assert table.loc[region, ("fibrosis", "N100", "mean")] == pytest.approx(0.5)  # the NaN is skipped
+        assert np.isnan(table.loc[region, ("fibrosis", "N100", "std")])
+
+
+def test_table1_scores_only_rows_marked_scored_and_orders_arms() -> None:
+    rows = [("N200-balanced", "c1", 0.9, True), ("D200", "c1", 0.1, True), ("N0", "c1", 0.4, True),
+            ("N0", "c2", 0.0, False), ("N200", "c1", 0.6, True), ("N200", "c2", 0.0, False)]
+    per_case = pd.DataFrame([{"arm": a, "case_id": c, "region": "Volume", "structure": "fibrosis", "dice": d,
+                              "scored": sc} for a, c, d, sc in rows])
+    table = table1(per_case)
+    assert list(dict.fromkeys(table.columns.get_level_values("arm"))) == ["N0", "N200", "N200-balanced", "D200"]
+    # the false-positive 0 on the scar-free case c2 is not averaged in: the same case set for every arm
+    assert table.loc["Volume", ("fibrosis", "N0", "mean")] == pytest.approx(0.4)
+    assert table.loc["Volume", ("fibrosis", "N200", "mean")] == pytest.approx(0.6)
 
 
 # --- masked PSNR / SSIM and slice similarity --------------------------------------------------------------------------

@@ -83,12 +83,17 @@ def make_split(case_ids: tuple[str, ...], spec: SplitSpec, manifest_path: Path) 
         if not train:
             problems.append(Problem("error", "split: no training cases left", file=manifest_path))
         return (None if problems else Split(tuple(train), tuple(spec.test))), problems
-    assert spec.seed is not None and spec.n_test is not None
-    if spec.n_test >= len(case_ids):
-        return None, [Problem("error", f"split.n_test = {spec.n_test} leaves no training case "
+    assert spec.seed is not None and (spec.n_test is not None or spec.test_fraction is not None)
+    if spec.n_test is not None:
+        n_test, asked = spec.n_test, f"split.n_test = {spec.n_test}"
+    else:
+        n_test = max(1, int(np.floor(spec.test_fraction * len(case_ids) + 0.5)))
+        asked = f"split.test_fraction = {spec.test_fraction} ({n_test} of {len(case_ids)} cases)"
+    if n_test >= len(case_ids):
+        return None, [Problem("error", f"{asked} leaves no training case "
                               f"(the dataset has {len(case_ids)} cases)", file=manifest_path)]
     order = np.random.default_rng(spec.seed).permutation(sorted(case_ids))
-    test = set(order[: spec.n_test].tolist())
+    test = set(order[:n_test].tolist())
     return Split(tuple(c for c in case_ids if c not in test), tuple(sorted(test)), seed=spec.seed), []
 
 

@@ -68,10 +68,12 @@ class CaseFiles:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """How to split: a seed and test-set size, or explicit lists (train None = every case not in test)."""
+    """How to split: a seed and a test-set size (a count, or a fraction of the cases), or explicit lists (train None
+    = every case not in test)."""
 
     seed: int | None = None
     n_test: int | None = None
+    test_fraction: float | None = None
     train: tuple[str, ...] | None = None
     test: tuple[str, ...] | None = None
 
@@ -156,16 +158,20 @@ def _schema_problems(data: Any, path: Path) -> list[Problem]:
 def _semantic_problems(data: dict[str, Any], path: Path) -> list[Problem]:
     problems: list[Problem] = []
     split = data.get("split", {})
-    seeded = "seed" in split or "n_test" in split
+    sized = "n_test" in split or "test_fraction" in split
+    seeded = "seed" in split or sized
     listed = "test" in split or "train" in split
     if seeded and listed:
-        problems.append(Problem("error", "split: give either seed + n_test or test (+ train) lists, not both", file=path))
-    elif seeded and not ("seed" in split and "n_test" in split):
-        problems.append(Problem("error", "split: a seeded split needs both seed and n_test", file=path))
+        problems.append(Problem("error", "split: give either seed + n_test (or test_fraction) or test (+ train) lists, "
+                                         "not both", file=path))
+    elif "n_test" in split and "test_fraction" in split:
+        problems.append(Problem("error", "split: give n_test or test_fraction, not both", file=path))
+    elif seeded and not ("seed" in split and sized):
+        problems.append(Problem("error", "split: a seeded split needs a seed and n_test or test_fraction", file=path))
     elif listed and "test" not in split:
         problems.append(Problem("error", "split: an explicit split needs a test list", file=path))
     elif not seeded and not listed:
-        problems.append(Problem("error", "split: give seed + n_test, or a test list", file=path))
+        problems.append(Problem("error", "split: give seed + n_test (or test_fraction), or a test list", file=path))
     for name in ("train", "test"):
         ids = split.get(name) or []
         for dup in sorted({i for i in ids if ids.count(i) > 1}):
@@ -217,8 +223,14 @@ def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         raise DataError(Problem("error", f"not valid YAML: {error}", file=path)) from None
     if not isinstance(data, dict):
         raise DataError(Problem("error", "a manifest must be a YAML mapping (key: value)", file=path))
+    overrides = dict(overrides or {})
+    split = data.get("split")
+    if isinstance(split, dict):  # an overridden test-set size replaces the manifest's other way of giving one
+        for given, other in (("split.n_test", "test_fraction"), ("split.test_fraction", "n_test")):
+            if given in overrides and other in split:
+                data = {**data, "split": {k: v for k, v in split.items() if k != other}}
     try:
-        data = apply_overrides(data, overrides or {})
+        data = apply_overrides(data, overrides)
     except ValueError as error:
         raise DataError(Problem("error", str(error), file=path)) from None
     problems = _schema_problems(data, path)
@@ -240,6 +252,7 @@ def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         split=SplitSpec(
             seed=split.get("seed"),
             n_test=split.get("n_test"),
+            test_fraction=split.get("test_fraction"),
             train=tuple(split["train"]) if "train" in split else None,
             test=tuple(split["test"]) if "test" in split else None,
         ),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ def _write_init(folder: Path, spec: SirenSpec, settings: FitSettings) -> Tensor:
 def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, settings: FitSettings,
              case_ids: list[str] | None = None, cases_per_batch: int = 16, device: torch.device | str | None = None,
              precision: str | None = None, progress: bool = True,
-             on_batch: Callable[[list[str]], None] | None = None) -> FittedINRs:
+             on_batch: Callable[[list[str]], None] | None = None, case_cache: Path | str | None = None) -> FittedINRs:
     """Fit (or resume fitting) one joint SIREN per case and write the stage folder.
 
     Args:
@@ -131,6 +132,9 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
             floating-point rounding (a smoke case fitted alone vs among 18: 23.99 vs 24.02 dB after 800 steps).
         device, precision: where and how (`fit_batch`); by default CUDA with TF32 if present, else CPU fp32.
         on_batch: called with the case ids of each batch once its files are written.
+        case_cache: a folder of finished case files shared between runs (e.g. the splits of one experiment: a
+            case's INR depends on its data and the settings, not on the split). A finished case found there with
+            the same fingerprint is copied instead of fitted; new fits are added to it.
     """
     out = Path(out_dir)
     cases_dir = out / "cases"
@@ -150,8 +154,14 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
     fingerprints = {c: case_fingerprint(spec, settings, init, prepared.images[i], prepared.myocardium[i],
                                         prepared.fibrosis[i]) for c, i in zip(names, rows)}
     results: dict[str, tuple[Tensor, dict]] = {}
+    cache = None if case_cache is None else Path(case_cache)
     for c in names:
         finished = _finished_case(cases_dir / f"{c}.safetensors", fingerprints[c])
+        if finished is None and cache is not None:
+            finished = _finished_case(cache / f"{c}.safetensors", fingerprints[c])
+            if finished is not None:
+                cases_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cache / f"{c}.safetensors", cases_dir / f"{c}.safetensors")
         if finished is not None:
             results[c] = finished
     todo = [c for c in names if c not in results]
@@ -170,6 +180,9 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
             fidelity["seconds"] = seconds
             save_tensors(cases_dir / f"{case_id}.safetensors", {"params": params[j]},
                          {"case_id": case_id, "fingerprint": fingerprints[case_id], "fidelity": json.dumps(fidelity)})
+            if cache is not None:
+                cache.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cases_dir / f"{case_id}.safetensors", cache / f"{case_id}.safetensors")
             results[case_id] = (params[j], fidelity)
         if on_batch is not None:
             on_batch(batch)

@@ -1,0 +1,108 @@
+"""Statistics of Table 1 on known inputs: the cluster bootstrap, the split-level sign-flip test, Holm, and the
+paired comparison of arms on the same scored rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lgelib.comparisons import (cluster_bootstrap, compare_arms, false_scar, headline, holm,
+                                minimum_detectable_effect, sign_flip_test)
+
+
+def test_holm_on_a_hand_worked_family() -> None:
+    # sorted 0.01, 0.03, 0.04 -> 3 x 0.01 = 0.03, 2 x 0.03 = 0.06, max(0.06, 1 x 0.04) = 0.06
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])  # capped at 1
+    adjusted = holm([0.02, np.nan, 0.04])  # NaN stays out of the family: m = 2
+    assert np.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[0, 2]], [0.04, 0.04])
+
+
+def test_sign_flip_test_is_exact_and_reports_its_floor() -> None:
+    assert sign_flip_test([0.1, 0.2, 0.3]) == (pytest.approx(2 / 8), pytest.approx(2 / 8))
+    # [0.1, -0.2, 0.3]: |mean| 0.0667; of the 8 sign patterns, |sum| >= 0.2 for sums 0.6, 0.2, -0.2, -0.6, 0.4, -0.4
+    p, p_min = sign_flip_test([0.1, -0.2, 0.3])
+    assert p == pytest.approx(6 / 8) and p_min == pytest.approx(0.25)
+    assert sign_flip_test([0.0, 0.0]) == (1.0, 0.5)
+    assert sign_flip_test([0.4])[1] == 1.0  # one split can never reject
+    assert sign_flip_test([0.1] * 6)[0] == pytest.approx(2 / 64)  # six splits: the first count below 0.05
+    assert np.isnan(sign_flip_test([])[0])
+
+
+def test_cluster_bootstrap_widens_when_clusters_disagree() -> None:
+    rng = np.random.default_rng(0)
+    within = rng.normal(0, 0.05, size=(3, 20))
+    shared = within + np.array([[0.0], [0.0], [0.0]])
+    shifted = within + np.array([[-0.3], [0.0], [0.3]])  # one model per split: a split-wide offset
+    clusters = np.repeat([0, 1, 2], 20)
+    calm = cluster_bootstrap(shared.ravel(), clusters, seed=1)
+    noisy = cluster_bootstrap(shifted.ravel(), clusters, seed=1)
+    assert calm["n"] == noisy["n"] == 60 and noisy["n_clusters"] == 3
+    assert noisy["mean"] == pytest.approx(shifted.mean())
+    # the (split, case) rows pooled as independent would give the same SE in both; the cluster bootstrap does not
+    naive_se = shifted.std(ddof=1) / np.sqrt(60)
+    assert noisy["se"] > 3 * naive_se and noisy["se"] > 3 * calm["se"]
+    assert noisy["ci_low"] < shifted.mean() < noisy["ci_high"]
+    assert minimum_detectable_effect(noisy["se"]) == pytest.approx(2.8016 * noisy["se"], rel=1e-3)
+
+
+def test_cluster_bootstrap_edge_cases() -> None:
+    constant = cluster_bootstrap([0.5, 0.5, 0.5, 0.5], [0, 0, 1, 1])
+    assert constant["ci_low"] == constant["ci_high"] == pytest.approx(0.5) and constant["se"] == 0
+    empty = cluster_bootstrap([np.nan, np.nan], [0, 1])
+    assert empty["n"] == 0 and np.isnan(empty["mean"])
+    with pytest.raises(ValueError, match="differ in length"):
+        cluster_bootstrap([0.1, 0.2], [0])
+
+
+def _per_case() -> pd.DataFrame:
+    """Two splits x three cases; arm N100 is +0.1 on every scored fibrosis row, D100 identical to N0."""
+    rows = []
+    for split in (0, 1):
+        for case, scar in (("a", True), ("b", True), ("c", False)):
+            base = 0.4 + 0.1 * split + (0.05 if case == "b" else 0.0)
+            for arm, shift in (("N0", 0.0), ("N100", 0.1), ("D100", 0.0)):
+                rows.append({"split_seed": split, "case_id": case, "arm": arm, "region": "Volume",
+                             "structure": "fibrosis", "dice": (base + shift) if scar else 0.0, "scored": scar,
+                             "has_scar": scar, "predicted_ml": 0.0 if scar else {"N0": 1.0, "N100": 3.0,
+                                                                                   "D100": 1.0}[arm]})
+                rows.append({"split_seed": split, "case_id": case, "arm": arm, "region": "Volume",
+                             "structure": "myocardium", "dice": 0.8, "scored": True, "has_scar": scar,
+                             "predicted_ml": 100.0})
+    return pd.DataFrame(rows)
+
+
+def test_compare_arms_pairs_the_same_rows_and_corrects_for_the_family() -> None:
+    table = compare_arms(_per_case(), "N0", n_resamples=500).set_index(["structure", "arm"])
+    gain = table.loc[("fibrosis", "N100")]
+    assert gain["difference"] == pytest.approx(0.1) and gain["n_pairs"] == 4 and gain["n_splits"] == 2
+    assert gain["ci_low"] == pytest.approx(0.1) and gain["ci_high"] == pytest.approx(0.1)
+    assert gain["p"] == pytest.approx(0.5) and gain["p_min"] == pytest.approx(0.5)  # 2 splits: p >= 0.5
+    control = table.loc[("fibrosis", "D100")]
+    assert control["difference"] == 0 and control["p"] == 1.0
+    assert (table["p_holm"] >= table["p"]).all()
+
+
+def test_false_scar_and_headline_count_scar_free_cases_apart() -> None:
+    per_case = _per_case()
+    false = false_scar(per_case)
+    assert set(false.case_id) == {"c"} and len(false) == 6
+    numbers = headline(per_case).set_index("arm")
+    assert numbers.loc["N100", "false_scar_ml"] == pytest.approx(3.0)
+    assert numbers.loc["N0", "n_scar_cases"] == 4 and numbers.loc["N0", "n_scar_free"] == 2
+    assert numbers.loc["N0", "fibrosis_dice"] == pytest.approx(np.mean([0.4, 0.45, 0.5, 0.55]))
+
+
+def test_verdict_says_what_the_design_can_show() -> None:
+    from lgelib.comparisons import verdict
+
+    per_case = _per_case()
+    per_case.loc[per_case.arm == "D100", "arm"] = "D100"
+    text = verdict(per_case)
+    assert text.startswith("On 2 splits, 4 test case-split pairs with scar, N100 changed Volume fibrosis Dice by +0.100")
+    assert "duplicates of real cases (D100) moved it by +0.000" in text
+    assert "no p-value can fall below 0.50" in text  # two splits cannot reject at 5%
+    unlearned = per_case.assign(dice=per_case.dice.where(per_case.structure != "fibrosis", 0.05))
+    assert verdict(unlearned).startswith("The real-only baseline has not learned scar")
