@@ -221,9 +221,12 @@ def verdict(per_case: pd.DataFrame, baseline: str = "N0", n_resamples: int = 200
     smallest p the number of splits allows, the minimum detectable effect)."""
     numbers = headline(per_case).set_index("arm")
     n_splits = int(per_case["split_seed"].nunique()) if "split_seed" in per_case.columns else 1
-    n_scar = int(numbers.loc[baseline, "n_scar_cases"]) if baseline in numbers.index else 0
+    n_scar = int(numbers.loc[baseline, "n_scar_cases"]) if baseline in numbers.index and pd.notna(
+        numbers.loc[baseline, "n_scar_cases"]) else 0
     design = f"{n_splits} split{'s' if n_splits != 1 else ''}, {n_scar} test case-split pairs with scar"
     base = float(numbers.loc[baseline, "fibrosis_dice"]) if baseline in numbers.index else float("nan")
+    if n_scar == 0:
+        return f"No test case has scar ({design}), so this run cannot measure fibrosis segmentation."
     if not base >= LEARNED_FIBROSIS_DICE:
         return (f"The real-only baseline has not learned scar (Volume fibrosis Dice {base:.2f} on {design}), so this "
                 "run cannot say whether synthetic volumes help: a larger nnU-Net budget is needed first.")
@@ -234,15 +237,18 @@ def verdict(per_case: pd.DataFrame, baseline: str = "N0", n_resamples: int = 200
     table = compare_arms(per_case, baseline, n_resamples=n_resamples).set_index(["structure", "region", "arm"])
     row = table.loc[("fibrosis", "Volume", arm)]
     control_arm = "D" + arm[1:]
-    control = (f"; adding as many duplicates of real cases ({control_arm}) moved it by "
-               f"{table.loc[('fibrosis', 'Volume', control_arm), 'difference']:+.3f}"
+    control = (f" (the control, {control_arm}: as many duplicates of real cases, "
+               f"{table.loc[('fibrosis', 'Volume', control_arm), 'difference']:+.3f})"
                if ("fibrosis", "Volume", control_arm) in table.index else "")
     change = (f"{arm} changed Volume fibrosis Dice by {row.difference:+.3f} (95% CI {row.ci_low:+.3f} to "
               f"{row.ci_high:+.3f}) against {baseline}'s {base:.3f}{control}")
     if row.p_holm < 0.05 and (row.ci_low > 0 or row.ci_high < 0):
         direction = "helped" if row.difference > 0 else "hurt"
         return f"On {design}, {change}: synthetic volumes {direction} (Holm-adjusted p = {row.p_holm:.3f})."
-    reason = (f"with {n_splits} split{'s' if n_splits != 1 else ''} no p-value can fall below {row.p_min:.2f}"
-              if row.p_min >= 0.05 else f"Holm-adjusted p = {row.p_holm:.2f}")
-    return (f"On {design}, {change}, which is not a detectable effect ({reason}; the smallest effect this design "
+    if n_splits == 1:
+        return (f"On {design}, {change}; one split trains one model per arm, so the interval covers the choice of "
+                "test cases but not retraining, and no effect can be claimed (repeat the experiment over splits).")
+    reason = (f"with {n_splits} splits no p-value can fall below {row.p_min:.2f}" if row.p_min >= 0.05
+              else f"Holm-adjusted p = {row.p_holm:.2f}")
+    return (f"On {design}, {change}; this is not a claimable effect ({reason}; the smallest effect this design "
             f"detects is about {row.mde:.2f} Dice).")

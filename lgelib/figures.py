@@ -434,11 +434,11 @@ def comparisons_markdown(comparisons: pd.DataFrame, decimals: int = 3) -> str:
     arms = arm_order(comparisons["arm"])
     rows = comparisons.assign(_r=comparisons["region"].map(order), _a=comparisons["arm"].map(arms.index))
     rows = rows.sort_values(["structure", "_r", "_a"], kind="stable")
-    lines = ["| Structure | Region | Arm − N0 | 95% CI | MDE | p | p (Holm) | smallest p | pairs / splits |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| Structure | Region | Arm | Arm − N0 | 95% CI | MDE | p | p (Holm) | smallest p | pairs / splits |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     f = f".{decimals}f"
     for _, row in rows.iterrows():
-        lines.append(f"| {row.structure} | {row.region} | {row.difference:+{f}} | [{row.ci_low:+{f}}, "
+        lines.append(f"| {row.structure} | {row.region} | {row.arm} | {row.difference:+{f}} | [{row.ci_low:+{f}}, "
                      f"{row.ci_high:+{f}}] | {row.mde:{f}} | {row.p:.2f} | {row.p_holm:.2f} | {row.p_min:.2f} | "
                      f"{int(row.n_pairs)} / {int(row.n_splits)} |")
     return "\n".join(lines)

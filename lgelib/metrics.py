@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 import re
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -139,100 +137,11 @@ def regional_dice(
                                        "predicted_voxels"])
 
 
-# --- Confidence intervals and paired tests ----------------------------------------------------------------------------
-
-
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean, NaNs dropped; (nan, nan) with fewer than 2 values."""
-    from scipy.stats import bootstrap
-
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    x = np.asarray(values, np.float64).ravel()
-    x = x[~np.isnan(x)]
-    if x.size < 2:
-        return float("nan"), float("nan")
-    if np.all(x == x[0]):  # degenerate: every resample has the same mean
-        return float(x[0]), float(x[0])
-    generator = np.random.default_rng(seed)
-    # scipy >= 1.15 takes ``rng``; older releases only ``random_state``.
-    seed_kw = "rng" if "rng" in inspect.signature(bootstrap).parameters else "random_state"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = bootstrap(
-            (x,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
-            vectorized=True, **{seed_kw: generator},
-        )
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    if np.isnan(low) or np.isnan(high):  # near-degenerate samples; every resampled mean is then ~the mean
-        return float(x.mean()), float(x.mean())
-    return low, high
-
-
-def paired_comparison(
-    baseline: Sequence[float] | np.ndarray,
-    other: Sequence[float] | np.ndarray,
-    confidence: float = 0.95,
-    n_resamples: int = 10_000,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Compare paired per-case scores (same cases, same order): mean of other - baseline, its bootstrap CI and the
-    two-sided Wilcoxon signed-rank p-value. Pairs with NaN on either side are dropped; p is 1.0 when every
-    difference is zero and NaN with fewer than 2 pairs."""
-    from scipy.stats import wilcoxon
-
-    a = np.asarray(baseline, np.float64).ravel()
-    b = np.asarray(other, np.float64).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"baseline and other must be paired: lengths differ ({a.size} vs {b.size})")
-    keep = ~(np.isnan(a) | np.isnan(b))
-    differences = b[keep] - a[keep]
-    n = int(differences.size)
-    mean_difference = float(differences.mean()) if n else float("nan")
-    ci_low, ci_high = bootstrap_ci(differences, confidence, n_resamples, seed)
-    if n < 2:
-        p_value = float("nan")
-    elif np.all(differences == 0):
-        p_value = 1.0
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "exact p-value unavailable with ties/zeros" notes
-            p_value = float(wilcoxon(differences, alternative="two-sided").pvalue)
-    return {
-        "n_pairs": n,
-        "mean_difference": mean_difference,
-        "ci_low": ci_low,
-        "ci_high": ci_high,
-        "p_value": p_value,
-    }
-
-
 def _require_columns(table: pd.DataFrame, columns: Sequence[str], name: str = "per_case") -> None:
     """Raise ValueError listing the columns ``table`` lacks."""
     missing = [column for column in columns if column not in table.columns]
     if missing:
         raise ValueError(f"{name} lacks columns {missing}; it has {list(table.columns)}")
-
-
-def summarise_dice(per_case: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per group of ``by``: mean, std (ddof=1), bootstrap CI of the mean, n (non-NaN Dice) and n_empty (empty rows,
-    which are NaN by default and so not in n)."""
-    if not by:
-        raise ValueError("by must name at least one column")
-    _require_columns(per_case, list(dict.fromkeys(["region", "structure", "dice", "empty", *by])))
-    rows = []
-    for key, group in per_case.groupby(list(by), sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        values = group["dice"].to_numpy(np.float64)
-        low, high = bootstrap_ci(values)
-        rows.append(
-            (*key, float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan"),
-             float(pd.Series(values).std(ddof=1)), low, high, int(np.sum(~np.isnan(values))),
-             int(group["empty"].astype(bool).sum()))
-        )
-    return pd.DataFrame(rows, columns=[*by, "mean", "std", "ci_low", "ci_high", "n", "n_empty"])
 
 
 def arm_labels(per_case: pd.DataFrame) -> pd.Series:
@@ -499,23 +408,3 @@ def mask_overlap_audit(
 
     distances = {"synthetic": one_minus_dice(syn), "real test": one_minus_dice(tst)}
     return _nearest_table(distances, {"synthetic": synthetic_ids, "real test": test_ids}, training_ids)
-
-
-def compare_to_baseline(per_case: pd.DataFrame, baseline: int = 0, seed: int = 0) -> pd.DataFrame:
-    """For each structure, region and N other than ``baseline``: `paired_comparison` of N against the baseline
-    over the same test cases (and split seeds, when there is a ``split_seed`` column)."""
-    _require_columns(per_case, ["n_synthetic", "case_id", "region", "structure", "dice"])
-    keys = [k for k in ("split_seed", "case_id") if k in per_case.columns]
-    wide = per_case.pivot_table(index=["structure", "region", *keys], columns="n_synthetic", values="dice",
-                                aggfunc="first", dropna=False)
-    if baseline not in wide.columns:
-        raise ValueError(f"no N={baseline} results to compare against (have N = {sorted(wide.columns)})")
-    rows = []
-    for (structure, region), group in wide.groupby(level=["structure", "region"], sort=False):
-        for n in [c for c in wide.columns if c != baseline]:
-            result = paired_comparison(group[baseline].to_numpy(), group[n].to_numpy(), seed=seed)
-            rows.append({"structure": structure, "region": region, "comparison": f"N={n} vs N={baseline}", **result})
-    order = {r: i for i, r in enumerate(REGIONS)}
-    table = pd.DataFrame(rows)
-    return table.sort_values(["structure", "region"], key=lambda c: c.map(order) if c.name == "region" else c,
-                             kind="stable").reset_index(drop=True)

@@ -102,7 +102,20 @@ def test_verdict_says_what_the_design_can_show() -> None:
     per_case.loc[per_case.arm == "D100", "arm"] = "D100"
     text = verdict(per_case)
     assert text.startswith("On 2 splits, 4 test case-split pairs with scar, N100 changed Volume fibrosis Dice by +0.100")
-    assert "duplicates of real cases (D100) moved it by +0.000" in text
+    assert "(the control, D100: as many duplicates of real cases, +0.000)" in text
     assert "no p-value can fall below 0.50" in text  # two splits cannot reject at 5%
     unlearned = per_case.assign(dice=per_case.dice.where(per_case.structure != "fibrosis", 0.05))
     assert verdict(unlearned).startswith("The real-only baseline has not learned scar")
+
+    one_split = per_case[per_case.split_seed == 0]
+    assert "one split trains one model per arm" in verdict(one_split)
+
+
+def test_comparisons_markdown_names_each_arm() -> None:
+    from lgelib.figures import comparisons_markdown
+
+    lines = comparisons_markdown(compare_arms(_per_case(), "N0", n_resamples=200)).splitlines()
+    assert "| Arm | Arm − N0 |" in lines[0]
+    rows = [line.split(" | ") for line in lines[2:]]
+    assert [r[2] for r in rows if r[0] == "| fibrosis"] == ["N100", "D100"]  # arm order: synthetic, then control
+    assert all(r[-2] == "0.50" for r in rows)  # two splits: p >= 0.5

@@ -12,18 +12,15 @@ from skimage.metrics import structural_similarity
 
 from lgelib.metrics import (
     REGIONS,
-    bootstrap_ci,
     mask_overlap_audit,
     masked_psnr,
     masked_ssim,
     memorisation_audit,
     nearest_pairs,
-    paired_comparison,
     psnr,
     regional_dice,
     slice_regions,
     slice_similarity,
-    summarise_dice,
     table1,
     volume_wall_thickness_mm,
     wall_thickness_mm,
@@ -188,72 +185,7 @@ def test_regional_dice_rejects_bad_shapes() -> None:
         regional_dice(a[0], a[0], a[0], a[0])
 
 
-# --- bootstrap_ci and paired_comparison -------------------------------------------------------------------------------
-
-
-def test_bootstrap_ci_degenerate_inputs() -> None:
-    assert bootstrap_ci([0.8, 0.8, 0.8, np.nan]) == (0.8, 0.8)
-    assert all(np.isnan(v) for v in bootstrap_ci([0.8]))
-    assert all(np.isnan(v) for v in bootstrap_ci([0.8, np.nan]))
-    assert all(np.isnan(v) for v in bootstrap_ci([]))
-    with pytest.raises(ValueError, match="confidence"):
-        bootstrap_ci([1.0, 2.0], confidence=95)
-
-
-def test_bootstrap_ci_known_sample_contains_mean_shrinks_and_is_seeded() -> None:
-    rng = np.random.default_rng(1)
-    small = rng.normal(0.7, 0.1, 30)
-    large = rng.normal(0.7, 0.1, 300)
-    low, high = bootstrap_ci(small)
-    assert low < small.mean() < high
-    # Close to the normal-theory interval: half-width ~ 1.96 * sd / sqrt(n).
-    half_width = 1.96 * small.std(ddof=1) / np.sqrt(small.size)
-    assert (high - low) / 2 == pytest.approx(half_width, rel=0.2)
-    low_l, high_l = bootstrap_ci(large)
-    assert low_l < large.mean() < high_l
-    assert high_l - low_l < (high - low) / 2
-    assert bootstrap_ci(small, seed=3) == bootstrap_ci(small, seed=3)
-    assert bootstrap_ci(small, seed=3) != bootstrap_ci(small, seed=4)
-    # NaNs are dropped, not propagated.
-    assert bootstrap_ci(np.append(small, np.nan)) == (low, high)
-    # A wider confidence gives a wider interval.
-    low99, high99 = bootstrap_ci(small, confidence=0.99)
-    assert low99 < low and high99 > high
-
-
-def test_paired_comparison_constant_shift() -> None:
-    baseline = np.arange(20) / 64.0  # exact binary fractions, so the differences are exactly 0.125
-    result = paired_comparison(baseline, baseline + 0.125)
-    assert result["n_pairs"] == 20
-    assert result["mean_difference"] == 0.125
-    assert (result["ci_low"], result["ci_high"]) == (0.125, 0.125)
-    assert result["p_value"] < 1e-3
-    worse = paired_comparison(baseline, baseline - 0.125)
-    assert worse["mean_difference"] == -0.125 and worse["p_value"] < 1e-3
-
-
-def test_paired_comparison_hand_computed_wilcoxon() -> None:
-    # Differences 1, 2, 3, 4, -5: W- = 5; 10 of the 32 sign patterns have W- <= 5 -> two-sided p = 20/32.
-    result = paired_comparison([0, 0, 0, 0, 0], [1, 2, 3, 4, -5])
-    assert result["mean_difference"] == pytest.approx(1.0)
-    assert result["p_value"] == pytest.approx(20 / 32)
-    assert result["ci_low"] < 1.0 < result["ci_high"]
-
-
-def test_paired_comparison_no_difference_nan_pairs_and_errors() -> None:
-    same = paired_comparison([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert same["p_value"] == 1.0 and same["mean_difference"] == 0.0
-    assert (same["ci_low"], same["ci_high"]) == (0.0, 0.0)
-    dropped = paired_comparison([0.5, np.nan, 0.7, 0.2], [0.6, 0.9, np.nan, 0.3])
-    assert dropped["n_pairs"] == 2
-    assert dropped["mean_difference"] == pytest.approx(0.1)
-    one = paired_comparison([0.5, np.nan], [0.6, 0.7])
-    assert one["n_pairs"] == 1 and np.isnan(one["p_value"]) and np.isnan(one["ci_low"])
-    with pytest.raises(ValueError, match="lengths differ"):
-        paired_comparison([0.1, 0.2], [0.1, 0.2, 0.3])
-
-
-# --- summarise_dice and table1 ----------------------------------------------------------------------------------------
+# --- table1 ----------------------------------------------------------------------------------------
 
 
 def _per_case() -> pd.DataFrame:
@@ -265,25 +197,6 @@ def _per_case() -> pd.DataFrame:
                 rows.append((n_synthetic, f"c{case}", region, "myocardium", m, False))
                 rows.append((n_synthetic, f"c{case}", region, "fibrosis", f, bool(np.isnan(f))))
     return pd.DataFrame(rows, columns=["n_synthetic", "case_id", "region", "structure", "dice", "empty"])
-
-
-def test_summarise_dice_groups() -> None:
-    summary = summarise_dice(_per_case(), by=["n_synthetic", "region", "structure"])
-    assert list(summary.columns) == ["n_synthetic", "region", "structure", "mean", "std", "ci_low", "ci_high", "n",
-                                     "n_empty"]
-    assert len(summary) == 2 * 4 * 2
-    row = summary[(summary["n_synthetic"] == 0) & (summary["region"] == "Volume")
-                  & (summary["structure"] == "myocardium")].iloc[0]
-    assert row["mean"] == pytest.approx(0.65)
-    assert row["std"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
-    assert row["n"] == 2 and row["n_empty"] == 0
-    assert row["ci_low"] <= 0.65 <= row["ci_high"]
-    row = summary[(summary["n_synthetic"] == 100) & (summary["region"] == "Top 25%")
-                  & (summary["structure"] == "fibrosis")].iloc[0]
-    assert row["mean"] == pytest.approx(0.5) and np.isnan(row["std"])
-    assert row["n"] == 1 and row["n_empty"] == 1
-    with pytest.raises(ValueError, match="lacks columns"):
-        summarise_dice(_per_case().drop(columns="empty"), by=["region"])
 
 
 def test_table1_layout_and_values() -> None:
