@@ -223,7 +223,8 @@ def verdict(per_case: pd.DataFrame, baseline: str = "N0", n_resamples: int = 200
     n_splits = int(per_case["split_seed"].nunique()) if "split_seed" in per_case.columns else 1
     n_scar = int(numbers.loc[baseline, "n_scar_cases"]) if baseline in numbers.index and pd.notna(
         numbers.loc[baseline, "n_scar_cases"]) else 0
-    design = f"{n_splits} split{'s' if n_splits != 1 else ''}, {n_scar} test case-split pairs with scar"
+    design = (f"1 split ({n_scar} test cases with scar)" if n_splits == 1
+              else f"{n_splits} splits ({n_scar} test case-split pairs with scar)")
     base = float(numbers.loc[baseline, "fibrosis_dice"]) if baseline in numbers.index else float("nan")
     if n_scar == 0:
         return f"No test case has scar ({design}), so this run cannot measure fibrosis segmentation."

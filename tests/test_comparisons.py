@@ -101,7 +101,8 @@ def test_verdict_says_what_the_design_can_show() -> None:
     per_case = _per_case()
     per_case.loc[per_case.arm == "D100", "arm"] = "D100"
     text = verdict(per_case)
-    assert text.startswith("On 2 splits, 4 test case-split pairs with scar, N100 changed Volume fibrosis Dice by +0.100")
+    assert text.startswith("On 2 splits (4 test case-split pairs with scar), N100 changed Volume fibrosis Dice by "
+                           "+0.100")
     assert "(the control, D100: as many duplicates of real cases, +0.000)" in text
     assert "no p-value can fall below 0.50" in text  # two splits cannot reject at 5%
     unlearned = per_case.assign(dice=per_case.dice.where(per_case.structure != "fibrosis", 0.05))
