@@ -54,20 +54,20 @@ REAL_CPU_SEGMENTATION = SegmentationSettings(
     target_spacing_mm=(8.0, 3.0, 3.0), batch_size=4, patch_size=(128, 128), max_features=64,
     foreground_oversampling=0.33, save_every=10)
 """The nnU-Net budget of every real-data run on a CPU: whole slices at 3 mm (128 x 128 patches cover a 384 mm field
-of view, so the network sees what lies far from the heart), batches of 4, 1,500 iterations, nnU-Net's share of
-foreground patches, float32 (bfloat16 autocast was 1.4x faster but the fibrosis label was then not learned).
-Chosen from the Dice-against-budget curve on EMIDEC-derived
-(benchmarks/README.md): 64 x 64 patches mostly centred on the heart over-segmented the far field three-fold. It
-does not reach the goal set for a meaningful baseline (myocardium 0.75, fibrosis 0.35 Volume Dice): that needs a
-longer budget than 2 CPU cores allow for a multi-split experiment, and the chapter says so."""
+of view, so the network sees what lies far from the heart), batches of 4, 1,500 iterations (about 8 minutes on 2
+cores), nnU-Net's share of foreground patches, float32 (bfloat16 autocast was 1.4x faster but then did not learn
+the fibrosis label). Chosen from the Dice-against-budget curve on EMIDEC-derived (benchmarks/README.md): 64 x 64
+patches mostly centred on the heart over-segmented the far field. It does **not** reach the goal set for a
+meaningful baseline (myocardium 0.75, fibrosis 0.35 Volume Dice; measured 0.69 and 0.18): that needs a longer
+budget than 2 CPU cores allow for a multi-split experiment, and the chapter's verdict says so."""
 
 SEGMENTATION_BUDGETS: dict[str, SegmentationSettings] = {
     "smoke": SMOKE_SEGMENTATION,
     "real-cpu": REAL_CPU_SEGMENTATION,
     "paper": SegmentationSettings(),
 }
-"""Named nnU-Net budgets (``seg_budget``): ``smoke`` for the embedded cohort, ``real-cpu`` the smallest CPU budget
-at which the real-only baseline learns real EMIDEC scans, ``paper`` nnU-Net's default (a GPU job)."""
+"""Named nnU-Net budgets (``seg_budget``): ``smoke`` for the embedded cohort, ``real-cpu`` for real scans on a CPU
+(partly learned: see REAL_CPU_SEGMENTATION), ``paper`` nnU-Net's default (a GPU job)."""
 
 PROFILES: dict[str, Profile] = {
     # Same 160 mm field of view in both; the smoke grid is coarser so every later stage runs on a CPU.
