@@ -4,7 +4,7 @@ Usage (from the repository root):
 
     python benchmarks/calibrate_phantom.py [--real DIR] [--n 48] [--seed 0]
 
-The real folder defaults to ``$EMIDEC_ROOT`` or ``../shared/data/emidec-derived`` next to the repository.
+The real folder is ``$EMIDEC_ROOT`` (an EMIDEC-layout folder), or ``--real``.
 Only aggregate statistics of the real data are printed. When the folder is absent, the phantom side is
 printed alone. The output is markdown (``benchmarks/calibration.md`` holds a copy).
 """
@@ -40,7 +40,7 @@ MATCHED = ("cavity_ml", "myocardium_ml", "scar_ml", "scar_burden", "myocardium_s
 
 
 def default_real_root() -> Path:
-    """``$EMIDEC_ROOT`` if set, else ``../shared/data/emidec-derived`` relative to the repository root."""
+    """``$EMIDEC_ROOT`` if set, else the data folder beside the repository this project is developed with."""
     env = os.environ.get("EMIDEC_ROOT")
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "emidec-derived"
 

@@ -1,7 +1,7 @@
 """Fidelity of the INR stage with a profile's settings: fit some training cases of a dataset, print the table.
 
     .venv/bin/python benchmarks/inr_fidelity.py --profile smoke                         # the embedded cohort
-    EMIDEC_ROOT=../shared/data/emidec-derived .venv/bin/python benchmarks/inr_fidelity.py \\
+    EMIDEC_ROOT=/path/to/emidec .venv/bin/python benchmarks/inr_fidelity.py \\
         --profile paper --manifest data_manifest/emidec.yaml --cases 4 --with-fibrosis
 """
 

@@ -18,7 +18,7 @@ DEFAULT_MANIFEST = "data_manifest/phantom.yaml"
 EPILOG = """\
 examples:
   lgelib validate data_manifest/phantom.yaml           check the embedded cohort (generates it on first use)
-  lgelib validate data_manifest/emidec.yaml --root ../shared/data/emidec-derived
+  lgelib validate data_manifest/emidec.yaml --root /path/to/emidec
   lgelib validate my_data.yaml --set split.seed=3      any manifest key can be overridden
   lgelib split data_manifest/phantom.yaml              show the train/test split
   lgelib prepare data_manifest/phantom.yaml --profile smoke --out runs/smoke/data
