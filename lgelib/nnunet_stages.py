@@ -30,7 +30,7 @@ SAMPLING_TRAINERS = {"uniform": "LgeTrainer", "balanced": "LgeBalancedTrainer"}
 """The trainer class (lgelib.nnunet_trainers) of each sampling policy."""
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     """A progress line the parent process shows (the rest of the output goes to the stage's log file)."""
     print(f"[lgelib] {message}", flush=True)
 
@@ -99,7 +99,7 @@ def plan_and_preprocess(dataset_id: int, configuration: str, target_spacing: lis
     if splits is not None:
         (folder / "splits_final.json").write_text(json.dumps(splits, indent=1))
     chosen = plans["configurations"][configuration]
-    _say(f"dataset {dataset_id}: preprocessed in {time.perf_counter() - started:.0f} s with {source}; "
+    say(f"dataset {dataset_id}: preprocessed in {time.perf_counter() - started:.0f} s with {source}; "
          f"{configuration} patch {chosen['patch_size']}, spacing {[round(s, 2) for s in chosen['spacing']]}, "
          f"batch {chosen['batch_size']}, normalisation {chosen['normalization_schemes']}")
 
@@ -141,10 +141,10 @@ def train(dataset_id: int, configuration: str, fold: int | str, device: str, epo
         trainer.oversample_foreground_percent = foreground_oversampling
     if resume:
         trainer.load_checkpoint(str(latest))
-        _say(f"{folder.name} fold {fold}: resuming after epoch {trainer.current_epoch} of {epochs}")
+        say(f"{folder.name} fold {fold}: resuming after epoch {trainer.current_epoch} of {epochs}")
     started = time.perf_counter()
     trainer.run_training()
-    _say(f"{folder.name} {trainer_name} fold {fold}: trained in {time.perf_counter() - started:.0f} s"
+    say(f"{folder.name} {trainer_name} fold {fold}: trained in {time.perf_counter() - started:.0f} s"
          + (" (bfloat16 autocast)" if trainer._autocast() else ""))
 
 
@@ -188,7 +188,7 @@ def predict(model_folder: str, folds: list[int | str], inputs: list[str], output
     truncated = [o[: -len(dataset_json["file_ending"])] for o in outputs]
     predictor.predict_from_files_sequential([[i] for i in inputs], truncated, save_probabilities=False,
                                             overwrite=True)
-    _say(f"{folder.parent.name}/{folder.name}: {len(inputs)} test volumes predicted in "
+    say(f"{folder.parent.name}/{folder.name}: {len(inputs)} test volumes predicted in "
          f"{time.perf_counter() - started:.0f} s")
 
 

@@ -23,11 +23,8 @@ import torch
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from lgelib.nnunet_stages import say
 
-
-def say(message: str) -> None:
-    """A progress line the parent process shows (the rest of the output goes to the stage's log file)."""
-    print(f"[lgelib] {message}", flush=True)
 
 
 def safe_load(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:

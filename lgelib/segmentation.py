@@ -64,7 +64,7 @@ from lgelib.data.manifest import SliceOrder
 from lgelib.data.intensity import normalize_intensity
 from lgelib.data.nifti import slice_axis, voxel_spacing, write_volume
 from lgelib.data.prepare import load_prepared
-from lgelib.fsutil import atomic_directory
+from lgelib.fsutil import atomic_directory, file_digest
 from lgelib.metrics import regional_dice
 from lgelib.nnunet_stages import SAMPLING_TRAINERS, TRAINER_FOLDER
 
@@ -447,10 +447,6 @@ def is_trained(folders: NnunetFolders, name: str, settings: SegmentationSettings
     return all((folder / f"fold_{f}" / "checkpoint_final.pth").is_file() for f in settings.folds)
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def preprocess(folders: NnunetFolders, name: str, settings: SegmentationSettings, device: torch.device,
                plans_from: str | None = None, echo: bool = True) -> None:
     """Plan (``plans_from`` None) or receive the plans of dataset ``plans_from``, and preprocess dataset ``name``;
@@ -458,7 +454,7 @@ def preprocess(folders: NnunetFolders, name: str, settings: SegmentationSettings
     settings or the source plans changed."""
     source_plans = None if plans_from is None else folders.preprocessed / plans_from / "nnUNetPlans.json"
     expected = json.loads(json.dumps({"plan": settings.plan_dict(), "plans_from": plans_from,
-                                      "source_plans": None if source_plans is None else _file_digest(source_plans)}))
+                                      "source_plans": None if source_plans is None else file_digest(source_plans)}))
     record = folders.preprocessed / name / "planned.json"
     if record.is_file() and json.loads(record.read_text()) == expected:
         return
