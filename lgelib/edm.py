@@ -12,6 +12,12 @@ As published (NVlabs/edm, ``training/loss.py``, ``training/networks.py``, ``gene
   sigma_i = (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho with rho = 7, optional
   stochastic churn (S_churn, S_min, S_max, S_noise).
 
+**Held-out selection** (beyond the paper; ``holdout_fraction`` > 0): the optimal denoiser of a finite training set
+reproduces that set, so a long training memorises a few dozen latents. A share of the training latents is kept out
+of training, and every ``select_every`` steps the EMA denoiser's samples are compared with them
+(`HeldOutSelection`): the snapshot whose samples lie as near the training latents as the held-out latents do is
+the one kept.
+
 The network is `VectorDenoiser`, a residual MLP for vectors with a sinusoidal embedding of c_noise. Latents are
 standardised per dimension first (`LatentStandardizer`, saved with the model), so sigma_data = 1, not EDM's 0.5
 for images in [-1, 1].
@@ -46,6 +52,7 @@ from lgelib.inr.sampling import case_seed
 from lgelib.training import TrainingLoop, cosine_lr, fingerprint, seeded
 
 MODEL_FILE = "edm.safetensors"
+SELECTION_FILE = "selection.csv"
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,10 @@ class EdmSettings:
             ``ema_rampup_ratio`` times the samples seen so far.
         seed: network initialisation, batches, noise.
         checkpoint_every: steps between resumable checkpoints.
+        holdout_fraction: share of the latents kept out of training to select the EMA snapshot
+            (`HeldOutSelection`); 0 trains on every latent and keeps the last EMA.
+        select_every, select_samples, select_sampler_steps: how often the snapshot is judged, on how many samples,
+            drawn with how many Heun steps.
     """
 
     width: int = 1024
@@ -78,10 +89,17 @@ class EdmSettings:
     ema_rampup_ratio: float = 0.05
     seed: int = 0
     checkpoint_every: int = 1000
+    holdout_fraction: float = 0.0
+    select_every: int = 500
+    select_samples: int = 64
+    select_sampler_steps: int = 32
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.blocks < 0 or self.steps < 1 or self.batch_size < 1 or not self.sigma_data > 0:
             raise ValueError(f"invalid EDM settings {self}")
+        if not 0 <= self.holdout_fraction < 1 or self.select_every < 1 or self.select_samples < 1:
+            raise ValueError(f"invalid EDM selection settings: holdout_fraction {self.holdout_fraction} must be in "
+                             f"[0, 1), select_every {self.select_every} and select_samples {self.select_samples} >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -271,6 +289,74 @@ def ddpm_sigmas(timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float
     return ((1 - alpha_bar) / alpha_bar).sqrt()
 
 
+def nearest_distances(queries: Tensor, references: Tensor) -> Tensor:
+    """Euclidean distance (Q,) from each query row to its nearest reference row."""
+    return torch.cdist(queries.double(), references.double()).min(dim=1).values
+
+
+def split_holdout(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Seeded (train rows, held-out rows) of n latents; at least 2 on each side, none held out for fraction 0."""
+    if fraction <= 0:
+        return torch.arange(n), torch.arange(0)
+    held = max(2, round(n * fraction))
+    if n - held < 2:
+        raise ValueError(f"holdout_fraction {fraction} of {n} latents leaves fewer than 2 to train on")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    return order[held:].sort().values, order[:held].sort().values
+
+
+class HeldOutSelection:
+    """Keeps the EMA snapshot whose samples are as new as unseen latents are (all in standardised latent space).
+
+    For each judged snapshot, ``select_samples`` latents are drawn (fixed seeds, so snapshots are compared on the
+    same noise); ``share_nearer`` is the share of them nearer to their nearest training latent than the median
+    held-out latent is to its nearest training latent. Samples from the true distribution give about 0.5; a model
+    that reproduces its training set gives 1; one whose samples are still noise gives 0. The snapshot with
+    ``share_nearer`` closest to 0.5 is kept (the later one on ties). ``rows`` is the audit: step, share_nearer,
+    the samples' median nearest distance and the held-out threshold.
+    """
+
+    def __init__(self, train: Tensor, heldout: Tensor, ema_model: nn.Module, settings: EdmSettings) -> None:
+        self.train, self.settings = train, settings
+        self.threshold = float(nearest_distances(heldout, train).median())
+        self.best = copy.deepcopy(ema_model).eval().requires_grad_(False)
+        self.best_score, self.best_step = math.inf, 0
+        self.rows: list[dict[str, float]] = []
+        self.seeds = sample_seeds(settings.seed + 1, settings.select_samples)
+
+    def due(self, step: int) -> bool:
+        return (step + 1) % self.settings.select_every == 0 or step + 1 == self.settings.steps
+
+    @torch.no_grad()
+    def judge(self, step: int, ema_model: nn.Module) -> float:
+        """Sample from the snapshot after ``step``, record the audit row, keep the snapshot if it is the best."""
+        noise = PerSampleNoise(self.seeds)
+        start = noise(torch.empty(len(self.seeds), self.train.shape[1], dtype=torch.float64, device=self.train.device))
+        samples = edm_sampler(ema_model, start, SamplerSettings(num_steps=self.settings.select_sampler_steps),
+                              randn_like=noise)
+        distances = nearest_distances(samples, self.train)
+        share = float((distances < self.threshold).double().mean())
+        self.rows.append({"step": step + 1, "share_nearer": share, "median_distance": float(distances.median()),
+                          "heldout_median_distance": self.threshold})
+        if abs(share - 0.5) <= self.best_score:
+            self.best_score, self.best_step = abs(share - 0.5), step + 1
+            self.best.load_state_dict(ema_model.state_dict())
+        return share
+
+    def state_dict(self) -> dict:
+        return {"rows": [list(r.values()) for r in self.rows], "best_score": self.best_score,
+                "best_step": self.best_step, "best": self.best.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        keys = ("step", "share_nearer", "median_distance", "heldout_median_distance")
+        self.rows = [dict(zip(keys, row)) for row in state["rows"]]
+        self.best_score, self.best_step = float(state["best_score"]), int(state["best_step"])
+        self.best.load_state_dict(state["best"])
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["step", "share_nearer", "median_distance", "heldout_median_distance"])
+
+
 @dataclass
 class LatentStandardizer:
     """Per-dimension mean and standard deviation of the training latents (saved with the model)."""
@@ -298,6 +384,10 @@ class TrainedEdm:
     settings: EdmSettings
     history: pd.DataFrame
     seconds: float
+    selection: pd.DataFrame | None = None
+    """The held-out audit per judged snapshot (`HeldOutSelection.rows`); None without a held-out share."""
+    extra_columns: tuple[str, ...] = ()
+    """Names of the trailing input columns that are not latent dimensions (e.g. `lgelib.geometry.GEOMETRY_COLUMNS`)."""
 
     def sample(self, seeds: Sequence[int], sampler: SamplerSettings = SamplerSettings(),
                device: torch.device | str | None = None) -> Tensor:
@@ -324,28 +414,42 @@ def _seeded_net(dim: int, settings: EdmSettings) -> EDMPrecond:
 
 
 def train_edm(latents: Tensor, out_dir: Path | str, settings: EdmSettings, device: torch.device | str | None = None,
-              progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> TrainedEdm:
+              progress: bool = True, on_step: Callable[[int, float], None] | None = None,
+              extra_columns: tuple[str, ...] = ()) -> TrainedEdm:
     """Train EDM on latents (N, dim) and write ``edm.safetensors`` (EMA weights, standardisation, settings) and
     ``history.csv``; a finished run with the same inputs is loaded, an interrupted one resumed from its checkpoint.
-    ``on_step(step, loss)`` is called after every step (for logging, or to stop by raising)."""
+    ``on_step(step, loss)`` is called after every step (for logging, or to stop by raising).
+
+    With ``settings.holdout_fraction`` > 0 a seeded share of the latents is held out, the rest trains, and the
+    saved weights are the EMA snapshot `HeldOutSelection` keeps (its audit in ``selection.csv``).
+    ``extra_columns`` names trailing columns of ``latents`` that are not latent dimensions (saved with the model)."""
     if latents.dim() != 2 or len(latents) < 2 or not torch.isfinite(latents).all():
         raise ValueError(f"EDM needs at least 2 finite latent vectors as an (N, dim) tensor, got shape "
                          f"{tuple(latents.shape)}{'' if torch.isfinite(latents).all() else ' with NaN or Inf values'}")
     out = Path(out_dir)
     device = torch.device(device) if device is not None else default_device()
-    key = fingerprint(settings.to_dict(), latents)
+    extra_columns = tuple(extra_columns)
+    key = fingerprint({**settings.to_dict(), **({"extra_columns": list(extra_columns)} if extra_columns else {})},
+                      latents)
     if (out / MODEL_FILE).is_file() and load_tensors(out / MODEL_FILE)[1].get("fingerprint") == key:
         return load_edm(out)
     out.mkdir(parents=True, exist_ok=True)
-    standardizer = LatentStandardizer.fit(latents.float())
-    data = standardizer.standardize(latents.float()).to(device)
+    train_rows, held_rows = split_holdout(len(latents), settings.holdout_fraction, settings.seed)
+    standardizer = LatentStandardizer.fit(latents[train_rows].float())
+    data = standardizer.standardize(latents[train_rows].float()).to(device)
     net = _seeded_net(latents.shape[1], settings).to(device)
     ema = EMA(net, settings.ema_halflife_samples, settings.ema_rampup_ratio)
     loss_fn = EDMLoss(settings.p_mean, settings.p_std, settings.sigma_data)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     generator = torch.Generator().manual_seed(settings.seed)
-    loop = TrainingLoop(out, key, settings.steps, settings.checkpoint_every,
-                        {"net": net, "ema": ema.model, "optimizer": optimizer}, generator, "EDM", progress, on_step)
+    stateful = {"net": net, "ema": ema.model, "optimizer": optimizer}
+    selection = None
+    if len(held_rows):
+        selection = HeldOutSelection(data, standardizer.standardize(latents[held_rows].float()).to(device), ema.model,
+                                     settings)
+        stateful["selection"] = selection
+    loop = TrainingLoop(out, key, settings.steps, settings.checkpoint_every, stateful, generator, "EDM", progress,
+                        on_step)
     net.train()
     for step in loop:
         for group in optimizer.param_groups:
@@ -357,13 +461,23 @@ def train_edm(latents: Tensor, out_dir: Path | str, settings: EdmSettings, devic
         loss.backward()
         optimizer.step()
         ema.update(net, settings.batch_size, (step + 1) * settings.batch_size)
+        if selection is not None and selection.due(step):
+            selection.judge(step, ema.model)
         loop.record(step, loss.item())
     history, seconds = loop.finish()
-    tensors = {f"ema.{k}": v.cpu() for k, v in ema.model.state_dict().items()}
+    kept = ema.model if selection is None else selection.best
+    tensors = {f"ema.{k}": v.cpu() for k, v in kept.state_dict().items()}
     tensors |= {"latent_mean": standardizer.mean, "latent_std": standardizer.std}
-    save_tensors(out / MODEL_FILE, tensors, {"fingerprint": key, "settings": json.dumps(settings.to_dict()),
-                                             "dim": str(latents.shape[1]), "seconds": str(seconds)})
-    return TrainedEdm(ema.model.cpu(), standardizer, settings, history, seconds)
+    metadata = {"fingerprint": key, "settings": json.dumps(settings.to_dict()), "dim": str(latents.shape[1]),
+                "seconds": str(seconds), "extra_columns": json.dumps(list(extra_columns))}
+    table = None
+    (out / SELECTION_FILE).unlink(missing_ok=True)
+    if selection is not None:
+        table = selection.table()
+        table.to_csv(out / SELECTION_FILE, index=False)
+        metadata |= {"selected_step": str(selection.best_step), "heldout_rows": json.dumps(held_rows.tolist())}
+    save_tensors(out / MODEL_FILE, tensors, metadata)
+    return TrainedEdm(kept.cpu(), standardizer, settings, history, seconds, table, extra_columns)
 
 
 def load_edm(folder: Path | str) -> TrainedEdm:
@@ -376,5 +490,7 @@ def load_edm(folder: Path | str) -> TrainedEdm:
     net = _seeded_net(int(metadata["dim"]), settings)
     net.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
     history = pd.read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else pd.DataFrame()
+    selection = pd.read_csv(folder / SELECTION_FILE) if (folder / SELECTION_FILE).is_file() else None
     return TrainedEdm(net.eval(), LatentStandardizer(tensors["latent_mean"], tensors["latent_std"]), settings, history,
-                      float(metadata.get("seconds", "nan")))
+                      float(metadata.get("seconds", "nan")), selection,
+                      tuple(json.loads(metadata.get("extra_columns", "[]"))))

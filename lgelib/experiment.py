@@ -30,6 +30,7 @@ from lgelib.config import Profile
 from lgelib.data.dataset import open_split
 from lgelib.data.prepare import load_run_data
 from lgelib.edm import train_edm
+from lgelib.geometry import diffusion_inputs
 from lgelib.inr import fit_inrs
 from lgelib.inr2vec import train_inr2vec
 from lgelib.segmentation import BASELINE, SegmentationResult, parse_arms, run_segmentation
@@ -47,8 +48,10 @@ def synthesize_for_split(manifest: str | Path, profile: Profile, run_dir: Path |
     fitted = fit_inrs(prepared, run_dir / "inr", profile.inr.spec, profile.inr.fit, case_ids=list(prepared.split.train),
                       cases_per_batch=profile.inr.cases_per_batch, device=device, precision=precision,
                       progress=False, case_cache=inr_cache)
-    inr2vec = train_inr2vec(fitted, run_dir / "inr2vec", profile.inr2vec, device=device, progress=False)
-    edm = train_edm(inr2vec.latents, run_dir / "edm", profile.edm, device=device, progress=False)
+    inr2vec = train_inr2vec(fitted, run_dir / "inr2vec", profile.inr2vec, device=device, progress=False,
+                            prepared=prepared)
+    vectors, columns = diffusion_inputs(inr2vec.latents, prepared, inr2vec.case_ids, profile.synthesis.geometry)
+    edm = train_edm(vectors, run_dir / "edm", profile.edm, device=device, progress=False, extra_columns=columns)
     settings = dataclasses.replace(profile.synthesis, n_volumes=n_volumes)
     synthetic = synthesize(edm, inr2vec, run_dir / "synth", settings, tuple(profile.grid.shape),
                            nominal_spacing(prepared, inr2vec.case_ids), publishable=prepared.publishable,

@@ -11,17 +11,30 @@ Since every INR starts from the same initialisation (stage 1), the rows line up 
 encoder sees each weight's change from that initialisation (``subtract_init``), each layer scaled by its RMS over
 the training INRs, so layers of very different magnitude (input layer ~0.3, hidden layers ~0.005) weigh alike.
 
-**Decoder**: an implicit decoder as in inr2vec: (z, positional encoding of the coordinate) -> ReLU MLP with one
-skip connection -> (intensity, myocardium logit, fibrosis logit). It is trained, jointly with the encoder, so
-that decode(encode(INR)) reproduces that INR's outputs at sampled voxel centres of the canonical grid (squared
-error on intensity, BCE against the INR's mask probabilities: paper Eq. 1's loss, reported less its floor, the
-entropy of those probabilities), with AdamW. Only voxel centres
-are used because an INR is unconstrained between the voxels it was fitted on (`lgelib.inr.query.decode`).
+**Decoder** (``decoder``): ``"relu-pe"`` is inr2vec's implicit decoder, (z, positional encoding of the
+coordinate) -> ReLU MLP with one skip connection -> (intensity, myocardium logit, fibrosis logit). Its fixed,
+axis-aligned encoding frequencies print as stripes on decoded images. ``"film-siren"`` is a SIREN whose every
+hidden layer is shifted by a linear map of z (functa's shift modulations, Dupont et al. 2022): its frequencies
+are learned and point in any direction, like the INRs' own.
+
+**Targets** (``targets``): ``"data"`` trains encoder and decoder so that decode(encode(INR)) reproduces the
+prepared volume and masks the INR was fitted to (as the reference inr2vec trains its decoder against the
+ground-truth signal); ``"inr"`` reproduces the INR's own outputs instead (a distillation, which can never beat the
+INRs). Both sample voxel centres with stage 1's importance sampling (myocardium and fibrosis bands) and use paper
+Eq. 1's loss (squared error + BCE + BCE), reported less its floor, the entropy of the targets' mask
+probabilities (0 for binary masks). Only voxel centres are used because an INR is unconstrained between the voxels
+it was fitted on (`lgelib.inr.query.decode`).
+
+**Latent** (``latent``): ``"inr2vec"`` (the paper) or ``"weights"``, the ablation beyond the paper: every INR
+starts from one shared initialisation, so its weights live in one aligned space and can be diffused directly
+(HyperDiffusion, Erkoc et al. 2023). There z is the INR's change from the initialisation (P numbers) and decoding
+runs the SIREN itself: lossless, nothing to train (`WeightLatent`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,15 +49,18 @@ from torch import Tensor, nn
 from lgelib.data.prepare import PreparedDataset
 from lgelib.fsutil import load_tensors, save_tensors
 from lgelib.inr.coords import grid_coordinates, index_to_coordinates
-from lgelib.inr.fit import default_device, joint_loss
+from lgelib.inr.fit import default_device, joint_loss, stack_targets
 from lgelib.inr.query import Decoded, decode
 from lgelib.inr.sampling import VoxelSampler
-from lgelib.inr.siren import ParameterLayout, SirenSpec
+from lgelib.inr.siren import ParameterLayout, SirenSpec, batched_forward
 from lgelib.inr.stage import FittedINRs, case_fidelity
 from lgelib.training import TrainingLoop, cosine_lr, fingerprint, seeded
 
 MODEL_FILE = "inr2vec.safetensors"
 LATENTS_FILE = "latents.safetensors"
+DECODERS = ("relu-pe", "film-siren")
+TARGETS = ("data", "inr")
+LATENTS = ("inr2vec", "weights")
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,11 @@ class Inr2VecSettings:
             myocardium and its fibrosis (as in stage 1; fibrosis is rare).
         seed: network initialisation, batches and voxel draws.
         checkpoint_every: steps between resumable checkpoints.
+        decoder: ``"relu-pe"`` (inr2vec's) or ``"film-siren"`` (a shift-modulated SIREN: no encoding stripes).
+        decoder_omega: the film-siren's SIREN frequency factor (every layer).
+        targets: ``"data"`` (the prepared volumes the INRs were fitted to) or ``"inr"`` (the INRs' outputs).
+        latent: ``"inr2vec"`` (encoder + decoder, the paper) or ``"weights"`` (z = the INR's weights minus the
+            shared initialisation; decoded by the SIREN itself; the other settings are then unused).
     """
 
     latent_dim: int = 512
@@ -88,10 +109,17 @@ class Inr2VecSettings:
     band_voxels: int = 2
     seed: int = 0
     checkpoint_every: int = 500
+    decoder: str = "relu-pe"
+    decoder_omega: float = 30.0
+    targets: str = "inr"
+    latent: str = "inr2vec"
 
     def __post_init__(self) -> None:
         if self.latent_dim < 1 or not self.encoder_hidden or self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"invalid inr2vec settings {self}")
+        for name, allowed in (("decoder", DECODERS), ("targets", TARGETS), ("latent", LATENTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"inr2vec {name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         for name in ("encoder_hidden", "decoder_layers", "loss_weights"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
@@ -208,6 +236,49 @@ class ImplicitDecoder(nn.Module):
         return self.after_skip(x)
 
 
+class ModulatedSirenDecoder(nn.Module):
+    """(z (N, D), coords (N, M, 3) or (M, 3)) -> (N, M, 3): a SIREN of ``layers`` sine layers, each phase-shifted
+    by a linear map of z (functa's shift modulations), then a linear output layer.
+
+    sin(omega (W h + b) + s_l(z)): the shift is in radians, so its scale does not depend on omega. SIREN's
+    initialisation (Sitzmann et al. 2020) with the shifts starting at zero, as functa does.
+    """
+
+    def __init__(self, latent_dim: int, hidden: int, layers: int, omega: float) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"a modulated SIREN needs at least one sine layer, got {layers}")
+        self.omega, self.hidden, self.layers = float(omega), hidden, layers
+        self.sines = nn.ModuleList([nn.Linear(3, hidden)] + [nn.Linear(hidden, hidden) for _ in range(layers - 1)])
+        self.shifts = nn.Linear(latent_dim, hidden * layers)
+        self.out = nn.Linear(hidden, 3)
+        with torch.no_grad():
+            self.sines[0].weight.uniform_(-1 / 3, 1 / 3)
+            for layer in [*self.sines[1:], self.out]:
+                bound = math.sqrt(6 / layer.in_features) / self.omega
+                layer.weight.uniform_(-bound, bound)
+            self.shifts.weight.zero_()
+            self.shifts.bias.zero_()
+
+    def forward(self, z: Tensor, coords: Tensor) -> Tensor:
+        if coords.dim() == 2:
+            coords = coords.unsqueeze(0)
+        shifts = self.shifts(z).view(len(z), self.layers, 1, self.hidden)
+        h = coords
+        for number, layer in enumerate(self.sines):
+            h = torch.sin(self.omega * layer(h) + shifts[:, number])
+        return self.out(h)
+
+
+def build_decoder(settings: Inr2VecSettings) -> nn.Module:
+    """The implicit decoder ``settings.decoder`` names."""
+    if settings.decoder == "film-siren":
+        return ModulatedSirenDecoder(settings.latent_dim, settings.decoder_hidden, sum(settings.decoder_layers),
+                                     settings.decoder_omega)
+    return ImplicitDecoder(settings.latent_dim, settings.decoder_hidden, settings.decoder_layers,
+                           PositionalEncoding(settings.frequencies, settings.max_frequency_log2))
+
+
 class Inr2Vec(nn.Module):
     """Encoder and decoder together, with the row layout and input scaling of the INRs they were trained on."""
 
@@ -218,8 +289,16 @@ class Inr2Vec(nn.Module):
         self.register_buffer("init", torch.zeros(spec.n_params))
         self.register_buffer("layer_scale", torch.ones(self.rows.n_layers))
         self.encoder = RowEncoder(self.rows.width + self.rows.n_layers, settings.encoder_hidden, settings.latent_dim)
-        self.decoder = ImplicitDecoder(settings.latent_dim, settings.decoder_hidden, settings.decoder_layers,
-                                       PositionalEncoding(settings.frequencies, settings.max_frequency_log2))
+        self.decoder = build_decoder(settings)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.settings.latent_dim
+
+    @property
+    def decode_width(self) -> int:
+        """Activation width per decoded point (sets how many points are decoded at once)."""
+        return self.settings.decoder_hidden
 
     def raw_rows(self, params: Tensor) -> Tensor:
         """(N, P) -> (N, R, width): each neuron's weights (minus the initialisation if ``subtract_init``)."""
@@ -249,29 +328,76 @@ class Inr2Vec(nn.Module):
         """Flat INR parameters (N, P) -> latents (N, latent_dim)."""
         return self.encoder(self.row_features(params))
 
+    def decode(self, z: Tensor, coords: Tensor) -> Tensor:
+        """Latents (N, latent_dim) and coords (N, M, 3) or (M, 3) -> raw outputs (N, M, 3)."""
+        return self.decoder(z, coords)
+
     def forward(self, params: Tensor, coords: Tensor) -> Tensor:
         return self.decoder(self.encode(params), coords)
 
 
+class WeightLatent(nn.Module):
+    """The ``weights`` latent: z = an INR's flat weights (N, P) minus the shared initialisation; decoding runs the
+    SIREN on init + z, so decode(encode(INR)) is the INR itself. Nothing to train (HyperDiffusion's space)."""
+
+    def __init__(self, spec: SirenSpec, settings: Inr2VecSettings) -> None:
+        super().__init__()
+        self.spec, self.settings = spec, settings
+        self.layout = ParameterLayout(spec)
+        self.register_buffer("init", torch.zeros(spec.n_params))
+
+    @property
+    def latent_dim(self) -> int:
+        return self.spec.n_params
+
+    @property
+    def decode_width(self) -> int:
+        return self.spec.hidden
+
+    def calibrate(self, params: Tensor, init: Tensor) -> None:
+        """Set the shared initialisation (``params`` is unused: kept for the same call as `Inr2Vec`)."""
+        self.init.copy_(init)
+
+    def encode(self, params: Tensor) -> Tensor:
+        if params.dim() != 2 or params.shape[1] != self.spec.n_params:
+            raise ValueError(f"this weight latent reads INRs of {self.spec.n_params:,} parameters ({self.spec}); "
+                             f"got parameters shaped {tuple(params.shape)}: were they fitted with another profile?")
+        return params - self.init
+
+    def decode(self, z: Tensor, coords: Tensor) -> Tensor:
+        if coords.dim() == 2:
+            coords = coords.expand(len(z), -1, -1)
+        return batched_forward(self.layout.unflatten(z + self.init), coords, self.spec)
+
+
+LatentModel = Inr2Vec | WeightLatent
+"""What the later stages use: ``encode`` (N, P) -> (N, latent_dim) and ``decode`` (z, coords) -> outputs."""
+
+
+def build_model(spec: SirenSpec, settings: Inr2VecSettings) -> LatentModel:
+    """The latent model ``settings.latent`` names, untrained."""
+    return WeightLatent(spec, settings) if settings.latent == "weights" else Inr2Vec(spec, settings)
+
+
 @torch.no_grad()
-def decode_latents(model: Inr2Vec, latents: Tensor, shape: tuple[int, int, int],
+def decode_latents(model: LatentModel, latents: Tensor, shape: tuple[int, int, int],
                    device: torch.device | str | None = None, points_per_chunk: int | None = None) -> Decoded:
     """Volumes (intensity, mask probabilities) on a (slices, rows, cols) grid from latents (N, latent_dim)."""
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
     coords = grid_coordinates(tuple(shape), device)
     group = 8
-    chunk = points_per_chunk or max(1024, (1 << 25) // (group * model.settings.decoder_hidden))
+    chunk = points_per_chunk or max(1024, (1 << 25) // (group * model.decode_width))
     volumes = []
     for part in latents.to(device, torch.float32).split(group):
-        volumes.append(torch.cat([model.decoder(part, c).cpu() for c in coords.split(chunk)], dim=1))
+        volumes.append(torch.cat([model.decode(part, c).cpu() for c in coords.split(chunk)], dim=1))
     out = torch.cat(volumes).reshape(len(latents), *shape, 3).numpy()
     return Decoded(intensity=out[..., 0].astype(np.float32), myocardium=expit(out[..., 1]).astype(np.float32),
                    fibrosis=expit(out[..., 2]).astype(np.float32))
 
 
 @torch.no_grad()
-def encode(model: Inr2Vec, params: Tensor, device: torch.device | str | None = None, group: int = 16) -> Tensor:
+def encode(model: LatentModel, params: Tensor, device: torch.device | str | None = None, group: int = 16) -> Tensor:
     """Latents (N, latent_dim) on the CPU for flat INR parameters (N, P), in evaluation mode."""
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
@@ -282,7 +408,7 @@ def encode(model: Inr2Vec, params: Tensor, device: torch.device | str | None = N
 class TrainedInr2Vec:
     """The output of the inr2vec stage: the model, the training INRs' latents, and the loss per step."""
 
-    model: Inr2Vec
+    model: LatentModel
     case_ids: list[str]
     latents: Tensor
     history: pd.DataFrame
@@ -290,8 +416,9 @@ class TrainedInr2Vec:
 
 
 def distillation_loss(outputs: Tensor, targets: Tensor, weights: tuple[float, float, float]) -> Tensor:
-    """Per-INR loss (N,): paper Eq. 1 against the INR's own outputs (squared error + BCE + BCE), less the
-    entropy of the INR's mask probabilities: the same gradients as Eq. 1, but 0 for a perfect copy."""
+    """Per-INR loss (N,): paper Eq. 1 against the targets (squared error + BCE + BCE), less the entropy of the
+    targets' mask probabilities: the same gradients as Eq. 1, but 0 for a perfect copy (the entropy is 0 for the
+    binary masks of ``targets="data"``, and positive for an INR's soft probabilities)."""
     p = targets[..., 1:].clamp(1e-7, 1 - 1e-7)
     entropy = -(p * p.log() + (1 - p) * (1 - p).log()).mean(-2)
     return joint_loss(outputs, targets, weights) - weights[1] * entropy[..., 0] - weights[2] * entropy[..., 1]
@@ -307,20 +434,44 @@ def inr_targets(fitted: FittedINRs, device: torch.device) -> tuple[Tensor, np.nd
     return torch.from_numpy(targets).to(device), myocardium, fibrosis
 
 
+def data_targets(prepared: PreparedDataset, fitted: FittedINRs,
+                 device: torch.device) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """The prepared volumes the INRs were fitted to, in the INRs' order: targets (N, V, 3) and masks (N, Z, R, C)."""
+    missing = [c for c in fitted.case_ids if c not in prepared.case_ids]
+    if missing:
+        raise ValueError(f"inr2vec with targets='data' needs the prepared volume of every fitted INR; the prepared "
+                         f"dataset has no {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    if tuple(prepared.images.shape[1:]) != tuple(fitted.grid_shape):
+        raise ValueError(f"the prepared volumes are on a {prepared.images.shape[1:]} grid but the INRs were fitted on "
+                         f"{tuple(fitted.grid_shape)}: prepare the data with the INRs' profile")
+    rows = prepared.index(fitted.case_ids)
+    myocardium, fibrosis = prepared.myocardium[rows].astype(bool), prepared.fibrosis[rows].astype(bool)
+    return stack_targets(prepared.images[rows], myocardium, fibrosis).to(device), myocardium, fibrosis
+
+
 def train_inr2vec(fitted: FittedINRs, out_dir: Path | str, settings: Inr2VecSettings,
                   device: torch.device | str | None = None, progress: bool = True,
-                  on_step: Callable[[int, float], None] | None = None) -> TrainedInr2Vec:
+                  on_step: Callable[[int, float], None] | None = None,
+                  prepared: PreparedDataset | None = None) -> TrainedInr2Vec:
     """Train inr2vec on the fitted INRs and write the stage folder (a finished run is loaded, an interrupted one
     resumed).
 
     Writes ``inr2vec.safetensors`` (weights, settings, SIREN spec, grid), ``latents.safetensors`` (z of every
     training INR, with case ids), ``history.csv`` (loss per step) and ``settings.json``. ``on_step(step, loss)`` is
-    called after every step (for logging, or to stop by raising).
+    called after every step (for logging, or to stop by raising). ``prepared``: the volumes the INRs were fitted
+    to, needed for ``targets="data"``. The ``weights`` latent trains nothing and only writes the latents.
     """
     out = Path(out_dir)
     device = torch.device(device) if device is not None else default_device()
+    supervised_by_data = settings.targets == "data" and settings.latent == "inr2vec"
+    if supervised_by_data and prepared is None:
+        raise ValueError("inr2vec with targets='data' trains against the prepared volumes: pass prepared=... "
+                         "(lgelib.data.prepare.load_run_data), or use targets='inr'")
+    targets, myocardium, fibrosis = (data_targets(prepared, fitted, device) if supervised_by_data
+                                     else (None, None, None))
     key = fingerprint({"settings": settings.to_dict(), "spec": fitted.spec.to_dict(), "grid": fitted.grid_shape,
-                       "cases": fitted.case_ids}, fitted.params, fitted.init)
+                       "cases": fitted.case_ids}, fitted.params, fitted.init,
+                      *([] if targets is None else [targets]))
     if (out / MODEL_FILE).is_file() and load_tensors(out / MODEL_FILE)[1].get("fingerprint") == key:
         return load_inr2vec(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -328,10 +479,13 @@ def train_inr2vec(fitted: FittedINRs, out_dir: Path | str, settings: Inr2VecSett
               "cases": fitted.case_ids}
     (out / "settings.json").write_text(json.dumps(record, indent=1))
     with seeded(settings.seed):
-        model = Inr2Vec(fitted.spec, settings).to(device)
+        model = build_model(fitted.spec, settings).to(device)
     params = fitted.params.to(device)
     model.calibrate(params, fitted.init.to(device))
-    targets, myocardium, fibrosis = inr_targets(fitted, device)
+    if isinstance(model, WeightLatent):
+        return _save_stage(out, key, model, fitted, settings, pd.DataFrame(columns=["step", "loss"]), 0.0, device)
+    if targets is None:
+        targets, myocardium, fibrosis = inr_targets(fitted, device)
     sampler = VoxelSampler(fitted.case_ids, myocardium, fibrosis, settings.points_per_inr, settings.seed,
                            settings.myocardium_fraction, settings.fibrosis_fraction, settings.band_voxels, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -354,6 +508,12 @@ def train_inr2vec(fitted: FittedINRs, out_dir: Path | str, settings: Inr2VecSett
         optimizer.step()
         loop.record(step, loss.item())
     history, seconds = loop.finish()
+    return _save_stage(out, key, model, fitted, settings, history, seconds, device)
+
+
+def _save_stage(out: Path, key: str, model: LatentModel, fitted: FittedINRs, settings: Inr2VecSettings,
+                history: pd.DataFrame, seconds: float, device: torch.device) -> TrainedInr2Vec:
+    """Encode the training INRs and write the model and the latents (safetensors)."""
     latents = encode(model, fitted.params, device)
     metadata = {"fingerprint": key, "settings": json.dumps(settings.to_dict()),
                 "siren": json.dumps(fitted.spec.to_dict()),
@@ -370,7 +530,7 @@ def load_inr2vec(folder: Path | str) -> TrainedInr2Vec:
         raise FileNotFoundError(f"{folder / MODEL_FILE} does not exist: train inr2vec first (train_inr2vec)")
     weights, metadata = load_tensors(folder / MODEL_FILE)
     values = json.loads(metadata["settings"])
-    model = Inr2Vec(SirenSpec(**json.loads(metadata["siren"])), Inr2VecSettings(**values))
+    model = build_model(SirenSpec(**json.loads(metadata["siren"])), Inr2VecSettings(**values))
     model.load_state_dict(weights)
     latents, latent_meta = load_tensors(folder / LATENTS_FILE)
     history = pd.read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else pd.DataFrame()
@@ -378,7 +538,7 @@ def load_inr2vec(folder: Path | str) -> TrainedInr2Vec:
                           float(metadata.get("seconds", "nan")))
 
 
-def reconstruction_fidelity(model: Inr2Vec, fitted: FittedINRs, prepared: PreparedDataset,
+def reconstruction_fidelity(model: LatentModel, fitted: FittedINRs, prepared: PreparedDataset,
                             device: torch.device | str | None = None) -> pd.DataFrame:
     """Per case: PSNR and Dice of decode(encode(INR)) against the original volumes, beside the INR's own.
 

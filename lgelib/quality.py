@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from lgelib.data.prepare import PreparedDataset
 from lgelib.figures import slice_levels
@@ -81,6 +82,46 @@ def mask_audit(synthetic: PreparedDataset, real: PreparedDataset) -> pd.DataFram
     train, test = list(real.split.train), list(real.split.test)
     return mask_overlap_audit(synthetic.myocardium, real.myocardium[real.index(test)], real.myocardium[real.index(train)],
                               synthetic.case_ids, test, train)
+
+
+def nearer_than_median_test(audit: pd.DataFrame) -> float:
+    """Share of synthetic cases nearer to a training case than the median real test case is (the memorisation
+    goal: at most one half, what new draws from the real distribution would give)."""
+    test = audit[audit.kind == "real test"].distance
+    synthetic = audit[audit.kind == "synthetic"].distance
+    if test.empty or synthetic.empty:
+        return float("nan")
+    return float((synthetic < test.median()).mean())
+
+
+def high_frequency_rms(images: np.ndarray, sigma_px: float = 1.5) -> np.ndarray:
+    """Per volume (N, Z, R, C): RMS of the image minus its in-plane Gaussian blur (``sigma_px`` pixels): the fine
+    texture and noise a blurred decoder loses."""
+    images = np.asarray(images, dtype=np.float64)
+    blurred = ndimage.gaussian_filter(images, sigma=(0, 0, sigma_px, sigma_px))
+    return np.sqrt(((images - blurred) ** 2).mean(axis=(1, 2, 3)))
+
+
+def edge_strength(images: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
+    """Per volume: mean in-plane gradient magnitude (intensity per pixel) on the myocardium's boundary pixels (the
+    mask minus its in-plane erosion: endo- and epicardial borders); NaN without myocardium."""
+    images = np.asarray(images, dtype=np.float64)
+    rows, cols = np.gradient(images, axis=2), np.gradient(images, axis=3)
+    magnitude = np.hypot(rows, cols)
+    structure = np.zeros((1, 1, 3, 3), dtype=bool)
+    structure[0, 0] = ndimage.generate_binary_structure(2, 1)
+    masks = np.asarray(myocardium, bool)
+    border = masks & ~ndimage.binary_erosion(masks, structure=structure)
+    counts = border.sum(axis=(1, 2, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, (magnitude * border).sum(axis=(1, 2, 3)) / counts, np.nan)
+
+
+def texture_table(data: PreparedDataset, case_ids: list[str]) -> pd.DataFrame:
+    """Per case: `high_frequency_rms` and `edge_strength` on the canonical grid (real and synthetic alike)."""
+    index = data.index(case_ids)
+    return pd.DataFrame({"case_id": case_ids, "high_frequency_rms": high_frequency_rms(data.images[index]),
+                         "edge_strength": edge_strength(data.images[index], data.myocardium[index])})
 
 
 def audit_summary(audit: pd.DataFrame) -> pd.DataFrame:

@@ -35,29 +35,39 @@ from lgelib.data.nifti import voxel_spacing
 from lgelib.data.prepare import PreparedDataset, write_case_volumes, write_nifti_manifest
 from lgelib.edm import SamplerSettings, TrainedEdm, sample_seeds
 from lgelib.fsutil import atomic_directory, load_tensors, save_tensors
+from lgelib.geometry import split_geometry
 from lgelib.inr2vec import TrainedInr2Vec, decode_latents
 from lgelib.training import fingerprint
 
 RECORD = "synthesis.json"
 MIN_MYOCARDIUM_SLICES = 2
-QC_COLUMNS = ("case_id", "sample", "accepted", "myocardium_ml", "fibrosis_ml", "scar_burden_pct",
+QC_COLUMNS = ("case_id", "sample", "accepted", "slice_spacing_mm", "myocardium_ml", "fibrosis_ml", "scar_burden_pct",
               "fibrosis_outside_pct", "myocardium_slices", "closed_ring_slices", "rings")
-"""Per drawn sample: its case id and index, whether it was written, and `lgelib.anatomy.mask_qc`'s numbers."""
+"""Per drawn sample: its case id and index, whether it was written, its slice spacing, and `lgelib.anatomy.mask_qc`'s
+numbers."""
 
 
 @dataclass(frozen=True)
 class SynthesisSettings:
-    """How many volumes, from which seed, with which sampler; ``max_draws`` bounds rejected samples (None: 2n + 16)."""
+    """How many volumes, from which seed, with which sampler; ``max_draws`` bounds rejected samples (None: 2n + 16).
+
+    ``geometry``: ``"nominal"`` gives every volume the training cases' median voxel size (`nominal_spacing`);
+    ``"sampled"`` has the diffusion model draw each volume's slice spacing (its LV length) with its latent
+    (`lgelib.geometry`; it changes what the diffusion stage trains on).
+    """
 
     n_volumes: int = 200
     seed: int = 0
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     threshold: float = 0.5
     max_draws: int | None = None
+    geometry: str = "nominal"
 
     def __post_init__(self) -> None:
         if self.n_volumes < 1:
             raise ValueError(f"n_volumes must be at least 1, got {self.n_volumes}")
+        if self.geometry not in ("nominal", "sampled"):
+            raise ValueError(f"geometry must be 'nominal' or 'sampled', got {self.geometry!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +114,9 @@ def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, se
     Args:
         edm, inr2vec: the trained stages (the EDM samples latents, inr2vec's decoder turns them into volumes).
         grid_shape: the canonical grid (slices, rows, cols) the INRs were fitted on.
-        spacing_mm: voxel size written into the NIfTI headers (`nominal_spacing` of the real training cases).
+        spacing_mm: voxel size written into the NIfTI headers (`nominal_spacing` of the real training cases). If the
+            diffusion model samples geometry (`lgelib.geometry`), each sample's own slice spacing replaces
+            ``spacing_mm[0]``.
         publishable: whether the manifest lets a rendered book show these images. Synthetic volumes learned
             from a private dataset may reproduce its cases, so pass the source dataset's flag.
         batch: samples decoded together.
@@ -120,8 +132,6 @@ def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, se
     if (out / RECORD).is_file() and json.loads((out / RECORD).read_text()).get("fingerprint") == key:
         return load_synthetic(out)
     max_draws = settings.max_draws or 2 * settings.n_volumes + 16
-    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
-    affine = np.diag([*spacing_mm, 1.0])
     started = time.perf_counter()
     rows, entries, latents_kept = [], [], []
     drawn = 0
@@ -134,7 +144,8 @@ def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, se
                                    f"{MIN_MYOCARDIUM_SLICES} slices; stopped at max_draws = {max_draws}. The diffusion "
                                    "or inr2vec model is probably undertrained: check their loss curves.")
             count = min(batch, settings.n_volumes - len(entries), max_draws - drawn)
-            latents = edm.sample(sample_seeds(settings.seed, count, first=drawn), settings.sampler, device)
+            vectors = edm.sample(sample_seeds(settings.seed, count, first=drawn), settings.sampler, device)
+            latents, slice_spacing = split_geometry(vectors, edm.extra_columns)
             decoded = decode_latents(inr2vec.model, latents, grid_shape, device)
             myocardium = decoded.myocardium > settings.threshold
             raw_fibrosis = decoded.fibrosis > settings.threshold
@@ -142,14 +153,18 @@ def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, se
             for j in range(count):
                 index = drawn + j
                 case_id = f"synth-{index:04d}"
-                qc = mask_qc(myocardium[j], fibrosis[j], voxel_ml, raw_fibrosis[j])
+                spacing = (spacing_mm if slice_spacing is None
+                           else (float(slice_spacing[j]), float(spacing_mm[1]), float(spacing_mm[2])))
+                affine = np.diag([*spacing, 1.0])
+                qc = mask_qc(myocardium[j], fibrosis[j], float(np.prod(spacing)) / 1000.0, raw_fibrosis[j])
                 accepted = qc["myocardium_slices"] >= MIN_MYOCARDIUM_SLICES
-                rows.append({"case_id": case_id, "sample": index, "accepted": accepted, **qc})
+                rows.append({"case_id": case_id, "sample": index, "accepted": accepted,
+                             "slice_spacing_mm": spacing[0], **qc})
                 if accepted:
                     image = np.clip(decoded.intensity[j], 0.0, 1.0)
                     entries.append(write_case_volumes(staging / "cases" / case_id, case_id, image, myocardium[j],
                                                       fibrosis[j], affine))
-                    latents_kept.append(latents[j])
+                    latents_kept.append(vectors[j])
                     bar.update(1)
             drawn += count
         case_ids = [e["id"] for e in entries]

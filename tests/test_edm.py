@@ -1,7 +1,9 @@
-"""EDM: preconditioning and loss as in Karras et al. 2022, the Heun sampler on Gaussians, training, EMA, resume."""
+"""EDM: preconditioning and loss as in Karras et al. 2022, the Heun sampler on Gaussians, training, EMA, resume, and
+the held-out snapshot selection."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -9,8 +11,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lgelib.edm import (EMA, EDMLoss, EDMPrecond, EdmSettings, PerSampleNoise, SamplerSettings, ddpm_sigmas,
-                        edm_sampler, load_edm, sample_seeds, train_edm)
+from lgelib.edm import (EMA, EDMLoss, EDMPrecond, EdmSettings, HeldOutSelection, PerSampleNoise, SamplerSettings,
+                        ddpm_sigmas, edm_sampler, load_edm, sample_seeds, split_holdout, train_edm)
+from lgelib.fsutil import load_tensors
 
 
 class Recorder(nn.Module):
@@ -163,3 +166,65 @@ def test_too_few_or_broken_latents_fail_early(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="NaN"):
         train_edm(torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), tmp_path, SMALL, device="cpu", progress=False)
     assert not any(tmp_path.iterdir())
+
+
+class GaussianDenoiser(nn.Module):
+    """The exact denoiser of N(0, I) data (D = x / (1 + sigma^2)): its samples are new draws of that Gaussian."""
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return x / (1 + torch.as_tensor(sigma, dtype=x.dtype) ** 2)
+
+
+class CopyingDenoiser(nn.Module):
+    """The exact denoiser of a finite set (posterior mean over its points): its samples reproduce the set."""
+
+    def __init__(self, points: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("points", points.double())
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        sigma = torch.as_tensor(sigma, dtype=torch.float64)
+        logits = -torch.cdist(x.double(), self.points) ** 2 / (2 * sigma**2)
+        return torch.softmax(logits, dim=1) @ self.points
+
+
+def test_held_out_criterion_scores_new_samples_near_one_half_and_copies_at_one() -> None:
+    g = torch.Generator().manual_seed(0)
+    train, heldout = torch.randn(60, 6, generator=g, dtype=torch.float64), torch.randn(40, 6, generator=g, dtype=torch.float64)
+    settings = EdmSettings(select_samples=400, select_sampler_steps=48, holdout_fraction=0.2)
+    selection = HeldOutSelection(train, heldout, GaussianDenoiser(), settings)
+    fresh = selection.judge(0, GaussianDenoiser())
+    copies = selection.judge(1, CopyingDenoiser(train))
+    assert 0.35 < fresh < 0.65 and copies > 0.95, (fresh, copies)
+    assert selection.best_step == 1 and list(selection.table().step) == [1, 2]
+    assert selection.table().heldout_median_distance.nunique() == 1
+
+
+def test_held_out_selection_trains_without_the_held_out_latents_and_resumes(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(1)
+    data = torch.randn(24, 5, generator=g) * torch.tensor([3.0, 1.0, 1.0, 0.5, 2.0]) + 1.0
+    settings = EdmSettings(**{**SMALL.to_dict(), "steps": 300, "holdout_fraction": 0.25, "select_every": 60,
+                              "select_samples": 32, "select_sampler_steps": 12})
+    train_rows, held_rows = split_holdout(len(data), 0.25, settings.seed)
+    assert len(held_rows) == 6 and not set(train_rows.tolist()) & set(held_rows.tolist())
+    trained = train_edm(data, tmp_path / "a", settings, device="cpu", progress=False)
+    assert torch.allclose(trained.standardizer.mean, data[train_rows].mean(0))  # held-out rows never trained on
+    table = trained.selection
+    assert list(table.step) == [60, 120, 180, 240, 300] and table.share_nearer.between(0, 1).all()
+    best = table.iloc[(table.share_nearer - 0.5).abs()[::-1].idxmin()]  # the later one on ties
+    assert json.loads(load_tensors(tmp_path / "a" / "edm.safetensors")[1]["selected_step"]) == best.step
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(step: int, loss: float) -> None:
+        if step == 130:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_edm(data, tmp_path / "b", settings, device="cpu", progress=False, on_step=interrupt)
+    resumed = train_edm(data, tmp_path / "b", settings, device="cpu", progress=False)
+    assert resumed.selection.equals(table)
+    for a, b in zip(trained.net.state_dict().values(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b)
+    assert load_edm(tmp_path / "b").selection.equals(table)

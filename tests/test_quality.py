@@ -1,12 +1,16 @@
-"""Synthesis-quality helpers on known inputs: Figure 3's pair sets, the relative latent audit and its summary."""
+"""Synthesis-quality helpers on known inputs: Figure 3's pair sets, the relative latent audit and its summary, the
+memorisation share and the texture measures."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+from scipy import ndimage
 
 from lgelib.data.dataset import Split
 from lgelib.data.prepare import PreparedDataset
-from lgelib.quality import audit_summary, latent_audit, mask_audit, similarity_sets
+from lgelib.quality import (audit_summary, edge_strength, high_frequency_rms, latent_audit, mask_audit,
+                            nearer_than_median_test, similarity_sets)
 from toys import toy_prepared, toy_volumes
 
 
@@ -48,3 +52,25 @@ def test_mask_audit_scores_copies_zero_and_new_masks_above_zero() -> None:
     new = PreparedDataset(["synth-new"], copy.images, other_myo, copy.fibrosis, {}, Split(("synth-new",), ()), True)
     assert mask_audit(copy, real).query("kind == 'synthetic'").distance.iloc[0] == 0.0
     assert mask_audit(new, real).query("kind == 'synthetic'").distance.iloc[0] > 0.0
+
+
+def test_nearer_than_median_test_counts_synthetic_cases_below_the_test_median() -> None:
+    audit = pd.DataFrame({"kind": ["synthetic"] * 4 + ["real test"] * 3, "distance": [0.0, 0.1, 0.5, 0.9, 0.2, 0.4, 0.6]})
+    assert nearer_than_median_test(audit) == 0.5  # 0.0 and 0.1 are below the test median 0.4
+    assert np.isnan(nearer_than_median_test(audit[audit.kind == "synthetic"]))
+
+
+def test_texture_measures_see_blur_and_weak_edges() -> None:
+    images, myocardium, _ = toy_volumes(3, shape=(2, 40, 40))
+    blurred = ndimage.gaussian_filter(images, sigma=(0, 0, 2, 2))
+    sharp_hf, blurred_hf = high_frequency_rms(images), high_frequency_rms(blurred)
+    assert (blurred_hf < 0.5 * sharp_hf).all(), (sharp_hf, blurred_hf)
+    flat = np.full_like(images, 0.4)
+    assert np.allclose(high_frequency_rms(flat), 0.0) and np.allclose(edge_strength(flat, myocardium), 0.0)
+    assert (edge_strength(blurred, myocardium) < edge_strength(images, myocardium)).all()
+    step = np.zeros((1, 1, 10, 10))
+    step[..., 5:] = 1.0
+    mask = np.zeros((1, 1, 10, 10), bool)
+    mask[..., 3:7, 5:7] = True  # 2 x 4 pixels, all border: column 5 on the step (gradient 0.5), column 6 flat (0)
+    assert np.isclose(edge_strength(step, mask)[0], (4 * 0.5 + 4 * 0.0) / 8)
+    assert np.isnan(edge_strength(step, np.zeros_like(mask))[0])

@@ -1,9 +1,13 @@
-"""Synthesis: deterministic sampling and decoding, NIfTI + manifest that pass validation, the QC table."""
+"""Synthesis: deterministic sampling and decoding, NIfTI + manifest that pass validation, the QC table, per-sample
+geometry."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -12,7 +16,8 @@ from lgelib.anatomy import closed_rings, mask_qc, ring_string
 from lgelib.cli import main as cli_main
 from lgelib.data.prepare import load_prepared
 from lgelib.data.validate import validate_dataset
-from lgelib.edm import EdmSettings, SamplerSettings, train_edm
+from lgelib.edm import EdmSettings, SamplerSettings, load_edm, train_edm
+from lgelib.geometry import GEOMETRY_COLUMNS, split_geometry, with_geometry
 from lgelib.inr2vec import Inr2VecSettings, train_inr2vec
 from lgelib.synthesis import QC_COLUMNS, SynthesisSettings, compare_qc, load_synthetic, real_qc, synthesize
 from toys import toy_fitted, toy_prepared
@@ -124,3 +129,30 @@ def test_qc_comparison_and_missing_voxel_sizes(models, tmp_path: Path) -> None:
     assert table.loc["myocardium (mL)", "a"].startswith(f"{median:.1f} [")
     with pytest.raises(ValueError, match="toy_00: no grid mapping"):
         real_qc(toy_prepared(2), ["toy_00"])
+
+
+def test_per_sample_geometry_is_sampled_and_written_into_each_nifti(models, tmp_path: Path) -> None:
+    _, inr2vec, shape = models
+    cases = inr2vec.case_ids
+    spacings = np.linspace(6.0, 10.0, len(cases))
+    prepared = dataclasses.replace(toy_prepared(6), mappings={
+        c: SimpleNamespace(canonical_affine=np.diag([s, 2.5, 2.5, 1.0])) for c, s in zip(cases, spacings)})
+    vectors = with_geometry(inr2vec.latents, prepared, cases)
+    assert vectors.shape == (len(cases), inr2vec.latents.shape[1] + 1)
+    assert np.allclose(np.exp(vectors[:, -1].numpy()), spacings, rtol=1e-5)
+    edm = train_edm(vectors, tmp_path / "edm", EdmSettings(width=64, blocks=2, embedding_dim=32, dropout=0.0,
+                    steps=400, batch_size=64, lr=1e-3, warmup_steps=20, ema_halflife_samples=2000),
+                    device="cpu", progress=False, extra_columns=GEOMETRY_COLUMNS)
+    assert load_edm(tmp_path / "edm").extra_columns == GEOMETRY_COLUMNS
+    settings = SynthesisSettings(n_volumes=6, sampler=SamplerSettings(num_steps=18))
+    synthetic = synthesize(edm, inr2vec, tmp_path / "s", settings, shape, SPACING, publishable=True, device="cpu",
+                           progress=False)
+    written = synthetic.qc[synthetic.qc.accepted]
+    for case_id, spacing in zip(written.case_id, written.slice_spacing_mm):
+        zooms = nib.load(tmp_path / "s" / "cases" / case_id / "image.nii.gz").header.get_zooms()
+        assert np.allclose(zooms, (spacing, SPACING[1], SPACING[2]), atol=1e-4), (case_id, zooms)
+    assert written.slice_spacing_mm.nunique() == len(written)  # each sample its own length
+    assert 5.0 < written.slice_spacing_mm.min() and written.slice_spacing_mm.max() < 12.0, written.slice_spacing_mm
+    assert synthetic.latents.shape[1] == vectors.shape[1]
+    with pytest.raises(ValueError, match="unknown extra columns"):
+        split_geometry(vectors, ("heart_rate",))
