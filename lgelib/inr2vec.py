@@ -127,6 +127,13 @@ class Inr2VecSettings:
         return asdict(self)
 
 
+def check_params(params: Tensor, spec: SirenSpec, reader: str) -> None:
+    """Fail early, naming the profile mismatch, unless ``params`` is (N, P) flat parameters of ``spec``."""
+    if params.dim() != 2 or params.shape[1] != spec.n_params:
+        raise ValueError(f"this {reader} reads INRs of {spec.n_params:,} parameters ({spec}); got parameters shaped "
+                         f"{tuple(params.shape)}: were they fitted with another profile?")
+
+
 class WeightRows:
     """The INR's neurons as rows: where each row's values sit in the flat parameter vector, and its layer.
 
@@ -316,9 +323,7 @@ class Inr2Vec(nn.Module):
 
     def row_features(self, params: Tensor) -> Tensor:
         """(N, P) -> (N, R, width + layers): scaled rows with their one-hot layer tag."""
-        if params.dim() != 2 or params.shape[1] != self.spec.n_params:
-            raise ValueError(f"this inr2vec model reads INRs of {self.spec.n_params:,} parameters ({self.spec}); "
-                             f"got parameters shaped {tuple(params.shape)}: were they fitted with another profile?")
+        check_params(params, self.spec, "inr2vec model")
         layer = self.rows.layer.to(params.device)
         rows = self.raw_rows(params) / self.layer_scale[layer][:, None]
         tags = F.one_hot(layer, self.rows.n_layers).to(rows.dtype).expand(len(params), -1, -1)
@@ -333,7 +338,7 @@ class Inr2Vec(nn.Module):
         return self.decoder(z, coords)
 
     def forward(self, params: Tensor, coords: Tensor) -> Tensor:
-        return self.decoder(self.encode(params), coords)
+        return self.decode(self.encode(params), coords)
 
 
 class WeightLatent(nn.Module):
@@ -359,9 +364,7 @@ class WeightLatent(nn.Module):
         self.init.copy_(init)
 
     def encode(self, params: Tensor) -> Tensor:
-        if params.dim() != 2 or params.shape[1] != self.spec.n_params:
-            raise ValueError(f"this weight latent reads INRs of {self.spec.n_params:,} parameters ({self.spec}); "
-                             f"got parameters shaped {tuple(params.shape)}: were they fitted with another profile?")
+        check_params(params, self.spec, "weight latent")
         return params - self.init
 
     def decode(self, z: Tensor, coords: Tensor) -> Tensor:
