@@ -5,16 +5,12 @@ held-out real cases, anatomy QC, scar burden, LV length, texture, and the time o
     EMIDEC_ROOT=/path/to/emidec-derived python benchmarks/generator_variants.py \
         --manifest data_manifest/emidec.yaml --split-seeds 0,1,2 --out runs/benchmarks/generator-emidec
 
-Every variant starts from the same INRs (one per case, shared by the splits through ``<out>/inr-cases``) and
-changes only what its name says (`VARIANTS`):
+Every variant starts from the same INRs (one per case, shared by the splits and variants through
+``<out>/inr-cases``) and changes only what its name says (`lgelib.config.with_generator` describes each).
 
-- ``paper``: the paper's generator as the companion had it: inr2vec distilled from the INRs' outputs, the ReLU +
-  positional-encoding decoder, EDM's last EMA, every synthetic volume at the median voxel size.
-- ``data``: the decoder trained against the data the INRs were fitted to (the reference inr2vec's choice).
-- ``data+film+select+geometry``: ``data`` with the shift-modulated SIREN decoder, the EDM snapshot chosen on held-out
-  training latents, and each sample's slice spacing drawn with its latent.
-- ``weights+select+geometry``: diffusion on the INR weights themselves (HyperDiffusion), the same selection and
-  geometry.
+Each variant's work sits in ``<out>/<variant>/split-<seed>`` laid out as a run directory, so
+``lgelib experiment --generator <variant> --out <out>/<variant>`` reuses it for Table 1. The table is printed and
+written to ``<out>/generator_variants.csv`` as it grows.
 
 Goals (issue "a generator that makes new, scan-like hearts"): held-out myocardium Dice >= 0.85 and PSNR within 2 dB
 of the training decode; at most 50% of synthetic hearts nearer (1 - myocardium Dice) to a training heart than the
@@ -34,7 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lgelib.config import Profile, get_profile
+from lgelib.config import GENERATORS as VARIANTS
+from lgelib.config import Profile, get_profile, with_generator
 from lgelib.data.prepare import load_prepared, load_run_data
 from lgelib.edm import train_edm
 from lgelib.geometry import diffusion_inputs, slice_spacings
@@ -46,30 +43,15 @@ from lgelib.synthesis import nominal_spacing, real_qc, synthesize
 
 
 def variant(profile: Profile, name: str) -> Profile:
-    """``profile`` with the generator choices of variant ``name`` (see the module docstring)."""
-    inr2vec, edm, synthesis = profile.inr2vec, profile.edm, profile.synthesis
-    paper = (dataclasses.replace(inr2vec, targets="inr", decoder="relu-pe", latent="inr2vec"),
-             dataclasses.replace(edm, holdout_fraction=0.0), dataclasses.replace(synthesis, geometry="nominal"))
-    chosen = {
-        "paper": paper,
-        "data": (dataclasses.replace(paper[0], targets="data"), paper[1], paper[2]),
-        "data+film+select+geometry": (dataclasses.replace(paper[0], targets="data", decoder="film-siren"),
-                                      dataclasses.replace(edm, holdout_fraction=0.15),
-                                      dataclasses.replace(synthesis, geometry="sampled")),
-        "weights+select+geometry": (dataclasses.replace(paper[0], latent="weights"),
-                                    dataclasses.replace(edm, holdout_fraction=0.15),
-                                    dataclasses.replace(synthesis, geometry="sampled")),
-    }[name]
-    return dataclasses.replace(profile, inr2vec=chosen[0], edm=chosen[1], synthesis=chosen[2])
-
-
-VARIANTS = ("paper", "data", "data+film+select+geometry", "weights+select+geometry")
+    """``profile`` with the generator choices of variant ``name`` (`lgelib.config.with_generator`)."""
+    return with_generator(profile, name)
 
 
 def measure(profile: Profile, manifest: str, root: Path, seed: int, name: str, n_volumes: int,
             device: torch.device) -> dict:
-    """Stages 2-3 of one variant on one split, and every number of the table."""
-    split_dir = root / f"split-{seed}"
+    """Stages 2-3 of one variant on one split, and every number of the table. The work folder is laid out as
+    ``lgelib experiment --generator <name> --out <root>/<name>`` lays out its own, so that experiment reuses it."""
+    split_dir = root / name / f"split-{seed}"
     prepared = load_run_data(manifest, profile.grid, split_dir, seed)
     train_ids, test_ids = list(prepared.split.train), list(prepared.split.test)
     common = dict(cases_per_batch=profile.inr.cases_per_batch, device=device, progress=False,
@@ -78,19 +60,20 @@ def measure(profile: Profile, manifest: str, root: Path, seed: int, name: str, n
     train = fit_inrs(prepared, split_dir / "inr", profile.inr.spec, profile.inr.fit, case_ids=train_ids, **common)
     heldout = fit_inrs(prepared, split_dir / "inr-heldout", profile.inr.spec, profile.inr.fit, case_ids=test_ids,
                        **common)
-    out = split_dir / name
     timings = {"inr_s (0 when shared)": time.perf_counter() - started}
     started = time.perf_counter()
-    inr2vec = train_inr2vec(train, out / "inr2vec", profile.inr2vec, device=device, progress=False, prepared=prepared)
+    inr2vec = train_inr2vec(train, split_dir / "inr2vec", profile.inr2vec, device=device, progress=False,
+                            prepared=prepared)
     timings["inr2vec_s"] = time.perf_counter() - started
     started = time.perf_counter()
     vectors, columns = diffusion_inputs(inr2vec.latents, prepared, inr2vec.case_ids, profile.synthesis.geometry)
-    edm = train_edm(vectors, out / "edm", profile.edm, device=device, progress=False, extra_columns=columns)
+    edm = train_edm(vectors, split_dir / "edm", profile.edm, device=device, progress=False, extra_columns=columns)
     timings["edm_s"] = time.perf_counter() - started
     started = time.perf_counter()
     settings = dataclasses.replace(profile.synthesis, n_volumes=n_volumes)
-    synthetic = synthesize(edm, inr2vec, out / "synth", settings, tuple(profile.grid.shape),
-                           nominal_spacing(prepared, train_ids), publishable=True, device=device, progress=False)
+    synthetic = synthesize(edm, inr2vec, split_dir / "synth", settings, tuple(profile.grid.shape),
+                           nominal_spacing(prepared, train_ids), publishable=prepared.publishable,
+                           name=split_dir.name, device=device, progress=False)
     timings["synthesis_s"] = time.perf_counter() - started
 
     fidelity = {kind: reconstruction_fidelity(inr2vec.model, inrs, prepared, device)
@@ -151,6 +134,7 @@ def main() -> None:
             rows.append(measure(variant(profile, name), args.manifest, Path(args.out), seed, name, args.n_synthetic,
                                 device))
             print(f"split {seed}, {name}: {time.perf_counter() - started:.0f} s", flush=True)
+            pd.DataFrame(rows).to_csv(Path(args.out) / "generator_variants.csv", index=False)  # kept as it grows
     table = pd.DataFrame(rows)
     print()
     print(table.round(3).to_markdown(index=False))

@@ -136,8 +136,8 @@ def _command_book(args: argparse.Namespace) -> int:
 def _segmentation_settings(args: argparse.Namespace):
     from lgelib.config import configure
 
-    profile = configure(args.profile, seg_budget=args.seg_budget, seg_epochs=args.epochs)
-    return profile
+    return configure(args.profile, seg_budget=args.seg_budget, seg_epochs=args.epochs,
+                     generator=getattr(args, "generator", None))
 
 
 def _command_segment(args: argparse.Namespace) -> int:
@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--split-seeds", default="0,1,2", help="comma-separated split seeds (default 0,1,2)")
     experiment.add_argument("--out", required=True, help="experiment folder (one run directory per split inside)")
     experiment.add_argument("--n-train", type=int, help="only the first N training cases of each split")
+    experiment.add_argument("--generator", help="generator choices (lgelib.config.GENERATORS): paper (default), data, "
+                                                "data+film+select+geometry or weights+select+geometry")
     _add_arm_arguments(experiment, default_arms="N0,N100,N200,N100-balanced,N200-balanced,D200")
     experiment.set_defaults(handler=_command_experiment)
 

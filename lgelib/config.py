@@ -99,6 +99,39 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+GENERATORS: tuple[str, ...] = ("paper", "data", "data+film+select+geometry", "weights+select+geometry")
+"""Named generator choices (`with_generator`); ``paper`` is every profile's default. Measured side by side in
+benchmarks/README.md ("The generator, variant by variant")."""
+
+
+def with_generator(profile: Profile, name: str) -> Profile:
+    """``profile`` with the generator choices called ``name``; only stages 2-3 and the synthetic geometry change.
+
+    - ``paper``: inr2vec distilled from the INRs' outputs, the ReLU + positional-encoding decoder, EDM's last EMA,
+      every synthetic volume at the median voxel size.
+    - ``data``: the decoder trained against the data the INRs were fitted to (the reference inr2vec's choice).
+    - ``data+film+select+geometry``: ``data`` with the shift-modulated SIREN decoder, the EDM snapshot chosen on
+      15% held-out training latents, and each sample's slice spacing drawn with its latent.
+    - ``weights+select+geometry``: diffusion on the INR weights themselves (HyperDiffusion; decoded losslessly),
+      with the same selection and geometry.
+    """
+    inr2vec, edm, synthesis = profile.inr2vec, profile.edm, profile.synthesis
+    paper = (replace(inr2vec, targets="inr", decoder="relu-pe", latent="inr2vec"), replace(edm, holdout_fraction=0.0),
+             replace(synthesis, geometry="nominal"))
+    choices = {
+        "paper": paper,
+        "data": (replace(paper[0], targets="data"), paper[1], paper[2]),
+        "data+film+select+geometry": (replace(paper[0], targets="data", decoder="film-siren"),
+                                      replace(edm, holdout_fraction=0.15), replace(synthesis, geometry="sampled")),
+        "weights+select+geometry": (replace(paper[0], latent="weights"), replace(edm, holdout_fraction=0.15),
+                                    replace(synthesis, geometry="sampled")),
+    }
+    if name not in choices:
+        raise ValueError(f"unknown generator {name!r}; known: {', '.join(GENERATORS)}")
+    chosen = choices[name]
+    return replace(profile, inr2vec=chosen[0], edm=chosen[1], synthesis=chosen[2])
+
+
 def get_profile(name: str) -> Profile:
     """The profile called ``name``; a clear error lists the known ones."""
     try:
@@ -109,16 +142,19 @@ def get_profile(name: str) -> Profile:
 
 def configure(name: str, training_seed: int | None = None, steps: int | None = None, inr2vec_steps: int | None = None,
               edm_steps: int | None = None, n_synthetic: int | None = None, synthesis_seed: int | None = None,
-              seg_epochs: int | None = None, seg_budget: str | None = None) -> Profile:
+              seg_epochs: int | None = None, seg_budget: str | None = None, generator: str | None = None) -> Profile:
     """Profile ``name`` with the notebooks' overrides applied; None keeps the profile's value.
 
     ``training_seed`` seeds every training stage (each INR's initialisation and voxel draws, inr2vec, EDM, nnU-Net);
     ``synthesis_seed`` seeds the sampled volumes. ``seg_budget`` names the nnU-Net budget
-    (`SEGMENTATION_BUDGETS`; default the profile's), ``seg_epochs`` then overrides its epochs. Every notebook calls
+    (`SEGMENTATION_BUDGETS`; default the profile's), ``seg_epochs`` then overrides its epochs. ``generator`` names
+    the generator choices (`GENERATORS`, `with_generator`; default the profile's, the paper's). Every notebook calls
     this with the same parameters, so each
     stage sees the settings the stages before it used.
     """
     profile = get_profile(name)
+    if generator is not None:
+        profile = with_generator(profile, generator)
     inr_fit, inr2vec, edm = profile.inr.fit, profile.inr2vec, profile.edm
     synthesis, segmentation = profile.synthesis, profile.segmentation
     if seg_budget is not None:

@@ -6,7 +6,7 @@ cases like real ones (`lgelib.data.prepare.load_prepared`, ``lgelib validate``):
     manifest.yaml              kind nifti, masks per case, every case in the training split
     cases/<id>/image.nii.gz    float32 in [0, 1]; myocardium.nii.gz, fibrosis.nii.gz uint8 {0, 1}
     qc.csv                     one row per drawn sample (`QC_COLUMNS`), accepted or not
-    latents.safetensors        the sampled latents of the written cases
+    latents.safetensors        the sampled latents of the written cases (their slice spacing, if sampled, is in qc.csv)
     synthesis.json             settings, counts, voxel size, the fingerprint of the models it came from
 
 Sample i is drawn from its own seeded noise stream (`lgelib.edm.sample_seeds`), so the same seed gives the same
@@ -164,7 +164,7 @@ def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, se
                     image = np.clip(decoded.intensity[j], 0.0, 1.0)
                     entries.append(write_case_volumes(staging / "cases" / case_id, case_id, image, myocardium[j],
                                                       fibrosis[j], affine))
-                    latents_kept.append(vectors[j])
+                    latents_kept.append(latents[j])  # the latent alone: its slice spacing is in qc.csv
                     bar.update(1)
             drawn += count
         case_ids = [e["id"] for e in entries]

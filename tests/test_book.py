@@ -25,7 +25,7 @@ QUICK = {"steps": 150, "inr2vec_steps": 200, "edm_steps": 100, "n_synthetic": 3,
 
 COMMON_PARAMETERS = ("profile", "manifest", "run_dir", "device", "split_seed", "n_train", "training_seed",
                      "synthesis_seed", "n_synthetic", "seg_arms", "steps", "inr2vec_steps", "edm_steps",
-                     "seg_budget", "seg_epochs")
+                     "seg_budget", "seg_epochs", "generator")
 """Every chapter takes the whole run's parameters, so each sees the settings the chapters before it used."""
 
 ARTIFACTS = Path(os.environ.get("LGELIB_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))

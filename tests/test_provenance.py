@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lgelib.config import configure, get_profile
+from lgelib.config import GENERATORS, configure, get_profile
 from lgelib.data.dataset import open_split
 from lgelib.errors import DataError
 from lgelib.provenance import collect, git_revision
@@ -27,6 +27,26 @@ def test_configure_keeps_the_profile_unless_told_and_seeds_every_training_stage(
     assert dataclasses.replace(settings.inr.fit, seed=0, init_seed=0, steps=800) == get_profile("smoke").inr.fit
     with pytest.raises(ValueError, match="unknown profile 'big'"):
         configure("big")
+
+
+def test_generator_choices_change_only_the_generative_stages() -> None:
+    base = get_profile("smoke")
+    assert configure("smoke", generator="paper") == base  # the profiles keep the paper's generator
+    seen = set()
+    for name in GENERATORS:
+        chosen = configure("smoke", generator=name, training_seed=4)
+        assert chosen.inr2vec.seed == chosen.edm.seed == 4  # the other overrides still apply
+        assert (chosen.grid, chosen.inr, chosen.segmentation) == (configure("smoke", training_seed=4).grid,
+                                                                   configure("smoke", training_seed=4).inr,
+                                                                   configure("smoke", training_seed=4).segmentation)
+        seen.add((chosen.inr2vec.targets, chosen.inr2vec.decoder, chosen.inr2vec.latent, chosen.edm.holdout_fraction,
+                  chosen.synthesis.geometry))
+    assert len(seen) == len(GENERATORS)  # every name is a different generator
+    weights = configure("smoke", generator="weights+select+geometry")
+    assert (weights.inr2vec.latent, weights.synthesis.geometry) == ("weights", "sampled")
+    assert weights.edm.holdout_fraction > 0
+    with pytest.raises(ValueError, match="unknown generator 'gan'; known: paper, data"):
+        configure("smoke", generator="gan")
 
 
 @pytest.fixture
@@ -67,3 +87,15 @@ def test_git_revision_names_the_commit_or_nothing(tmp_path: Path) -> None:
     if revision is not None:  # a clone: a short hash, "+changes" when tracked files differ
         assert re.fullmatch(r"[0-9a-f]{7,}(\+changes)?", revision)
     assert git_revision(tmp_path) is None  # not a repository
+
+
+def test_experiment_command_takes_a_generator_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lgelib.cli import _segmentation_settings, build_parser, main
+
+    args = build_parser().parse_args(["experiment", "--out", str(tmp_path / "x"), "--seg-budget", "real-cpu",
+                                      "--generator", "weights+select+geometry"])
+    settings = _segmentation_settings(args)
+    assert settings == configure("smoke", seg_budget="real-cpu", generator="weights+select+geometry")
+    assert settings.inr2vec.latent == "weights"
+    assert main(["experiment", "--out", str(tmp_path / "y"), "--generator", "gan"]) == 2  # fails before any work
+    assert "unknown generator 'gan'" in capsys.readouterr().err and not (tmp_path / "y").exists()

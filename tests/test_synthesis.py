@@ -153,6 +153,6 @@ def test_per_sample_geometry_is_sampled_and_written_into_each_nifti(models, tmp_
         assert np.allclose(zooms, (spacing, SPACING[1], SPACING[2]), atol=1e-4), (case_id, zooms)
     assert written.slice_spacing_mm.nunique() == len(written)  # each sample its own length
     assert 5.0 < written.slice_spacing_mm.min() and written.slice_spacing_mm.max() < 12.0, written.slice_spacing_mm
-    assert synthetic.latents.shape[1] == vectors.shape[1]
+    assert synthetic.latents.shape[1] == vectors.shape[1] - 1  # the latents alone, comparable with inr2vec's
     with pytest.raises(ValueError, match="unknown extra columns"):
         split_geometry(vectors, ("heart_rate",))
