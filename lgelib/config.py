@@ -132,6 +132,12 @@ def with_generator(profile: Profile, name: str) -> Profile:
     return replace(profile, inr2vec=chosen[0], edm=chosen[1], synthesis=chosen[2])
 
 
+def generator_name(profile: Profile) -> str:
+    """The name in `GENERATORS` whose choices ``profile`` uses, or ``"custom"`` (a page says which generator made
+    it)."""
+    return next((name for name in GENERATORS if with_generator(profile, name) == profile), "custom")
+
+
 def get_profile(name: str) -> Profile:
     """The profile called ``name``; a clear error lists the known ones."""
     try:

@@ -72,7 +72,7 @@ def test_provenance_names_profile_data_split_seeds_software_and_device(phantom_m
     split = open_split(phantom_manifest, split_seed=11, n_train=3).split
     provenance = collect(settings, phantom_manifest, split, device="cpu")
     text = provenance.markdown()
-    assert "Profile `smoke`" in text and "data `six`" in text and "not publishable" in text
+    assert "Profile `smoke`, generator `paper`" in text and "data `six`" in text and "not publishable" in text
     assert "manifest `cohort.yaml`" in text  # outside the repository: the file name only, no folder
     assert "split seed 11: 3 training / 2 test cases" in text
     assert "training seed 3, synthesis seed 9" in text and "device `cpu`" in text
@@ -80,6 +80,10 @@ def test_provenance_names_profile_data_split_seeds_software_and_device(phantom_m
     assert re.search(r"sha256 `[0-9a-f]{12}`", text) and re.search(r"executed \d{4}-\d\d-\d\d \d\d:\d\d UTC", text)
     listed = collect(settings, phantom_manifest, dataclasses.replace(split, seed=None), device="cpu")
     assert "the manifest's listed split" in listed.markdown()
+    film = configure("smoke", generator="data+film+select+geometry")
+    assert "generator `data+film+select+geometry`" in collect(film, phantom_manifest, split, "cpu").markdown()
+    custom = dataclasses.replace(film, edm=dataclasses.replace(film.edm, holdout_fraction=0.3))
+    assert "generator `custom`" in collect(custom, phantom_manifest, split, "cpu").markdown()
 
 
 def test_git_revision_names_the_commit_or_nothing(tmp_path: Path) -> None:
