@@ -42,15 +42,12 @@ from lgelib.quality import mask_audit, nearer_than_median_test, texture_table
 from lgelib.synthesis import nominal_spacing, real_qc, synthesize
 
 
-def variant(profile: Profile, name: str) -> Profile:
-    """``profile`` with the generator choices of variant ``name`` (`lgelib.config.with_generator`)."""
-    return with_generator(profile, name)
-
-
 def measure(profile: Profile, manifest: str, root: Path, seed: int, name: str, n_volumes: int,
             device: torch.device) -> dict:
-    """Stages 2-3 of one variant on one split, and every number of the table. The work folder is laid out as
-    ``lgelib experiment --generator <name> --out <root>/<name>`` lays out its own, so that experiment reuses it."""
+    """Stages 2-3 of generator ``name`` (`lgelib.config.GENERATORS`) on ``profile`` and one split, and every number
+    of the table. The work folder is laid out as ``lgelib experiment --generator <name> --out <root>/<name>`` lays
+    out its own, so that experiment reuses it."""
+    profile = with_generator(profile, name)
     split_dir = root / name / f"split-{seed}"
     prepared = load_run_data(manifest, profile.grid, split_dir, seed)
     train_ids, test_ids = list(prepared.split.train), list(prepared.split.test)
@@ -131,7 +128,7 @@ def main() -> None:
     for seed in [int(s) for s in args.split_seeds.split(",")]:
         for name in args.variants.split(","):
             started = time.perf_counter()
-            rows.append(measure(variant(profile, name), args.manifest, Path(args.out), seed, name, args.n_synthetic,
+            rows.append(measure(profile, args.manifest, Path(args.out), seed, name, args.n_synthetic,
                                 device))
             print(f"split {seed}, {name}: {time.perf_counter() - started:.0f} s", flush=True)
             pd.DataFrame(rows).to_csv(Path(args.out) / "generator_variants.csv", index=False)  # kept as it grows

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from generator_variants import VARIANTS, measure, variant
+from generator_variants import VARIANTS, measure
 from lgelib.config import get_profile
 
 
@@ -45,7 +45,7 @@ def main() -> None:
         if name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
         started = time.perf_counter()
-        row = measure(variant(base, name), args.manifest, args.out, args.split_seed, name, args.n_synthetic, device)
+        row = measure(base, args.manifest, args.out, args.split_seed, name, args.n_synthetic, device)
         row["inr2vec steps/s"] = args.inr2vec_steps / row["inr2vec_s"] if row["inr2vec_s"] > 1 else float("nan")
         row["EDM steps/s"] = args.edm_steps / row["edm_s"]
         rows.append(row)

@@ -99,9 +99,21 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-GENERATORS: tuple[str, ...] = ("paper", "data", "data+film+select+geometry", "weights+select+geometry")
-"""Named generator choices (`with_generator`); ``paper`` is every profile's default. Measured side by side in
-benchmarks/README.md ("The generator, variant by variant")."""
+GENERATOR_CHOICES: dict[str, tuple[dict, dict, dict]] = {
+    # name: (Inr2VecSettings fields, EdmSettings fields, SynthesisSettings fields)
+    "paper": (dict(targets="inr", decoder="relu-pe", latent="inr2vec"), dict(holdout_fraction=0.0),
+              dict(geometry="nominal")),
+    "data": (dict(targets="data", decoder="relu-pe", latent="inr2vec"), dict(holdout_fraction=0.0),
+             dict(geometry="nominal")),
+    "data+film+select+geometry": (dict(targets="data", decoder="film-siren", latent="inr2vec"),
+                                  dict(holdout_fraction=0.15), dict(geometry="sampled")),
+    "weights+select+geometry": (dict(targets="inr", decoder="relu-pe", latent="weights"), dict(holdout_fraction=0.15),
+                                dict(geometry="sampled")),
+}
+"""Named generator choices (`with_generator`): the settings each name fixes. ``paper`` is every profile's default.
+Measured side by side in benchmarks/README.md ("The generator, variant by variant")."""
+
+GENERATORS: tuple[str, ...] = tuple(GENERATOR_CHOICES)
 
 
 def with_generator(profile: Profile, name: str) -> Profile:
@@ -115,21 +127,11 @@ def with_generator(profile: Profile, name: str) -> Profile:
     - ``weights+select+geometry``: diffusion on the INR weights themselves (HyperDiffusion; decoded losslessly),
       with the same selection and geometry.
     """
-    inr2vec, edm, synthesis = profile.inr2vec, profile.edm, profile.synthesis
-    paper = (replace(inr2vec, targets="inr", decoder="relu-pe", latent="inr2vec"), replace(edm, holdout_fraction=0.0),
-             replace(synthesis, geometry="nominal"))
-    choices = {
-        "paper": paper,
-        "data": (replace(paper[0], targets="data"), paper[1], paper[2]),
-        "data+film+select+geometry": (replace(paper[0], targets="data", decoder="film-siren"),
-                                      replace(edm, holdout_fraction=0.15), replace(synthesis, geometry="sampled")),
-        "weights+select+geometry": (replace(paper[0], latent="weights"), replace(edm, holdout_fraction=0.15),
-                                    replace(synthesis, geometry="sampled")),
-    }
-    if name not in choices:
+    if name not in GENERATOR_CHOICES:
         raise ValueError(f"unknown generator {name!r}; known: {', '.join(GENERATORS)}")
-    chosen = choices[name]
-    return replace(profile, inr2vec=chosen[0], edm=chosen[1], synthesis=chosen[2])
+    inr2vec, edm, synthesis = GENERATOR_CHOICES[name]
+    return replace(profile, inr2vec=replace(profile.inr2vec, **inr2vec), edm=replace(profile.edm, **edm),
+                   synthesis=replace(profile.synthesis, **synthesis))
 
 
 def generator_name(profile: Profile) -> str:

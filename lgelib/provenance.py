@@ -49,8 +49,9 @@ class Provenance:
         split = (f"split seed {self.split_seed}" if self.split_seed is not None else "the manifest's listed split")
         code = f"lgelib {self.lgelib}" + (f" (git `{self.git}`)" if self.git else "")
         software = ", ".join(f"{name} {version}" for name, version in self.software.items())
-        return (f"**Provenance.** Profile `{self.profile}`, generator `{self.generator}`; data `{self.dataset}` (manifest `{self.manifest}`, "
-                f"sha256 `{self.manifest_sha256}`, {'publishable' if self.publishable else 'not publishable'}); "
+        return (f"**Provenance.** Profile `{self.profile}`, generator `{self.generator}`; "
+                f"data `{self.dataset}` (manifest `{self.manifest}`, sha256 `{self.manifest_sha256}`, "
+                f"{'publishable' if self.publishable else 'not publishable'}); "
                 f"{split}: {self.n_train} training / {self.n_test} test cases; training seed {self.training_seed}, "
                 f"synthesis seed {self.synthesis_seed}; {code}, {software}; device `{self.device}`; "
                 f"executed {self.executed}.")
@@ -94,7 +95,8 @@ def collect(settings: Profile, manifest: str | Path, split: Split, device: str |
     except ValueError:
         shown = path.name  # outside the repository: the file name only, no private folder names on a page
     return Provenance(
-        profile=settings.name, generator=generator_name(settings), dataset=data.name, manifest=shown, manifest_sha256=file_digest(path, 12),
+        profile=settings.name, generator=generator_name(settings), dataset=data.name, manifest=shown,
+        manifest_sha256=file_digest(path, 12),
         publishable=data.publishable, split_seed=split.seed, n_train=len(split.train), n_test=len(split.test),
         training_seed=settings.inr.fit.seed, synthesis_seed=settings.synthesis.seed, lgelib=__version__,
         git=git_revision(), software=software_versions(), device=str(device or default_device()),

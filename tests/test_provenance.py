@@ -32,13 +32,12 @@ def test_configure_keeps_the_profile_unless_told_and_seeds_every_training_stage(
 def test_generator_choices_change_only_the_generative_stages() -> None:
     base = get_profile("smoke")
     assert configure("smoke", generator="paper") == base  # the profiles keep the paper's generator
+    seeded = configure("smoke", training_seed=4)
     seen = set()
     for name in GENERATORS:
         chosen = configure("smoke", generator=name, training_seed=4)
         assert chosen.inr2vec.seed == chosen.edm.seed == 4  # the other overrides still apply
-        assert (chosen.grid, chosen.inr, chosen.segmentation) == (configure("smoke", training_seed=4).grid,
-                                                                   configure("smoke", training_seed=4).inr,
-                                                                   configure("smoke", training_seed=4).segmentation)
+        assert (chosen.grid, chosen.inr, chosen.segmentation) == (seeded.grid, seeded.inr, seeded.segmentation)
         seen.add((chosen.inr2vec.targets, chosen.inr2vec.decoder, chosen.inr2vec.latent, chosen.edm.holdout_fraction,
                   chosen.synthesis.geometry))
     assert len(seen) == len(GENERATORS)  # every name is a different generator
