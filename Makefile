@@ -3,7 +3,7 @@
 #               (variables: PROFILE=smoke|paper MANIFEST=... SPLIT_SEED=N RUN_DIR=...; the run directory
 #               defaults to lgelib book's: runs/<profile>, or runs/<profile>-split<N>)
 #   make test   run the test suite
-#   make benchmark  INR fitting throughput, batched vs one model per volume (benchmarks/README.md)
+#   make benchmark  INR fitting throughput: batched vs one volume at a time, against the matmul peak (benchmarks/README.md)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

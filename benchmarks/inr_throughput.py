@@ -1,12 +1,24 @@
-"""Throughput of the batched INR fitter against one model per volume with a DataLoader (the authors' way).
+"""Throughput of INR fitting: the batched fitter against one volume at a time, and against the matmul peak.
 
-Both fit the same cases from the same shared initialisation for the same number of steps and voxels per step,
-with the same learning-rate schedule and uniform voxel sampling; the script prints volumes fitted per hour,
-their ratio, the fidelity each reaches (it must match), and the achieved GFLOP/s against the peak of a plain
-batched matmul of the network's hidden layer shape, measured in the same run.
+For each network (the `smoke` and `paper` profiles' joint SIRENs, and the authors' published network,
+`lgelib.config.AUTHORS_INR`) the script times, on the same cases, voxels per step and learning-rate schedule:
 
-    .venv/bin/python benchmarks/inr_throughput.py                      # smoke and paper profiles on this machine
-    .venv/bin/python benchmarks/inr_throughput.py --profile paper --device cuda --cases 64 --steps 200
+- **DataLoader loop**: one `JointSiren` module per volume, its voxels served by a shuffled `DataLoader` over a
+  `TensorDataset`, autograd and Adam: how the authors' public ``fit_inr.py`` feeds its network (it is their
+  loop, run here on the network named in the row);
+- **autograd, one volume**: `lgelib.inr.fit.fit_batch` on one volume at a time with ``engine="autograd"``
+  (voxels drawn by index, no DataLoader): the plain PyTorch way without the DataLoader's cost;
+- **batched x N**: `fit_batch` with N volumes at once and the hand-written step (`lgelib.inr.step`).
+
+It prints seconds per volume and step, the speed-up over "autograd, one volume", the achieved GFLOP/s (3 x the
+forward multiply-adds of the matmuls: forward and the two backward products; sines, Adam and sampling are not
+counted) and that as a share of the batched-matmul peak measured in the same run: a ``torch.bmm`` of the
+network's hidden shape, into a preallocated output, for the same N, at the chunk size the fitter uses and at a
+whole step's voxels (the better of the two). Writes a CSV beside the printed table.
+
+    .venv/bin/python benchmarks/inr_throughput.py                              # CPU: all three networks
+    .venv/bin/python benchmarks/inr_throughput.py --networks smoke --volumes 1,8,32
+    .venv/bin/python benchmarks/inr_throughput.py --device cuda --volumes 1,8,32,85 --precision tf32
 """
 
 from __future__ import annotations
@@ -23,21 +35,49 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lgelib.config import get_profile
+from lgelib.config import AUTHORS_INR, InrStage, get_profile
 from lgelib.data.prepare import load_run_data
-from lgelib.inr import FitSettings, JointSiren, SirenSpec, decode, siren_init
+from lgelib.inr import JointSiren, SirenSpec, siren_init
 from lgelib.inr.coords import grid_coordinates
-from lgelib.inr.fit import fit_batch, learning_rate, matmul_precision, resolve_precision, stack_targets
+from lgelib.inr.fit import FitSettings, fit_batch, learning_rate, matmul_precision, resolve_precision, stack_targets
 from lgelib.inr.siren import flops_per_point
-from lgelib.inr.stage import case_fidelity
+from lgelib.inr.step import SirenStep
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULTS = {"smoke": {"cases": 16, "steps": 300}, "paper": {"cases": 2, "steps": 40}}
+NETWORKS = {"smoke": lambda: (get_profile("smoke").inr, "smoke"),
+            "paper": lambda: (get_profile("paper").inr, "paper"),
+            "authors": lambda: (AUTHORS_INR, "paper")}
+"""name -> (INR stage, profile whose canonical grid it is fitted on)."""
+STEPS = {"smoke": 30, "paper": 6, "authors": 3}
+"""Timed steps per row on a CPU (a GPU run multiplies them by 10)."""
 
 
-def baseline_fit(init: torch.Tensor, spec: SirenSpec, settings: FitSettings, image: np.ndarray, myocardium: np.ndarray,
-                 fibrosis: np.ndarray, device: torch.device, seed: int) -> torch.Tensor:
-    """One model, one DataLoader over the volume's voxels (shuffled), Eq. 1 loss, Adam: as in the public code."""
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(n: int, rows: int, width: int, device: torch.device, precision: str, seconds: float = 1.0) -> float:
+    """GFLOP/s of repeated (n, rows, width) x (n, width, width) batched matmuls into a preallocated output."""
+    with matmul_precision(precision) as dtype:
+        dtype = dtype or torch.float32
+        a = torch.randn(n, rows, width, device=device, dtype=dtype)
+        b = torch.randn(n, width, width, device=device, dtype=dtype)
+        out = torch.empty(n, rows, width, device=device, dtype=dtype)
+        torch.bmm(a, b, out=out)
+        synchronise(device)
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            torch.bmm(a, b, out=out)
+            count += 1
+        synchronise(device)
+        elapsed = time.perf_counter() - started
+    return 2 * n * rows * width * width * count / elapsed / 1e9
+
+
+def dataloader_fit(init: torch.Tensor, spec: SirenSpec, settings: FitSettings, image: np.ndarray,
+                   myocardium: np.ndarray, fibrosis: np.ndarray, device: torch.device, seed: int) -> torch.Tensor:
+    """One module, one shuffled DataLoader over the volume's voxels, Eq. 1 loss, Adam: the public code's loop."""
     model = JointSiren(spec).load_flat(init).to(device)
     coords = grid_coordinates(image.shape)
     targets = stack_targets(image[None], myocardium[None], fibrosis[None])[0]
@@ -45,6 +85,7 @@ def baseline_fit(init: torch.Tensor, spec: SirenSpec, settings: FitSettings, ima
                         drop_last=True, generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     bce = torch.nn.BCEWithLogitsLoss()
+    w = settings.loss_weights
     step = 0
     while step < settings.steps:
         for x, y in loader:
@@ -52,7 +93,8 @@ def baseline_fit(init: torch.Tensor, spec: SirenSpec, settings: FitSettings, ima
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(settings, step)
             out = model(x)
-            loss = ((out[:, 0] - y[:, 0]) ** 2).mean() + bce(out[:, 1], y[:, 1]) + bce(out[:, 2], y[:, 2])
+            loss = (w[0] * ((out[:, 0] - y[:, 0]) ** 2).mean() + w[1] * bce(out[:, 1], y[:, 1])
+                    + w[2] * bce(out[:, 2], y[:, 2]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -62,106 +104,106 @@ def baseline_fit(init: torch.Tensor, spec: SirenSpec, settings: FitSettings, ima
     return model.flat().detach().cpu()
 
 
-def synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def seconds_per_step(function, steps: int, device: torch.device) -> float:
+    """Seconds per step of ``function(steps)``: a (1 + steps)-step run minus the faster of two 1-step runs, so
+    fixed costs (set-up, buffers, the DataLoader's first batch) cancel."""
 
-
-def matmul_peak(n: int, points: int, width: int, device: torch.device, precision: str, seconds: float = 3.0) -> float:
-    """GFLOP/s of repeated (n, points, width) x (n, width, width) batched matmuls: this machine's ceiling here."""
-    a = torch.randn(n, points, width, device=device)
-    b = torch.randn(n, width, width, device=device)
-    with matmul_precision(precision) as dtype:
-        if dtype is not None:
-            a, b = a.to(dtype), b.to(dtype)
-        torch.bmm(a, b)
+    def timed(k: int) -> float:
         synchronise(device)
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            torch.bmm(a, b)
-            count += 1
+        started = time.perf_counter()
+        function(k)
         synchronise(device)
-        elapsed = time.perf_counter() - started
-    return 2 * n * points * width * width * count / elapsed / 1e9
+        return time.perf_counter() - started
+
+    one = min(timed(1), timed(1))
+    return (timed(1 + steps) - one) / steps
 
 
-def fidelity(params: torch.Tensor, spec: SirenSpec, images, myocardium, fibrosis, device) -> dict[str, float]:
-    decoded = decode(params, spec, tuple(images.shape[1:]), device)
-    rows = [case_fidelity(decoded, images[i], myocardium[i], fibrosis[i], i) for i in range(len(images))]
-    table = pd.DataFrame(rows)
-    return {"psnr_db": table.psnr_db.mean(), "myocardium_dice": table.myocardium_dice.mean(),
-            "fibrosis_dice": table.fibrosis_dice.mean()}
-
-
-def run(profile_name: str, manifest: str, cases: int, steps: int, points: int | None, device: torch.device,
-        precision: str, data_dir: Path) -> list[dict]:
-    profile = get_profile(profile_name)
-    spec = profile.inr.spec
-    settings = dataclasses.replace(profile.inr.fit, steps=steps, myocardium_fraction=0.0, fibrosis_fraction=0.0,
-                                   points_per_step=points or profile.inr.fit.points_per_step)
-    prepared = load_run_data(manifest, profile.grid, data_dir / profile_name)
-    ids = list(prepared.split.train[:cases])
-    if len(ids) < cases:
-        raise SystemExit(f"{manifest} has only {len(ids)} training cases, asked for {cases}")
+def run(network: str, manifest: str, volumes: list[int], steps: int, device: torch.device, precision: str,
+        data_dir: Path, loops: bool) -> list[dict]:
+    stage, grid_profile = NETWORKS[network]()
+    spec = stage.spec
+    prepared = load_run_data(manifest, get_profile(grid_profile).grid, data_dir / grid_profile)
+    available = list(prepared.case_ids)
+    volumes = [n for n in volumes if n <= len(available)]
+    ids = available[:max(volumes)]
     index = prepared.index(ids)
     images, myo, fib = prepared.images[index], prepared.myocardium[index], prepared.fibrosis[index]
-    init = siren_init(spec, settings.init_seed)
-    train_flops = 3 * flops_per_point(spec) * settings.points_per_step * settings.steps * len(ids)
+    init = siren_init(spec, stage.fit.init_seed)
+    points = stage.fit.points_per_step
+    flops_per_step = 3 * flops_per_point(spec) * points
+    common = {"network": network, "params": spec.n_params, "points/step": points, "device": device.type,
+              "precision": precision}
 
-    synchronise(device)
-    started = time.perf_counter()
-    loop = torch.stack([baseline_fit(init, spec, settings, images[i], myo[i], fib[i], device, seed=i)
-                        for i in range(len(ids))])
-    synchronise(device)
-    loop_seconds = time.perf_counter() - started
+    def settings_for(n_steps: int) -> FitSettings:
+        return dataclasses.replace(stage.fit, steps=n_steps)
 
-    started = time.perf_counter()
-    batched = fit_batch(init, spec, settings, ids, images, myo, fib, device=device, precision=precision,
-                        progress=False)
-    synchronise(device)
-    batched_seconds = time.perf_counter() - started
-
-    peak = matmul_peak(len(ids), settings.points_per_step, spec.hidden, device, precision)
-    common = {"profile": profile_name, "device": device.type, "precision": precision, "cases": len(ids),
-              "steps": settings.steps, "points/step": settings.points_per_step, "params": spec.n_params,
-              "bmm peak GFLOP/s": peak}
     rows = []
-    for name, params, seconds in (("one model per volume + DataLoader", loop, loop_seconds),
-                                  ("batched (lgelib)", batched, batched_seconds)):
-        achieved = train_flops / seconds / 1e9
-        rows.append({**common, "fitter": name, "seconds": seconds, "volumes/hour": len(ids) * 3600 / seconds,
-                     "GFLOP/s": achieved, "% of peak": 100 * achieved / peak,
-                     **fidelity(params, spec, images, myo, fib, device)})
-    rows[1]["speed-up"] = loop_seconds / batched_seconds
-    rows[0]["speed-up"] = 1.0
+
+    def add(fitter: str, n: int, per_step: float) -> None:
+        peak = max(matmul_peak(n, rows_, spec.hidden, device, precision)
+                   for rows_ in {SirenStep.default_chunk(spec, n, points, device), points})
+        achieved = flops_per_step * n / per_step / 1e9
+        rows.append({**common, "fitter": fitter, "volumes": n, "s/volume-step": per_step / n,
+                     "volumes/hour at profile steps": 3600 * n / (per_step * stage.fit.steps),
+                     "GFLOP/s": achieved, "bmm peak GFLOP/s": peak, "% of peak": 100 * achieved / peak})
+        print(f"  {network:8s} {fitter:22s} x{n:<3d} {per_step / n * 1e3:9.1f} ms/volume-step "
+              f"{achieved:7.1f} GFLOP/s ({100 * achieved / peak:.0f}% of {peak:.0f})", flush=True)
+
+    if loops:
+        add("DataLoader loop", 1, seconds_per_step(
+            lambda k: dataloader_fit(init, spec, settings_for(k), images[0], myo[0], fib[0], device, 0), steps, device))
+    add("autograd, one volume", 1, seconds_per_step(
+        lambda k: fit_batch(init, spec, settings_for(k), ids[:1], images[:1], myo[:1], fib[:1], device=device,
+                            precision=precision, progress=False, engine="autograd"), steps, device))
+    for n in volumes:
+        add(f"batched x{n}" if n > 1 else "batched x1", n, seconds_per_step(
+            lambda k, n=n: fit_batch(init, spec, settings_for(k), ids[:n], images[:n], myo[:n], fib[:n],
+                                     device=device, precision=precision, progress=False), steps, device))
+    baseline = rows[1 if loops else 0]["s/volume-step"]
+    for row in rows:
+        row["speed-up"] = baseline / row["s/volume-step"]
     return rows
+
+
+def machine_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", choices=["smoke", "paper", "all"], default="all")
+    parser.add_argument("--networks", default="smoke,paper,authors", help="comma-separated: smoke, paper, authors")
     parser.add_argument("--manifest", default=str(REPO / "data_manifest" / "phantom.yaml"))
-    parser.add_argument("--cases", type=int, help="volumes (default: 16 smoke, 2 paper)")
-    parser.add_argument("--steps", type=int, help="steps per volume (default: 300 smoke, 40 paper)")
-    parser.add_argument("--points", type=int, help="voxels per step (default: the profile's)")
+    parser.add_argument("--volumes", default="1,2,4,8,16,32", help="batch sizes to time (default 1,2,4,8,16,32)")
+    parser.add_argument("--paper-volumes", default="1,2,4,8", help="batch sizes for the paper network on a CPU "
+                                                                   "(default 1,2,4,8)")
+    parser.add_argument("--authors-volumes", default="1,2,4", help="batch sizes for the authors' network on a CPU "
+                                                                   "(default 1,2,4)")
+    parser.add_argument("--steps", type=int, help="timed steps per row (default: 30 smoke, 6 paper, 3 authors; x10 "
+                                                  "on a GPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default=None, help="fp32 | tf32 | bf16 (default: fp32 CPU, tf32 CUDA)")
+    parser.add_argument("--no-loops", action="store_true", help="skip the DataLoader loop (slow on a CPU)")
     parser.add_argument("--data-dir", type=Path, default=REPO / "runs" / "benchmarks")
+    parser.add_argument("--csv", type=Path, default=REPO / "runs" / "benchmarks" / "inr_throughput.csv")
     args = parser.parse_args()
     device = torch.device(args.device)
     precision = resolve_precision(args.precision, device)
-    profiles = ["smoke", "paper"] if args.profile == "all" else [args.profile]
     rows = []
-    for name in profiles:
-        rows += run(name, args.manifest, args.cases or DEFAULTS[name]["cases"], args.steps or DEFAULTS[name]["steps"],
-                    args.points, device, precision, args.data_dir)
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                    f"{torch.get_num_threads()} torch threads")
-    print(f"\nmachine: {machine}; torch {torch.__version__}; data: {Path(args.manifest).name}\n")
+    for network in args.networks.split(","):
+        sizes = (args.volumes if network == "smoke" or device.type == "cuda" else
+                 args.paper_volumes if network == "paper" else args.authors_volumes)
+        steps = args.steps or STEPS[network] * (10 if device.type == "cuda" else 1)
+        rows += run(network, args.manifest, [int(v) for v in sizes.split(",")], steps, device, precision,
+                    args.data_dir, loops=not args.no_loops)
     table = pd.DataFrame(rows)
-    columns = ["profile", "device", "fitter", "cases", "steps", "points/step", "seconds", "volumes/hour", "speed-up",
-               "psnr_db", "myocardium_dice", "fibrosis_dice", "GFLOP/s", "bmm peak GFLOP/s", "% of peak"]
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.csv, index=False)
+    print(f"\nmachine: {machine_name(device)}; torch {torch.__version__}; data: {Path(args.manifest).name}\n")
+    columns = ["network", "fitter", "volumes", "s/volume-step", "speed-up", "volumes/hour at profile steps",
+               "GFLOP/s", "bmm peak GFLOP/s", "% of peak"]
     print(table[columns].to_markdown(index=False, floatfmt=".3g"))
 
 

@@ -137,7 +137,7 @@ def _segmentation_settings(args: argparse.Namespace):
     from lgelib.config import configure
 
     return configure(args.profile, seg_budget=args.seg_budget, seg_epochs=args.epochs,
-                     generator=getattr(args, "generator", None))
+                     generator=getattr(args, "generator", None), inr=getattr(args, "inr", None))
 
 
 def _command_segment(args: argparse.Namespace) -> int:
@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--n-train", type=int, help="only the first N training cases of each split")
     experiment.add_argument("--generator", help="generator choices (lgelib.config.GENERATORS): paper (default), data, "
                                                 "data+film+select+geometry or weights+select+geometry")
+    experiment.add_argument("--inr", help="INR network and fit settings (lgelib.config.INRS): lgelib (default, the "
+                                          "profile's own) or authors (the authors' published network)")
     _add_arm_arguments(experiment, default_arms="N0,N100,N200,N100-balanced,N200-balanced,D200")
     experiment.set_defaults(handler=_command_experiment)
 

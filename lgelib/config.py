@@ -73,7 +73,7 @@ PROFILES: dict[str, Profile] = {
     # Same 160 mm field of view in both; the smoke grid is coarser so every later stage runs on a CPU.
     "smoke": Profile(
         name="smoke", grid=GridSpec(shape=(8, 64, 64), inplane_spacing_mm=2.5),
-        # 15,907 parameters; about 5 s per volume on 2 CPU cores, 18 volumes together (benchmarks/README.md).
+        # 15,907 parameters; about 4 s per volume on 2 CPU cores (5.2 ms per volume and step; benchmarks/README.md).
         inr=InrStage(spec=SirenSpec(hidden=64, backbone_layers=4, head_hidden=16),
                      fit=FitSettings(steps=800, points_per_step=4096, lr=1e-3, lr_final=1e-4), cases_per_batch=32),
         # Narrower encoder and decoder, fewer steps and points than the paper's (measured in benchmarks/README.md).
@@ -140,6 +140,41 @@ def generator_name(profile: Profile) -> str:
     return next((name for name in GENERATORS if with_generator(profile, name) == profile), "custom")
 
 
+AUTHORS_INR = InrStage(
+    spec=SirenSpec(hidden=512, backbone_layers=5, head_hidden=0, first_omega=1.0, hidden_omega=1.0,
+                   encoding_frequencies=10, init="authors"),
+    fit=FitSettings(steps=3000, points_per_step=65536, lr=1e-4, lr_final=1e-4, loss_weights=(1.0, 0.5, 0.5),
+                    myocardium_fraction=0.0, fibrosis_fraction=0.0),
+    cases_per_batch=32)
+"""The authors' public ``fit_inr.py`` and ``model.py`` at their defaults, re-implemented: 10 Fourier-feature
+frequencies of the coordinates (63 inputs), five 512-wide sine layers with omega 1 (``torch.sin(x)``), one linear
+output layer for the three channels, their initialisation (drawn for omega 30, biases 0), MSE + BCE averaged over
+both mask channels (so each mask weighs 1/2), Adam at a constant 1e-4, 3,000 steps of 65,536 uniformly drawn voxels;
+1,084,931 parameters. Their DataLoader draws voxels without replacement within an epoch, lgelib with replacement."""
+
+INR_CHOICES: dict[str, InrStage | None] = {"lgelib": None, "authors": AUTHORS_INR}
+"""Named INR choices (`with_inr`): ``lgelib``, the profile's own joint SIREN (the default); ``authors``, the authors'
+network and settings (`AUTHORS_INR`), for comparing them on equal terms (benchmarks/README.md)."""
+
+INRS: tuple[str, ...] = tuple(INR_CHOICES)
+
+
+def with_inr(profile: Profile, name: str) -> Profile:
+    """``profile`` with the INR network and fit settings called ``name``; the seeds stay the profile's."""
+    if name not in INR_CHOICES:
+        raise ValueError(f"unknown INR choice {name!r}; known: {', '.join(INRS)}")
+    stage = INR_CHOICES[name]
+    if stage is None:
+        return replace(profile, inr=PROFILES[profile.name].inr if profile.name in PROFILES else profile.inr)
+    fit = replace(stage.fit, seed=profile.inr.fit.seed, init_seed=profile.inr.fit.init_seed)
+    return replace(profile, inr=replace(stage, fit=fit))
+
+
+def inr_name(profile: Profile) -> str:
+    """The name in `INRS` whose network ``profile`` fits, or ``"custom"`` (a page says which INR made it)."""
+    return next((name for name in INRS if with_inr(profile, name).inr.spec == profile.inr.spec), "custom")
+
+
 def get_profile(name: str) -> Profile:
     """The profile called ``name``; a clear error lists the known ones."""
     try:
@@ -150,19 +185,22 @@ def get_profile(name: str) -> Profile:
 
 def configure(name: str, training_seed: int | None = None, steps: int | None = None, inr2vec_steps: int | None = None,
               edm_steps: int | None = None, n_synthetic: int | None = None, synthesis_seed: int | None = None,
-              seg_epochs: int | None = None, seg_budget: str | None = None, generator: str | None = None) -> Profile:
+              seg_epochs: int | None = None, seg_budget: str | None = None, generator: str | None = None,
+              inr: str | None = None) -> Profile:
     """Profile ``name`` with the notebooks' overrides applied; None keeps the profile's value.
 
     ``training_seed`` seeds every training stage (each INR's initialisation and voxel draws, inr2vec, EDM, nnU-Net);
     ``synthesis_seed`` seeds the sampled volumes. ``seg_budget`` names the nnU-Net budget
     (`SEGMENTATION_BUDGETS`; default the profile's), ``seg_epochs`` then overrides its epochs. ``generator`` names
-    the generator choices (`GENERATORS`, `with_generator`; default the profile's, the paper's). Every notebook calls
-    this with the same parameters, so each
-    stage sees the settings the stages before it used.
+    the generator choices (`GENERATORS`, `with_generator`; default the profile's, the paper's); ``inr`` the INR
+    network and fit settings (`INRS`, `with_inr`; default the profile's own). Every notebook calls this with the
+    same parameters, so each stage sees the settings the stages before it used.
     """
     profile = get_profile(name)
     if generator is not None:
         profile = with_generator(profile, generator)
+    if inr is not None:
+        profile = with_inr(profile, inr)
     inr_fit, inr2vec, edm = profile.inr.fit, profile.inr2vec, profile.edm
     synthesis, segmentation = profile.synthesis, profile.segmentation
     if seg_budget is not None:

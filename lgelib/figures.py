@@ -442,3 +442,21 @@ def comparisons_markdown(comparisons: pd.DataFrame, decimals: int = 3) -> str:
                      f"{row.ci_high:+{f}}] | {row.mde:{f}} | {row.p:.2f} | {row.p_holm:.2f} | {row.p_min:.2f} | "
                      f"{int(row.n_pairs)} / {int(row.n_splits)} |")
     return "\n".join(lines)
+
+
+def plot_time_to_fidelity(curves: pd.DataFrame, psnr_target: float = 30.0) -> Figure:
+    """Image PSNR (worst case of the batch) against fitting seconds per volume, one line per network: the curves
+    that ``benchmarks/inr_time_to_fidelity.py`` writes (columns ``network``, ``seconds/volume``, ``psnr_db min``)."""
+    figure, axis = plt.subplots(figsize=(6.5, 3.4))
+    for network, curve in curves.groupby("network", sort=False):
+        axis.plot(curve["seconds/volume"], curve["psnr_db min"], marker="o", markersize=3, label=network)
+    axis.axhline(psnr_target, color="grey", linestyle="--", linewidth=0.8)
+    axis.text(axis.get_xlim()[1], psnr_target, f" {psnr_target:g} dB target", va="bottom", ha="right", fontsize=8,
+              color="grey")
+    axis.set_xscale("log")
+    axis.set_xlabel("fitting time per volume (s, log scale)")
+    axis.set_ylabel("image PSNR, worst case (dB)")
+    axis.legend(frameon=False, fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure

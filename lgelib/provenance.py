@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from lgelib import __version__
-from lgelib.config import Profile, generator_name
+from lgelib.config import Profile, generator_name, inr_name
 from lgelib.data.dataset import Split
 from lgelib.fsutil import file_digest
 
@@ -28,6 +28,7 @@ class Provenance:
     """The facts a page states about the run that produced it."""
 
     profile: str
+    inr: str
     generator: str
     dataset: str
     manifest: str
@@ -49,7 +50,7 @@ class Provenance:
         split = (f"split seed {self.split_seed}" if self.split_seed is not None else "the manifest's listed split")
         code = f"lgelib {self.lgelib}" + (f" (git `{self.git}`)" if self.git else "")
         software = ", ".join(f"{name} {version}" for name, version in self.software.items())
-        return (f"**Provenance.** Profile `{self.profile}`, generator `{self.generator}`; "
+        return (f"**Provenance.** Profile `{self.profile}`, INR `{self.inr}`, generator `{self.generator}`; "
                 f"data `{self.dataset}` (manifest `{self.manifest}`, sha256 `{self.manifest_sha256}`, "
                 f"{'publishable' if self.publishable else 'not publishable'}); "
                 f"{split}: {self.n_train} training / {self.n_test} test cases; training seed {self.training_seed}, "
@@ -95,7 +96,7 @@ def collect(settings: Profile, manifest: str | Path, split: Split, device: str |
     except ValueError:
         shown = path.name  # outside the repository: the file name only, no private folder names on a page
     return Provenance(
-        profile=settings.name, generator=generator_name(settings), dataset=data.name, manifest=shown,
+        profile=settings.name, inr=inr_name(settings), generator=generator_name(settings), dataset=data.name, manifest=shown,
         manifest_sha256=file_digest(path, 12),
         publishable=data.publishable, split_seed=split.seed, n_train=len(split.train), n_test=len(split.test),
         training_seed=settings.inr.fit.seed, synthesis_seed=settings.synthesis.seed, lgelib=__version__,

@@ -221,3 +221,17 @@ def test_figure1_draws_six_panels_with_the_given_slices_and_boxes_for_the_rest()
     assert axes[0].texts and axes[0].texts[0].get_text() == "volume"
     with pytest.raises(ValueError, match="6 stage labels"):
         figures.figure1(labels[:5])
+
+
+def test_plot_time_to_fidelity_draws_one_curve_per_network_and_the_target() -> None:
+    curves = pd.DataFrame({"network": ["paper"] * 3 + ["authors"] * 2,
+                           "seconds/volume": [10.0, 50.0, 100.0, 30.0, 300.0],
+                           "psnr_db min": [20.0, 28.0, 30.5, 6.0, 15.5]})
+    figure = figures.plot_time_to_fidelity(curves, psnr_target=30.0)
+    axis = figure.axes[0]
+    lines = {line.get_label(): line for line in axis.get_lines() if not line.get_label().startswith("_")}
+    assert set(lines) == {"paper", "authors"}
+    assert list(lines["authors"].get_ydata()) == [6.0, 15.5] and list(lines["paper"].get_xdata()) == [10, 50, 100]
+    assert any(list(line.get_ydata()) == [30.0, 30.0] for line in axis.get_lines())  # the target
+    assert axis.get_xscale() == "log"
+    plt.close(figure)

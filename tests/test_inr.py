@@ -12,9 +12,11 @@ from safetensors import safe_open
 
 from lgelib.inr import FitSettings, JointSiren, ParameterLayout, SirenSpec, decode, fit_inrs, load_fitted, siren_init
 from lgelib.inr.coords import grid_coordinates, index_to_coordinates
-from lgelib.inr.fit import fit_batch, learning_rate, resolve_precision
+from lgelib.config import AUTHORS_INR, configure, inr_name
+from lgelib.inr.fit import fit_batch, joint_loss, learning_rate, resolve_precision
 from lgelib.inr.sampling import VoxelSampler, band
-from lgelib.inr.siren import batched_forward
+from lgelib.inr.siren import batched_forward, encode_inputs
+from lgelib.inr.step import SirenStep
 from toys import toy_prepared, toy_volumes
 
 TINY = SirenSpec(hidden=32, backbone_layers=3, head_hidden=8)
@@ -129,6 +131,103 @@ def test_batched_fit_equals_one_model_per_volume() -> None:
             optimizer.step()
         assert not torch.allclose(model.flat(), init)
         torch.testing.assert_close(batched[i], model.flat().detach(), rtol=1e-4, atol=2e-5)
+
+
+AUTHORS_SMALL = SirenSpec(hidden=24, backbone_layers=3, head_hidden=0, first_omega=1.0, hidden_omega=1.0,
+                          encoding_frequencies=4, init="authors")
+
+
+@pytest.mark.parametrize("spec", [TINY, SirenSpec(hidden=16, backbone_layers=2, head_hidden=0), AUTHORS_SMALL])
+@pytest.mark.parametrize("chunk", [None, 97])
+def test_fused_step_gives_the_autograd_loss_and_gradient(spec: SirenSpec, chunk: int | None) -> None:
+    generator = torch.Generator().manual_seed(0)
+    flat = torch.stack([siren_init(spec, seed) for seed in range(3)])
+    flat = flat + 0.05 * torch.randn(flat.shape, generator=generator)  # away from the init's zero biases
+    coords = torch.rand(3, 300, 3, generator=generator) * 2 - 1
+    targets = torch.rand(3, 300, 3, generator=generator)
+    targets[..., 1:] = (targets[..., 1:] > 0.6).float()
+    weights = (1.0, 0.7, 0.3)
+
+    def autograd(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        leaf = flat.to(dtype).clone().requires_grad_(True)
+        losses = joint_loss(batched_forward(ParameterLayout(spec).unflatten(leaf), coords.to(dtype), spec),
+                            targets.to(dtype), weights)
+        losses.sum().backward()
+        return losses.detach().double(), leaf.grad.double()
+
+    exact_loss, exact_grad = autograd(torch.float64)
+    _, float32_grad = autograd(torch.float32)
+    step = SirenStep(spec, 3, 300, weights, chunk=chunk)
+    fused = step(flat, coords, targets)
+    torch.testing.assert_close(fused.double(), exact_loss, rtol=1e-5, atol=1e-6)
+    # As exact as autograd in float32 (omega = 30 makes both lose digits in the first layers' gradients).
+    rounding = (float32_grad - exact_grad).abs().max().item()
+    assert (step.grad.double() - exact_grad).abs().max().item() <= 2 * rounding + 1e-6
+    assert rounding < 1e-3 * exact_grad.abs().max().item()
+    with pytest.raises(ValueError, match="expected coordinates and targets shaped"):
+        step(flat, coords[:, :299], targets[:, :299])
+    again = step(flat, coords, targets)  # buffers are reused: a second call gives the same
+    assert torch.equal(again, fused) and (step.grad.double() - exact_grad).abs().max().item() <= 2 * rounding + 1e-6
+
+
+@pytest.mark.parametrize("spec", [TINY, AUTHORS_SMALL])
+def test_fused_fit_follows_the_autograd_fit(spec: SirenSpec) -> None:
+    """The optimised fitter gives the same parameters, to float rounding, as autograd for the same seed and data."""
+    images, myo, fib = toy_volumes(3)
+    settings = FitSettings(steps=30, points_per_step=256, lr=1e-3, lr_final=1e-4, loss_weights=(1.0, 0.5, 2.0),
+                           myocardium_fraction=0.25, fibrosis_fraction=0.25, seed=7)
+    init = siren_init(spec, 11)
+    common = dict(device="cpu", progress=False)
+    fused = fit_batch(init, spec, settings, ["a", "b", "c"], images, myo, fib, engine="fused", chunk=100, **common)
+    reference = fit_batch(init, spec, settings, ["a", "b", "c"], images, myo, fib, engine="autograd", **common)
+    moved = (reference - init).abs().max().item()
+    assert moved > 100 * settings.lr_final
+    torch.testing.assert_close(fused, reference, rtol=1e-4, atol=1e-3 * moved)
+    with pytest.raises(ValueError, match="unknown engine"):
+        fit_batch(init, spec, settings, ["a"], images[:1], myo[:1], fib[:1], engine="jit", **common)
+
+
+def test_authors_network_matches_their_published_definition() -> None:
+    """`AUTHORS_INR` against the authors' public fit_inr.py / model.py at their defaults, written out here."""
+    spec, fit = AUTHORS_INR.spec, AUTHORS_INR.fit
+    assert spec.input_width == 63  # PositionalEncoding(num_frequencies=10, include_input=True).get_output_dim(3)
+    layout = ParameterLayout(spec)
+    shapes = dict(layout.entries)
+    assert shapes["backbone.0.weight"] == (512, 63)
+    assert all(shapes[f"backbone.{i}.weight"] == (512, 512) for i in range(1, 5)) and "backbone.5.weight" not in shapes
+    assert [shapes[f"heads.{h}.0.weight"] for h in ("intensity", "myocardium", "fibrosis")] == [(1, 512)] * 3
+    assert spec.n_params == 1_084_931  # Linear(63, 512) + 4 x Linear(512, 512) + Linear(512, 3)
+    assert (fit.steps, fit.points_per_step, fit.lr, fit.lr_final) == (3000, 65536, 1e-4, 1e-4)
+    assert fit.loss_weights == (1.0, 0.5, 0.5)  # MSE + BCEWithLogits averaged over the two mask channels
+    assert fit.myocardium_fraction == fit.fibrosis_fraction == 0.0  # a shuffled DataLoader: uniform voxels
+    # Their encoding: [x, sin(2^0 x), cos(2^0 x), sin(2^1 x), ...] concatenated along the last axis.
+    x = torch.rand(7, 3) * 2 - 1
+    theirs = torch.cat([x] + [f(2.0 ** i * x) for i in range(10) for f in (torch.sin, torch.cos)], dim=-1)
+    torch.testing.assert_close(encode_inputs(x, spec), theirs)
+    # Their init (model.siren_init, w0 = 30): weights U(+-sqrt(6 / fan_in) / 30) (the first layer reads 63 inputs,
+    # so it gets the same rule), biases zero.
+    params = layout.unflatten(siren_init(spec, 0))
+    for name, tensor in params.items():
+        if name.endswith("bias"):
+            assert not tensor.any(), name
+        else:
+            bound = math.sqrt(6 / tensor.shape[-1]) / 30
+            assert tensor.abs().max() <= bound and tensor.abs().max() > 0.95 * bound, name
+    # Their forward: Linear -> torch.sin (omega 1) five times, then one Linear to three channels.
+    model = JointSiren(spec).load_flat(siren_init(spec, 1) + 0.01)
+    layers = [*model.backbone, None]
+    h = theirs
+    for layer in model.backbone:
+        h = torch.sin(layer(h))
+    out_weight = torch.cat([model.heads[h_].__getitem__(0).weight for h_ in ("intensity", "myocardium", "fibrosis")])
+    out_bias = torch.cat([model.heads[h_].__getitem__(0).bias for h_ in ("intensity", "myocardium", "fibrosis")])
+    torch.testing.assert_close(model(x), h @ out_weight.T + out_bias)
+    assert len(layers) == 6
+    chosen = configure("paper", inr="authors", training_seed=5)
+    assert chosen.inr.spec == spec and chosen.inr.fit.seed == 5 and inr_name(chosen) == "authors"
+    assert inr_name(configure("paper")) == "lgelib" and configure("smoke", inr="lgelib") == configure("smoke")
+    with pytest.raises(ValueError, match="unknown INR choice"):
+        configure("smoke", inr="nerf")
 
 
 def test_fidelity_improves_with_steps(tmp_path) -> None:

@@ -71,7 +71,9 @@ def test_provenance_names_profile_data_split_seeds_software_and_device(phantom_m
     split = open_split(phantom_manifest, split_seed=11, n_train=3).split
     provenance = collect(settings, phantom_manifest, split, device="cpu")
     text = provenance.markdown()
-    assert "Profile `smoke`, generator `paper`" in text and "data `six`" in text and "not publishable" in text
+    assert "Profile `smoke`, INR `lgelib`, generator `paper`" in text and "data `six`" in text
+    assert "not publishable" in text
+    assert "INR `authors`" in collect(configure("smoke", inr="authors"), phantom_manifest, split, "cpu").markdown()
     assert "manifest `cohort.yaml`" in text  # outside the repository: the file name only, no folder
     assert "split seed 11: 3 training / 2 test cases" in text
     assert "training seed 3, synthesis seed 9" in text and "device `cpu`" in text

@@ -1,7 +1,10 @@
 """Fitting N joint SIRENs at once: stacked weights, batched matmuls, one Adam over all of them.
 
 Adam acts element-wise and the loss is the sum of the per-case losses, so every case follows exactly the
-trajectory it would follow alone (`tests/test_inr.py` checks this against a plain `JointSiren` loop).
+trajectory it would follow alone (`tests/test_inr.py` checks this against a plain `JointSiren` loop). The step's
+gradient comes from `lgelib.inr.step.SirenStep` (forward and backward by hand, ``engine="fused"``, the default)
+or from autograd through `batched_forward` (``engine="autograd"``: the reference, and the bf16 path); both give
+the same gradient to float rounding (tests).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from tqdm.auto import tqdm
 from lgelib.inr.coords import index_to_coordinates
 from lgelib.inr.sampling import VoxelSampler
 from lgelib.inr.siren import ParameterLayout, SirenSpec, batched_forward
+from lgelib.inr.step import SirenStep
 from lgelib.training import cosine_lr
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+ENGINES = ("fused", "autograd")
 
 
 @dataclass(frozen=True)
@@ -110,16 +115,23 @@ def stack_targets(images: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarr
 def fit_batch(init: Tensor, spec: SirenSpec, settings: FitSettings, case_ids: list[str], images: np.ndarray,
               myocardium: np.ndarray, fibrosis: np.ndarray, device: torch.device | str | None = None,
               precision: str | None = None, progress: bool = True,
-              on_step: Callable[[int, Tensor], None] | None = None) -> Tensor:
+              on_step: Callable[[int, Tensor, Tensor], None] | None = None, engine: str = "fused",
+              chunk: int | None = None) -> Tensor:
     """Fit one SIREN per volume, all N together, each starting from the shared flat ``init`` (P,).
 
     Args:
         images, myocardium, fibrosis: (N, Z, R, C) volumes on the canonical grid (intensity in [0, 1]).
-        on_step: called as ``on_step(step, per_case_loss)`` after every step (for logging or interrupting).
+        on_step: called as ``on_step(step, per_case_loss, params)`` after every step, ``params`` the live (N, P)
+            parameters (read, do not modify): for logging, measuring fidelity on the way, or stopping by raising.
+        engine: ``"fused"`` (hand-written forward and backward, `SirenStep`) or ``"autograd"``; bf16 always uses
+            autograd. Both follow the same trajectory to float rounding.
+        chunk: voxels per volume the fused engine processes at once (None: `SirenStep.default_chunk`).
 
     Returns:
         (N, P) float32 flat parameters on the CPU, rows in ``case_ids`` order.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     device = torch.device(device) if device is not None else default_device()
     precision = resolve_precision(precision, device)
     layout = ParameterLayout(spec)
@@ -128,24 +140,31 @@ def fit_batch(init: Tensor, spec: SirenSpec, settings: FitSettings, case_ids: li
     sampler = VoxelSampler(case_ids, myocardium.astype(bool), fibrosis.astype(bool), settings.points_per_step,
                            settings.seed, settings.myocardium_fraction, settings.fibrosis_fraction,
                            settings.band_voxels, device=device)
-    stacked = init.to(device=device, dtype=torch.float32).expand(n, -1).clone()
-    params = {name: p.clone().requires_grad_(True) for name, p in layout.unflatten(stacked).items()}
-    optimizer = torch.optim.Adam(params.values(), lr=settings.lr)
+    flat = init.to(device=device, dtype=torch.float32).expand(n, -1).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([flat], lr=settings.lr)
     bar = tqdm(range(settings.steps), desc=f"fitting {n} INR{'s' if n > 1 else ''}", disable=not progress,
                unit="step", leave=False)
     with matmul_precision(precision) as matmul_dtype:
+        fused = SirenStep(spec, n, settings.points_per_step, settings.loss_weights, chunk, device) \
+            if engine == "fused" and matmul_dtype is None else None
         for step in bar:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(settings, step)
             index = sampler.next()
             coords = index_to_coordinates(index, shape)
             target = torch.gather(targets, 1, index.unsqueeze(-1).expand(-1, -1, 3))
-            losses = joint_loss(batched_forward(params, coords, spec, matmul_dtype), target, settings.loss_weights)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
+            if fused is not None:
+                losses = fused(flat, coords, target)
+                flat.grad = fused.grad
+            else:
+                flat.grad = None
+                losses = joint_loss(batched_forward(layout.unflatten(flat), coords, spec, matmul_dtype), target,
+                                    settings.loss_weights)
+                losses.sum().backward()
+                losses = losses.detach()
             optimizer.step()
             if on_step is not None:
-                on_step(step, losses.detach())
+                on_step(step, losses, flat.detach())
             if progress and (step % 50 == 0 or step == settings.steps - 1):
-                bar.set_postfix(loss=f"{losses.detach().mean().item():.4f}")
-    return layout.flatten({name: p.detach() for name, p in params.items()}).cpu()
+                bar.set_postfix(loss=f"{losses.mean().item():.4f}")
+    return flat.detach().cpu()

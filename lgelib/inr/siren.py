@@ -18,6 +18,12 @@ from torch import Tensor, nn
 HEADS: tuple[str, ...] = ("intensity", "myocardium", "fibrosis")
 """Output order of every forward: image intensity, myocardium logit, fibrosis logit."""
 
+INITS: tuple[str, ...] = ("siren", "authors")
+"""Initialisations `siren_init` can draw (`SirenSpec.init`)."""
+
+AUTHORS_INIT_OMEGA = 30.0
+"""The w0 of the authors' ``model.siren_init``: their weights are drawn for omega 30 while their sines use omega 1."""
+
 
 @dataclass(frozen=True)
 class SirenSpec:
@@ -29,6 +35,11 @@ class SirenSpec:
         head_hidden: width of each head's one sine layer; 0 makes each head a single linear layer.
         first_omega: frequency factor of the input layer (SIREN's omega_0).
         hidden_omega: frequency factor of every later sine layer.
+        encoding_frequencies: F > 0 feeds the input layer Fourier features of the coordinates instead of the
+            coordinates: (x, sin(2^0 x), cos(2^0 x), ..., sin(2^(F-1) x), cos(2^(F-1) x)), 3 (1 + 2F) inputs, as
+            the authors' public ``fit_inr.py`` does (F = 10); 0 feeds the coordinates (SIREN).
+        init: ``"siren"``: Sitzmann et al.'s initialisation (`siren_init`); ``"authors"``: the authors' public
+            ``model.siren_init`` (every weight ~ U(+-sqrt(6 / fan_in) / 30), U(+-1/3) where fan_in is 3; biases 0).
     """
 
     hidden: int = 256
@@ -36,13 +47,29 @@ class SirenSpec:
     head_hidden: int = 80
     first_omega: float = 30.0
     hidden_omega: float = 30.0
+    encoding_frequencies: int = 0
+    init: str = "siren"
 
     def __post_init__(self) -> None:
-        if self.hidden < 1 or self.backbone_layers < 1 or self.head_hidden < 0:
-            raise ValueError(f"invalid SIREN spec {self}: need hidden >= 1, backbone_layers >= 1, head_hidden >= 0")
+        if self.hidden < 1 or self.backbone_layers < 1 or self.head_hidden < 0 or self.encoding_frequencies < 0:
+            raise ValueError(f"invalid SIREN spec {self}: need hidden >= 1, backbone_layers >= 1, head_hidden >= 0, "
+                             "encoding_frequencies >= 0")
+        if self.init not in INITS:
+            raise ValueError(f"unknown SIREN init {self.init!r}; choose one of {', '.join(INITS)}")
 
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+    @property
+    def input_width(self) -> int:
+        """Inputs of the first layer: 3 coordinates, or their 3 (1 + 2F) Fourier features."""
+        return 3 * (1 + 2 * self.encoding_frequencies)
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        """The fields, leaving out ``encoding_frequencies`` and ``init`` at their defaults, so that the fingerprints
+        of INRs fitted before those fields existed stay valid."""
+        values = asdict(self)
+        for name, default in (("encoding_frequencies", 0), ("init", "siren")):
+            if values[name] == default:
+                del values[name]
+        return values
 
     @property
     def n_params(self) -> int:
@@ -60,7 +87,7 @@ class ParameterLayout:
     def __init__(self, spec: SirenSpec) -> None:
         self.spec = spec
         entries: list[tuple[str, tuple[int, ...]]] = []
-        width = 3
+        width = spec.input_width
         for i in range(spec.backbone_layers):
             entries += [(f"backbone.{i}.weight", (spec.hidden, width)), (f"backbone.{i}.bias", (spec.hidden,))]
             width = spec.hidden
@@ -101,12 +128,16 @@ class ParameterLayout:
 
 
 def siren_init(spec: SirenSpec, seed: int) -> Tensor:
-    """The flat (P,) SIREN initialisation for ``seed`` (Sitzmann et al. 2020, section 3.2).
+    """The flat (P,) initialisation for ``seed``, drawn on the CPU so a seed gives the same weights on every device.
 
-    Input layer weights ~ U(-1/fan_in, 1/fan_in); every later weight ~ U(-sqrt(6/fan_in)/omega,
-    sqrt(6/fan_in)/omega), which keeps omega * Wx of each sine layer ~ unit variance at any depth; biases
-    ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as in PyTorch's nn.Linear (and the reference SIREN code).
-    Drawn on the CPU so the same seed gives the same weights on every device.
+    ``spec.init == "siren"`` (Sitzmann et al. 2020, section 3.2): input layer weights ~ U(-1/fan_in, 1/fan_in);
+    every later weight ~ U(-sqrt(6/fan_in)/omega, sqrt(6/fan_in)/omega), which keeps omega * Wx of each sine layer
+    ~ unit variance at any depth; biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as in PyTorch's nn.Linear (and the
+    reference SIREN code).
+
+    ``spec.init == "authors"``: the authors' public ``model.siren_init`` with its w0 = 30: weights of a layer
+    with fan_in 3 ~ U(-1/3, 1/3), every other weight (their first layer reads 63 Fourier features, so all of
+    them) ~ U(-sqrt(6/fan_in)/30, sqrt(6/fan_in)/30), biases 0.
     """
     layout = ParameterLayout(spec)
     shapes = dict(layout.entries)
@@ -114,7 +145,12 @@ def siren_init(spec: SirenSpec, seed: int) -> Tensor:
     params = {}
     for name, shape in layout.entries:
         fan_in = shapes[name.rsplit(".", 1)[0] + ".weight"][-1]
-        if name.endswith("bias"):
+        if spec.init == "authors":
+            if name.endswith("bias"):
+                params[name] = torch.zeros(shape)
+                continue
+            bound = 1.0 / fan_in if fan_in == 3 else math.sqrt(6.0 / fan_in) / AUTHORS_INIT_OMEGA
+        elif name.endswith("bias"):
             bound = 1.0 / math.sqrt(fan_in)
         elif name == "backbone.0.weight":
             bound = 1.0 / fan_in
@@ -124,13 +160,24 @@ def siren_init(spec: SirenSpec, seed: int) -> Tensor:
     return layout.flatten(params)
 
 
+def encode_inputs(coords: Tensor, spec: SirenSpec) -> Tensor:
+    """What the first layer reads: the (..., 3) coordinates, or their Fourier features (``encoding_frequencies``)
+    in the authors' order (x, then sin and cos of 2^k x for k = 0 .. F-1)."""
+    if not spec.encoding_frequencies:
+        return coords
+    parts = [coords]
+    for k in range(spec.encoding_frequencies):
+        parts += [torch.sin(2.0 ** k * coords), torch.cos(2.0 ** k * coords)]
+    return torch.cat(parts, dim=-1)
+
+
 class JointSiren(nn.Module):
     """One joint SIREN as a plain module: the single-volume reference for the batched forward."""
 
     def __init__(self, spec: SirenSpec) -> None:
         super().__init__()
         self.spec = spec
-        widths = [3] + [spec.hidden] * spec.backbone_layers
+        widths = [spec.input_width] + [spec.hidden] * spec.backbone_layers
         self.backbone = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         if spec.head_hidden:
             self.heads = nn.ModuleDict({head: nn.ModuleList([nn.Linear(spec.hidden, spec.head_hidden),
@@ -148,7 +195,7 @@ class JointSiren(nn.Module):
 
     def forward(self, coords: Tensor) -> Tensor:
         """(..., 3) coordinates -> (..., 3) outputs in `HEADS` order."""
-        h = coords
+        h = encode_inputs(coords, self.spec)
         for i, layer in enumerate(self.backbone):
             h = torch.sin((self.spec.first_omega if i == 0 else self.spec.hidden_omega) * layer(h))
         outputs = []
@@ -176,7 +223,7 @@ def batched_forward(params: Mapping[str, Tensor], coords: Tensor, spec: SirenSpe
                                  weight.to(matmul_dtype).transpose(1, 2)).float()
         return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
-    h = coords
+    h = encode_inputs(coords, spec)
     for i in range(spec.backbone_layers):
         omega = spec.first_omega if i == 0 else spec.hidden_omega
         h = torch.sin(omega * linear(h, params[f"backbone.{i}.weight"], params[f"backbone.{i}.bias"]))

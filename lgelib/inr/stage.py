@@ -128,8 +128,10 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
         prepared: the dataset on its canonical grid.
         out_dir: the stage folder (created).
         case_ids: which cases (default: all, in dataset order). The generative stages use the training split.
-        cases_per_batch: volumes fitted together; larger is faster until memory runs out. Results change only by
-            floating-point rounding (a smoke case fitted alone vs among 18: 23.99 vs 24.02 dB after 800 steps).
+        cases_per_batch: volumes fitted together; larger is faster until the hardware is busy (from about 4
+            volumes on 2 CPU cores, far more on a GPU; benchmarks/README.md) or memory runs out. Results change
+            only by floating-point rounding (a smoke case fitted alone vs among 18: 23.99 vs 24.02 dB after 800
+            steps).
         device, precision: where and how (`fit_batch`); by default CUDA with TF32 if present, else CPU fp32.
         on_batch: called with the case ids of each batch once its files are written.
         case_cache: a folder of finished case files shared between runs (e.g. the splits of one experiment: a
