@@ -13,6 +13,30 @@ from pathlib import Path
 from torch import Tensor
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_partials(final: Path) -> list[Path]:
+    """Remove the hidden ``.<name>.partial-<pid>-*`` and ``.<name>.old-<pid>`` folders that a killed run (kill -9,
+    power loss) left beside ``final``: those whose writing process no longer exists. Returns what was removed."""
+    final = Path(final)
+    removed = []
+    for pattern in (f".{final.name}.partial-*", f".{final.name}.old-*"):
+        for leftover in final.parent.glob(pattern):
+            pid = leftover.name.rsplit(".", 1)[-1].split("-")[1] if "-" in leftover.name else ""
+            if leftover.is_dir() and (not pid.isdigit() or not _alive(int(pid))):
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed.append(leftover)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_directory(final: Path, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it becomes ``final``, on any exception it is removed.
@@ -23,7 +47,8 @@ def atomic_directory(final: Path, replace: bool = False) -> Iterator[Path]:
     if final.exists() and not replace:
         raise FileExistsError(f"{final} already exists")
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    remove_stale_partials(final)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
     try:
         yield temporary
         if final.exists():

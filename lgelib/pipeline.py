@@ -9,6 +9,7 @@ It is built with Jupyter Book 1 without re-executing anything, warnings as error
 from __future__ import annotations
 
 import inspect
+import json
 import shutil
 import subprocess
 import sys
@@ -111,13 +112,78 @@ def write_landing(run: BookRun, parameters: dict[str, Any]) -> None:
     intro.write_text(text.replace(MARKER, account))
 
 
+def _without_local_paths(value: Any, replacements: list[tuple[str, str]]) -> Any:
+    if isinstance(value, str):
+        for old, new in replacements:
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, list):
+        return [_without_local_paths(item, replacements) for item in value]
+    if isinstance(value, dict):
+        return {key: item if key.startswith("image/") else _without_local_paths(item, replacements)
+                for key, item in value.items()}
+    return value
+
+
+def local_folders(parameters: dict[str, Any]) -> dict[Path, str]:
+    """Folders of this machine a run's pages may mention, with what a page shows instead: the manifest's (its
+    file name stays) and the data root it names (``DATA_ROOT``). Folder names of hospital data can identify
+    patients or sites."""
+    from lgelib.data.manifest import load_manifest
+
+    manifest = Path(parameters.get("manifest") or DEFAULT_MANIFEST)
+    manifest = (manifest if manifest.is_absolute() else REPO_ROOT / manifest).resolve()
+    folders = {manifest.parent: "MANIFEST_DIR"}
+    try:
+        root = load_manifest(manifest).source.get("root")
+    except Exception:  # noqa: BLE001 - an invalid manifest has already failed the run; nothing more to hide
+        root = None
+    if root:
+        folders[Path(root).expanduser().resolve()] = "DATA_ROOT"
+    return folders
+
+
+def reader_page(notebook: dict[str, Any], run_dir: Path, folders: dict[Path, str] | None = None) -> dict[str, Any]:
+    """An executed notebook as a reader meets it: papermill's injected cell removed (the provenance line says what
+    ran), the parameters cell collapsed (one click away), and no absolute local path in any cell or output: the run
+    directory appears relative to the repository, or as ``RUN_DIR`` when it lies elsewhere; other ``folders``
+    (`local_folders`) as the names given."""
+    run_dir = Path(run_dir).resolve()
+    try:
+        shown = str(run_dir.relative_to(REPO_ROOT))
+    except ValueError:
+        shown = "RUN_DIR"
+    named = {run_dir: shown, **{folder: name for folder, name in (folders or {}).items()
+                                if len(folder.parts) > 2 and not str(folder).startswith(str(REPO_ROOT))}}
+    # Longest first, so a folder inside another is replaced before its parent.
+    replacements = [(str(folder), name) for folder, name in sorted(named.items(), key=lambda item: -len(str(item[0])))]
+    replacements += [(str(REPO_ROOT) + "/", ""), (str(REPO_ROOT), ".")]
+    cells = []
+    for cell in notebook["cells"]:
+        tags = list(cell.get("metadata", {}).get("tags", []))
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if "parameters" in tags and "hide-cell" not in tags:
+            tags.append("hide-cell")
+        cell = {**cell, "metadata": {**cell.get("metadata", {}), "tags": tags},
+                "source": _without_local_paths(cell.get("source", ""), replacements)}
+        if "outputs" in cell:
+            cell["outputs"] = _without_local_paths(cell["outputs"], replacements)
+        cells.append(cell)
+    return {**notebook, "cells": cells}
+
+
 def assemble_source(run: BookRun, parameters: dict[str, Any]) -> None:
     """The run's book source: the pages of ``book/``, the executed notebooks, the landing page's account of the
     run, and plotly.js and MathJax so that the built book needs no network."""
     if run.source.exists():
         shutil.rmtree(run.source)
     shutil.copytree(REPO_ROOT / "book", run.source, ignore=shutil.ignore_patterns("_build"))
-    shutil.copytree(run.executed, run.source / "notebooks")
+    (run.source / "notebooks").mkdir(parents=True)
+    folders = local_folders(parameters)
+    for executed in sorted(run.executed.glob("*.ipynb")):
+        page = reader_page(json.loads(executed.read_text(encoding="utf-8")), run.run_dir, folders)
+        (run.source / "notebooks" / executed.name).write_text(json.dumps(page, indent=1), encoding="utf-8")
     # plotly.js once, offline: Jupyter Book adds a script tag for every .js under _static; the notebooks' plotly
     # figures carry only their HTML (lgelib.figures.plotly_bundle).
     import plotly

@@ -9,6 +9,8 @@ a near-copy of someone). Every page that leaves images out says so with :func:`p
 
 from __future__ import annotations
 
+import pandas as pd
+
 from lgelib.data.prepare import PreparedDataset
 from lgelib.quality import mask_audit
 
@@ -41,3 +43,15 @@ def private_note(dataset: str, synthetic_shown: int | None = None) -> str:
                        "(none is farther from every training case than the nearest real test case is).*")
     return note + (f". The images are synthetic volumes generated from it, {synthetic_shown} of which pass the "
                    "memorisation check: none is nearer to a training case than the nearest real test case is.*")
+
+
+def per_case_view(table: pd.DataFrame, publishable: bool) -> object:
+    """A per-case table as a page may show it: the table for a publishable dataset; for a private one a note in its
+    place, because a hospital's case ids and folder names are often patient or accession numbers (the numbers stay
+    in the run directory's files, and the page's aggregates are shown)."""
+    if publishable:
+        return table
+    from IPython.display import Markdown
+
+    return Markdown(f"*{len(table)} per-case rows not shown: the dataset is {PRIVATE_MARK}, and its case ids may "
+                    "identify patients; the summary above aggregates them.*")

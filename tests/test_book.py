@@ -206,6 +206,10 @@ def test_private_dataset_images_stay_out_of_the_book(tmp_path: Path) -> None:
     for name in NOTEBOOKS:
         page = (index.parent / "notebooks" / name.replace(".ipynb", ".html")).read_text()
         assert PRIVATE_MARK in page and page.count("<img") == images[name], name
+        # No local folder and no real case id (often a patient number in hospital data) on any page.
+        assert str(tmp_path) not in page and str(REPO_ROOT) not in page, name
+        leaked = [case_id for case_id in real.case_ids if case_id in page]
+        assert not leaked, (name, leaked)
     for name in ("04_synthesis.html", "05_quality.html"):
         page = (index.parent / "notebooks" / name).read_text()
         assert (f"{len(shareable)} of which pass the memorisation check" if shareable
@@ -213,3 +217,32 @@ def test_private_dataset_images_stay_out_of_the_book(tmp_path: Path) -> None:
     assert ("plotly-graph-div" in (index.parent / "notebooks" / "05_quality.html").read_text()) == bool(shareable)
     landing = (index.parent / "intro.html").read_text()
     assert "the real slice is not shown" in landing
+
+
+def test_reader_page_removes_machinery_and_local_paths(tmp_path: Path) -> None:
+    from lgelib.pipeline import reader_page
+
+    run_dir = tmp_path / "private-hospital-run"
+    notebook = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "profile = 'smoke'\n", "outputs": []},
+        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]},
+         "source": f"run_dir = '{run_dir}'\n", "outputs": []},
+        {"cell_type": "code", "metadata": {}, "source": "fit()",
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": [f"3 cases fitted in {run_dir}/inr/cases\n"]},
+                     {"output_type": "display_data", "data": {"text/plain": f"{REPO_ROOT}/runs/x",
+                                                               "image/png": "iVBOR" + str(run_dir)}}]}]}
+    page = reader_page(notebook, run_dir)
+    tags = [cell["metadata"]["tags"] for cell in page["cells"]]
+    assert "hide-cell" in tags[0] and "remove-cell" in tags[1] and tags[2] == []
+    text = json.dumps([cell["source"] for cell in page["cells"]] + [page["cells"][2]["outputs"][0]])
+    assert str(run_dir) not in text and "RUN_DIR/inr/cases" in text and "private-hospital-run" not in text
+    assert page["cells"][2]["outputs"][1]["data"]["text/plain"] == "runs/x"
+    assert page["cells"][2]["outputs"][1]["data"]["image/png"].startswith("iVBOR")  # images are left as they are
+    hospital = tmp_path / "hospital" / "MRN-123456"
+    named = reader_page({"cells": [{"cell_type": "code", "metadata": {}, "source": "",
+                                    "outputs": [{"output_type": "stream", "name": "stdout",
+                                                 "text": f"OK: {hospital}/cases.yaml; {hospital}/P1/img.nii.gz"}]}]},
+                        run_dir, {hospital: "MANIFEST_DIR"})
+    assert named["cells"][0]["outputs"][0]["text"] == "OK: MANIFEST_DIR/cases.yaml; MANIFEST_DIR/P1/img.nii.gz"
+    inside = reader_page(notebook, REPO_ROOT / "runs" / "smoke")
+    assert inside["cells"][0]["source"] == "profile = 'smoke'\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,53 @@ def test_finished_preparation_is_reused_and_redone_when_the_split_changes(toy_da
     assert (out / "prepared.json").stat().st_mtime_ns == first
     ensure_prepared(load_manifest(toy_dataset, {"split.seed": 5}), GRID, out, progress=False)
     assert json.loads((out / "prepared.json").read_text())["split"]["seed"] == 5
+
+
+def test_a_run_follows_its_source_manifest_and_files_not_a_stale_copy(toy_dataset: Path, tmp_path: Path) -> None:
+    """Privacy and stale results: a prepared folder is reused only for the exact content that produced it."""
+    import nibabel as nib
+    import yaml
+
+    from lgelib.config import get_profile
+    from lgelib.data.prepare import load_run_data
+
+    run, grid = tmp_path / "run", get_profile("smoke").grid
+    data = yaml.safe_load(toy_dataset.read_text())
+    data["publishable"] = False
+    toy_dataset.write_text(yaml.safe_dump(data))
+    # A copy prepared with the flag overridden to publishable sits in the run directory ...
+    assert main(["-q", "prepare", str(toy_dataset), "--profile", "smoke", "--set", "publishable=true",
+                 "--out", str(run / "data")]) == 0
+    assert json.loads((run / "data" / "prepared.json").read_text())["publishable"] is True
+    # ... a run of the private manifest rebuilds it and takes the flag from the source.
+    prepared = load_run_data(toy_dataset, grid, run)
+    assert prepared.publishable is False
+    assert json.loads((run / "data" / "prepared.json").read_text())["publishable"] is False
+    # A label map edited in place (scar removed from c0) is not served from the old copy.
+    c0 = prepared.index(["c0"])[0]
+    assert prepared.fibrosis[c0].sum() > 0
+    labels_file = toy_dataset.parent / "c0" / "labels.nii.gz"
+    labels = nib.load(labels_file)
+    array = np.asarray(labels.dataobj).copy()
+    array[np.isin(array, [3, 4])] = 2
+    nib.save(nib.Nifti1Image(array, labels.affine), str(labels_file))
+    assert load_run_data(toy_dataset, grid, run).fibrosis[c0].sum() == 0
+    # Unchanged content is reused as before.
+    stamp = (run / "data" / "prepared.json").stat().st_mtime_ns
+    load_run_data(toy_dataset, grid, run)
+    assert (run / "data" / "prepared.json").stat().st_mtime_ns == stamp
+
+
+def test_a_killed_runs_hidden_partial_folders_are_cleaned_on_the_next_run(toy_dataset: Path, tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # a process that has exited: its leftovers are stale
+    out = tmp_path / "prepared"
+    stale = [tmp_path / f".prepared.partial-{dead_pid}-x1y2", tmp_path / f".prepared.old-{dead_pid}"]
+    live = tmp_path / f".prepared.partial-{os.getppid()}-z3"  # a running process's: left alone
+    other = tmp_path / f".other.partial-{dead_pid}-q"  # another target's: left alone
+    for folder in [*stale, live, other]:
+        (folder / "cases").mkdir(parents=True)
+        (folder / "cases" / "big.bin").write_bytes(b"\0" * 1000)
+    prepare_dataset(toy_dataset, GRID, out, progress=False)
+    assert not any(folder.exists() for folder in stale)
+    assert live.exists() and other.exists() and (out / "manifest.yaml").exists()

@@ -182,3 +182,48 @@ def test_shipped_embedded_cohort_validates(capsys: pytest.CaptureFixture[str]) -
     """The default dataset: generated on first use into the cache, then every case checked."""
     assert main(["-q", "validate", str(REPO / "data_manifest" / "phantom.yaml")]) == 0
     assert "24 cases, 24 readable, 0 errors" in capsys.readouterr().out
+
+
+def test_a_header_claiming_a_huge_or_missing_volume_is_refused_before_reading(toy_dataset: Path) -> None:
+    import nibabel as nib
+
+    huge = nib.Nifti1Header()
+    huge.set_data_shape((1024, 1024, 1024))
+    huge.set_data_dtype(np.float32)
+    path = toy_dataset.parent / "c0" / "image.nii.gz"
+    path.write_bytes(gzip.compress(huge.binaryblock + b"\0" * 4))  # a ~80-byte file claiming 4 GB of voxels
+    short = nib.Nifti1Header()
+    short.set_data_shape((48, 44, 7))
+    short.set_data_dtype(np.float32)
+    (toy_dataset.parent / "c1" / "image.nii").write_bytes(short.binaryblock + b"\0" * 4 + b"\0" * 100)
+    toy_dataset.write_text(toy_dataset.read_text().replace("c1/image.nii.gz", "c1/image.nii"))
+    report = report_for(toy_dataset)
+    messages = {p.case_id: p.message for p in report.problems if p.severity == "error"}
+    assert "1024 x 1024 x 1024 = 1,073,741,824 voxels" in messages["c0"] and "not read" in messages["c0"]
+    assert "truncated" in messages["c1"] and "59,136 bytes" in messages["c1"]
+    assert report.n_cases == 4 and "c2" not in messages and "m3" not in messages  # the others are still checked
+
+
+def test_a_manifest_with_yaml_aliases_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["version: 1", 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")  # 9^9 strings once expanded
+    assert main(["-q", "validate", str(bomb)]) == 1
+    assert "YAML aliases (*name) are not allowed" in capsys.readouterr().out
+
+
+def test_a_blank_image_and_a_header_without_spacing_are_named(toy_dataset: Path) -> None:
+    import nibabel as nib
+
+    labels = lv_label_map()
+    save(toy_dataset.parent / "c0" / "image.nii.gz", np.zeros(labels.shape, np.float32))
+    image = nib.Nifti1Image(lv_image(labels, 1), None)  # no affine: sform and qform codes stay 0
+    image.header["pixdim"][1:4] = [1.6, 1.6, 9.0]
+    raw = bytearray(image.header.binaryblock + b"\0" * 4 + image.get_fdata(dtype=np.float32).tobytes("F"))
+    raw[76 + 12:76 + 16] = np.float32(0.0).tobytes()  # pixdim[3] = 0 (nibabel would not write it)
+    (toy_dataset.parent / "c1" / "image.nii.gz").write_bytes(gzip.compress(bytes(raw)))
+    report = report_for(toy_dataset)
+    messages = {p.case_id: p.message for p in report.problems if p.severity == "error"}
+    assert "every voxel is 0" in messages["c0"]
+    assert "no orientation" in messages["c1"] and "0.0" in messages["c1"]

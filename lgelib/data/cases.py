@@ -81,6 +81,9 @@ def read_case(
         bad = int((~np.isfinite(image.data)).sum())
         if bad:
             problems.append(Problem("error", f"image: {bad} NaN/Inf voxels", case_id=case_id, file=image.path))
+        elif float(np.ptp(image.data)) == 0.0:
+            problems.append(Problem("error", f"image: every voxel is {float(image.data.flat[0]):g} (a blank or constant "
+                                             "image: nothing to learn or segment)", case_id=case_id, file=image.path))
         for role in ("labels", "myocardium", "fibrosis"):
             if role in volumes:
                 problems += _same_grid(image, volumes[role], case_id, role)

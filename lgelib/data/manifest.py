@@ -218,7 +218,11 @@ def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     if not path.is_file():
         raise DataError(Problem("error", "manifest file not found", file=path))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise DataError(Problem("error", "YAML aliases (*name) are not allowed in a manifest: write each value "
+                                             "out (nested aliases can expand a small file into gigabytes)", file=path))
+        data = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise DataError(Problem("error", f"not valid YAML: {error}", file=path)) from None
     if not isinstance(data, dict):

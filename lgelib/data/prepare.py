@@ -14,6 +14,7 @@ Synthetic volumes from the diffusion stage are written in the same layout, so la
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,7 @@ def prepare_dataset(dataset: Dataset | Manifest | str | Path, grid: GridSpec, ou
             "lgelib_version": __version__,
             "source_manifest": str(manifest.path),
             "source_manifest_sha256": file_digest(manifest.path),
+            "source_sha256": source_fingerprint(dataset),
             "source_name": manifest.name,
             "publishable": manifest.publishable,
             "grid": dataclasses.asdict(grid),
@@ -145,13 +147,34 @@ def load_prepared(folder: Path) -> PreparedDataset:
                            mappings, dataset.split, manifest.publishable)
 
 
+def source_fingerprint(dataset: Dataset) -> str:
+    """SHA-256 of everything a preparation reads: the manifest as resolved (after ``--set`` overrides and ``${VAR}``
+    expansion, so another root, another ``publishable`` or another label mapping counts), each case's id and the
+    bytes of every source file (so an edited mask counts)."""
+    manifest = dataset.manifest
+    resolved = {"name": manifest.name, "publishable": manifest.publishable, "kind": manifest.kind,
+                "source": manifest.source, "slice_order": manifest.slice_order,
+                "fibrosis_outside_myocardium": manifest.fibrosis_outside_myocardium,
+                "label_mapping": repr(dataset.label_mapping)}
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode())
+    for case in dataset.cases:
+        digest.update(case.case_id.encode())
+        for path in case.paths:
+            digest.update(file_digest(path, 64).encode())
+    return digest.hexdigest()
+
+
 def is_prepared(out_dir: Path, dataset: Dataset, grid: GridSpec) -> bool:
-    """Whether ``out_dir`` already holds this dataset (same manifest content and split) on this grid."""
+    """Whether ``out_dir`` already holds this exact preparation: same source content (`source_fingerprint`: the
+    resolved manifest, publishable flag included, and every source file's bytes), split and grid."""
     record_file = Path(out_dir) / PREPARED_RECORD
     if not record_file.is_file():
         return False
-    record = json.loads(record_file.read_text(encoding="utf-8"))
-    return (record.get("source_manifest_sha256") == file_digest(dataset.manifest.path)
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (record.get("source_sha256") == source_fingerprint(dataset)
             and record.get("grid") == json.loads(json.dumps(dataclasses.asdict(grid)))
             and record.get("split") == json.loads(json.dumps(dataclasses.asdict(dataset.split))))
 
@@ -174,4 +197,7 @@ def load_run_data(manifest: str | Path, grid: GridSpec, run_dir: Path | str, spl
     """
     dataset = open_split(manifest, split_seed, progress=progress, n_train=n_train)
     prepared = load_prepared(ensure_prepared(dataset, grid, Path(run_dir) / "data", progress=progress).parent)
-    return dataclasses.replace(prepared, split=dataset.split)  # the same lists, and the seed that drew them
+    # The same lists, and the seed that drew them; whether images may be shown is the source manifest's decision,
+    # on every run, never a derived copy's (a private flag anywhere wins).
+    return dataclasses.replace(prepared, split=dataset.split,
+                               publishable=dataset.manifest.publishable and prepared.publishable)
