@@ -10,13 +10,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= smoke
 MANIFEST ?= data_manifest/phantom.yaml
+# Where the pinned torch comes from; e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU-only build
+# (PyPI's Linux wheel carries CUDA libraries: several GB). Empty: pip's configured index.
+TORCH_INDEX ?=
 
 .PHONY: setup test book benchmark clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$$(grep -E '^torch==' constraints.txt)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$$(grep -E '^torch==' constraints.txt)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $@

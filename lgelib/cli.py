@@ -117,6 +117,8 @@ def _command_book(args: argparse.Namespace) -> int:
     from lgelib.data.manifest import parse_override
     from lgelib.pipeline import NotebookFailed, run_book
 
+    if getattr(args, "root", None):
+        os.environ["EMIDEC_ROOT"] = str(Path(args.root).expanduser().resolve())  # the notebooks' kernels inherit it
     run_dir = Path(args.run_dir or default_run_dir(args.profile, args.split_seed))
     parameters = {"profile": args.profile, "manifest": str(Path(args.manifest).resolve()), "split_seed": args.split_seed}
     if args.device:
@@ -125,8 +127,8 @@ def _command_book(args: argparse.Namespace) -> int:
         name, value = parse_override(item)
         parameters[name] = value
     try:
-        result = run_book(run_dir, parameters, build=not args.no_build)
-    except NotebookFailed as error:
+        result = run_book(run_dir, parameters, build=not args.no_build, progress=not args.quiet)
+    except (NotebookFailed, RuntimeError) as error:  # a failed chapter, a missing extra, or a failed build
         print(f"lgelib book: {error}", file=sys.stderr)
         return 1
     print(f"lgelib book: {'executed notebooks in' if args.no_build else 'built'} {result}")
@@ -286,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "runs/<profile>-split<N> with --split-seed N)")
     book.add_argument("--split-seed", type=int, help="rerun with another train/test split (seeded splits)")
     book.add_argument("--device", help="cpu, cuda or cuda:N for the training stages (default: CUDA if available)")
+    book.add_argument("--root", help="data folder of an EMIDEC-layout manifest (sets EMIDEC_ROOT for every chapter)")
     book.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                       help="set a notebook parameter, e.g. -p steps=500 (see each notebook's parameters cell)")
     book.add_argument("--no-build", action="store_true", help="execute the notebooks only")

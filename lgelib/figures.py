@@ -21,7 +21,8 @@ FIBROSIS_COLOUR = "blue"
 
 
 def slice_levels(n_slices: int) -> dict[str, int]:
-    """Basal, mid-ventricular and apical slice indices of a base-first stack (the paper shows 3, 6, 9 of 12)."""
+    """Basal, mid-ventricular and apical slice indices (0-based) of a base-first stack (the paper shows 3, 6, 9 of
+    12). Figures print them 1-based, "slice k of n", counted from the base."""
     return {"basal": round((n_slices - 1) * 0.2), "mid": round((n_slices - 1) * 0.5), "apical": round((n_slices - 1) * 0.8)}
 
 
@@ -77,7 +78,7 @@ def plot_cases(images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray], f
     for row, (image, myo, fib, title) in enumerate(zip(images, myocardium, fibrosis, titles)):
         for column, (level, index) in enumerate(slice_levels(image.shape[0]).items()):
             _contoured(axes[row, column], image[index], myo[index] if contours else None,
-                       fib[index] if contours else None, f"{title}: {level} (slice {index})")
+                       fib[index] if contours else None, f"{title}: {level} (slice {index + 1} of {image.shape[0]})")
     figure.tight_layout()
     return figure
 
@@ -93,7 +94,7 @@ def plot_reconstructions(images: np.ndarray, myocardium: np.ndarray, fibrosis: n
     for row in range(rows):
         mid = slice_levels(images[row].shape[0])["mid"]
         _contoured(axes[row, 0], images[row][mid], myocardium[row][mid], fibrosis[row][mid],
-                   f"{titles[row]}: data, slice {mid}")
+                   f"{titles[row]}: data, slice {mid + 1} of {images[row].shape[0]}")
         _contoured(axes[row, 1], decoded_images[row][mid], decoded_myocardium[row][mid], decoded_fibrosis[row][mid],
                    "INR, its own masks")
         axes[row, 2].imshow(np.abs(decoded_images[row][mid] - images[row][mid]), cmap="magma", vmin=0, vmax=0.25,
@@ -154,8 +155,8 @@ def plot_comparison(volumes: Sequence[Sequence[tuple[np.ndarray, np.ndarray, np.
 ImageMasks = tuple[np.ndarray, np.ndarray, np.ndarray]  # (image, myocardium, fibrosis)
 MeshCase = tuple[str, np.ndarray, np.ndarray, tuple[float, float, float]]
 
-MESH_MYOCARDIUM_COLOUR = "royalblue"  # the paper's Figure 4 convention (the reverse of Figure 2's contours)
-MESH_FIBROSIS_COLOUR = "crimson"
+MESH_MYOCARDIUM_COLOUR = MYOCARDIUM_COLOUR  # one meaning in every figure (the paper's Figure 4 uses the reverse)
+MESH_FIBROSIS_COLOUR = FIBROSIS_COLOUR
 
 
 def figure2(synthetic: ImageMasks, real: ImageMasks | None = None, synthetic_title: str = "synthetic",
@@ -172,7 +173,7 @@ def figure2(synthetic: ImageMasks, real: ImageMasks | None = None, synthetic_tit
     for row, (name, (image, myo, fib), contours) in enumerate(rows):
         for column, (level, index) in enumerate(slice_levels(image.shape[0]).items()):
             _contoured(axes[row, column], image[index], myo[index] if contours else None,
-                       fib[index] if contours else None, f"{level} (slice {index})")
+                       fib[index] if contours else None, f"{level} (slice {index + 1} of {image.shape[0]})")
         axes[row, 0].set_ylabel(f"{name}\n{'with' if contours else 'without'} contours", fontsize=8)
     figure.tight_layout()
     return figure
@@ -263,7 +264,7 @@ def _case_meshes(myocardium: np.ndarray, fibrosis: np.ndarray, spacing: tuple[fl
 
 def mesh_figure(cases: Sequence[MeshCase]) -> go.Figure:
     """The paper's Figure 4, interactive: one 3D scene per (title, myocardium, fibrosis, spacing) case, the
-    myocardium as a semi-transparent blue surface and the fibrosis inside it opaque red, at true proportions."""
+    myocardium as a semi-transparent red surface and the fibrosis inside it opaque blue, at true proportions."""
     figure = make_subplots(rows=1, cols=len(cases), specs=[[{"type": "scene"}] * len(cases)],
                            subplot_titles=[case[0] for case in cases], horizontal_spacing=0.02)
     for column, (title, myocardium, fibrosis, spacing) in enumerate(cases, start=1):

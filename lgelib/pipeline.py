@@ -48,9 +48,27 @@ class BookRun:
         return self.source / "_build" / "html"
 
 
+def require_book() -> None:
+    """Fail early, and say how to fix it, where ``lgelib book`` cannot run: outside a clone of the repository (the
+    notebooks and the book's pages are not part of the installed package) or without the ``book`` extra."""
+    import importlib.util
+
+    missing = [name for name in ("notebooks", "book") if not (REPO_ROOT / name).is_dir()]
+    if missing:
+        raise RuntimeError(f"lgelib book runs the notebooks of a clone of the repository; {', '.join(missing)}/ "
+                           f"is not next to this lgelib ({REPO_ROOT}). Clone the repository and install it with "
+                           "pip install -e '.[book,segmentation]'.")
+    absent = [name for name in ("papermill", "jupyter_book", "ipykernel") if importlib.util.find_spec(name) is None]
+    if absent:
+        raise RuntimeError(f"lgelib book needs the book extra ({', '.join(absent)} not installed): "
+                           "pip install -e '.[book,segmentation]'")
+
+
 def execute_notebooks(run: BookRun, parameters: dict[str, Any], notebooks: tuple[str, ...] = NOTEBOOKS,
-                      kernel: str = "python3") -> list[Path]:
-    """Execute each notebook with papermill (from the repository root) and stop at the first failure."""
+                      kernel: str = "python3", progress: bool = True) -> list[Path]:
+    """Execute each notebook with papermill (from the repository root) and stop at the first failure. With
+    ``progress`` each chapter's printed lines stream to this terminal as they happen, under a bar of its cells."""
+    require_book()
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -62,7 +80,9 @@ def execute_notebooks(run: BookRun, parameters: dict[str, Any], notebooks: tuple
         print(f"[lgelib book] executing {name} ...", flush=True)
         try:
             papermill.execute_notebook(str(REPO_ROOT / "notebooks" / name), str(output), parameters=parameters,
-                                       kernel_name=kernel, cwd=str(REPO_ROOT), progress_bar=False)
+                                       kernel_name=kernel, cwd=str(REPO_ROOT), progress_bar=progress,
+                                       stdout_file=sys.stdout if progress else None,
+                                       stderr_file=sys.stderr if progress else None)
         except PapermillExecutionError as error:
             raise NotebookFailed(f"notebook {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
                                  f"the executed copy with the full traceback is {output}") from None
@@ -205,11 +225,12 @@ def build_html(run: BookRun) -> Path:
     return run.html / "index.html"
 
 
-def run_book(run_dir: Path, parameters: dict[str, Any], build: bool = True) -> Path:
-    """Execute every notebook into ``run_dir`` and build the book; return the built index page (or the run dir)."""
+def run_book(run_dir: Path, parameters: dict[str, Any], build: bool = True, progress: bool = True) -> Path:
+    """Execute every notebook into ``run_dir`` and build the book; return the built index page (or the run dir).
+    ``progress``: stream each chapter's printed lines and a bar of its cells while it runs."""
     run = BookRun(Path(run_dir).resolve())
     parameters = {**parameters, "run_dir": str(run.run_dir)}
-    execute_notebooks(run, parameters)
+    execute_notebooks(run, parameters, progress=progress)
     if not build:
         return run.executed
     assemble_source(run, parameters)

@@ -595,6 +595,11 @@ def run_segmentation(real: Dataset, synthetic_dir: Path | None, out_dir: Path | 
     Writes ``per_case_dice.csv`` (columns ``PER_CASE_COLUMNS``; ``n_synthetic`` is the number of added cases) in
     ``out_dir``.
     """
+    import importlib.util
+
+    if importlib.util.find_spec("nnunetv2") is None:
+        raise RuntimeError("the segmentation experiment needs nnU-Net: pip install 'lgelib[segmentation]' "
+                           "(or -e '.[segmentation]' in a clone)")
     folders = NnunetFolders(Path(out_dir).resolve())
     torch_device = resolve_device(device)
     arms = parse_arms(arms)

@@ -246,3 +246,37 @@ def test_reader_page_removes_machinery_and_local_paths(tmp_path: Path) -> None:
     assert named["cells"][0]["outputs"][0]["text"] == "OK: MANIFEST_DIR/cases.yaml; MANIFEST_DIR/P1/img.nii.gz"
     inside = reader_page(notebook, REPO_ROOT / "runs" / "smoke")
     assert inside["cells"][0]["source"] == "profile = 'smoke'\n"
+
+
+def test_book_command_takes_a_data_root_and_streams_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lgelib import cli, pipeline
+
+    calls = {}
+
+    def fake_run_book(run_dir: Path, parameters: dict, build: bool = True, progress: bool = True) -> Path:
+        calls.update(run_dir=run_dir, parameters=parameters, progress=progress, root=os.environ.get("EMIDEC_ROOT"))
+        return run_dir
+
+    monkeypatch.setattr(pipeline, "run_book", fake_run_book)
+    monkeypatch.delenv("EMIDEC_ROOT", raising=False)
+    assert cli.main(["book", "--root", str(tmp_path / "emidec"), "--run-dir", str(tmp_path / "run"), "--no-build"]) == 0
+    assert calls["root"] == str((tmp_path / "emidec").resolve()) and calls["progress"] is True
+    assert cli.main(["-q", "book", "--run-dir", str(tmp_path / "run"), "--no-build"]) == 0
+    assert calls["progress"] is False
+
+
+def test_book_outside_a_clone_or_without_its_extra_says_what_to_do(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from lgelib import pipeline
+
+    monkeypatch.setattr(pipeline, "REPO_ROOT", tmp_path)  # an installed wheel: no notebooks/ beside the package
+    with pytest.raises(RuntimeError, match=r"clone of the repository; notebooks, book/ is not next to"):
+        pipeline.require_book()
+    monkeypatch.setattr(pipeline, "REPO_ROOT", REPO_ROOT)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "papermill" else
+                        real_find_spec(name, *a))
+    with pytest.raises(RuntimeError, match=r"needs the book extra \(papermill not installed\)"):
+        pipeline.require_book()

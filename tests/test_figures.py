@@ -45,8 +45,8 @@ def test_figure2_rows_and_contours():
         for axis in grid[row]:
             assert bool(axis.collections) == (row < 2)  # contours only in the first two rows
     assert "real" in grid[0, 0].get_ylabel() and "synthetic" in grid[1, 0].get_ylabel()
-    assert grid[0, 1].get_title() == f"mid (slice {figures.slice_levels(12)['mid']})"
-    assert grid[1, 2].get_title() == f"apical (slice {figures.slice_levels(10)['apical']})"
+    assert grid[0, 1].get_title() == f"mid (slice {figures.slice_levels(12)['mid'] + 1} of 12)"  # 1-based, base first
+    assert grid[1, 2].get_title() == f"apical (slice {figures.slice_levels(10)['apical'] + 1} of 10)"
 
     alone = figures.figure2(synthetic, synthetic_title="generated")
     grid = np.array(alone.axes).reshape(2, 3)

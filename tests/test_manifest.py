@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
+from lgelib.cli import main
 from lgelib.data.dataset import open_dataset
 from lgelib.data.manifest import load_manifest, manifest_schema, parse_override
 from lgelib.errors import DataError
@@ -141,3 +142,16 @@ def test_a_test_fraction_fits_a_folder_of_any_size(toy_dataset: Path) -> None:
         load_manifest(toy_dataset, {"split": {"seed": 0, "test_fraction": 0.5, "n_test": 1}})
     with pytest.raises(DataError, match="test_fraction"):
         load_manifest(toy_dataset, {"split": {"seed": 0, "test_fraction": 1.5}})
+
+
+def test_wrong_typed_phantom_settings_are_named_not_a_traceback(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "name": "p", "publishable": True,
+                                    "source": {"kind": "phantom", "n_cases": 4,
+                                               "noise_fraction": 0.03, "scar_free_fraction": 0},
+                                    "split": {"seed": 0, "n_test": 1}}))
+    assert main(["-q", "validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "source.noise_fraction: expected a list of 2 numbers, got 0.03" in out
+    assert "scar_free_fraction" not in out  # 0 is a number: fine

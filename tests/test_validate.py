@@ -227,3 +227,15 @@ def test_a_blank_image_and_a_header_without_spacing_are_named(toy_dataset: Path)
     messages = {p.case_id: p.message for p in report.problems if p.severity == "error"}
     assert "every voxel is 0" in messages["c0"]
     assert "no orientation" in messages["c1"] and "0.0" in messages["c1"]
+
+
+def test_an_emidec_folder_whose_name_is_not_a_case_id_is_named(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "emidec"
+    for name in ("Case_N001", "Case_N002 (copy)"):
+        labels = lv_label_map()
+        save(root / name / "Images" / f"{name}.nii.gz", lv_image(labels, 0))
+        save(root / name / "Contours" / f"{name}.nii.gz", labels)
+    assert main(["-q", "validate", str(REPO / "data_manifest" / "emidec.yaml"), "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "Case_N002 (copy)" in out and "not a usable case id" in out and "rename the folder" in out

@@ -15,18 +15,49 @@ from tqdm.auto import tqdm
 from lgelib.data.manifest import EMIDEC_LABELS
 from lgelib.data.nifti import write_volume
 from lgelib.data.phantom import PhantomConfig, generate_case, phantom_case_id
+from lgelib.errors import DataError, Problem
 from lgelib.fsutil import atomic_directory
 
 COHORT_MANIFEST = "manifest.yaml"
 COHORT_RECORD = "cohort.json"
 
 
-def phantom_config_from_source(source: dict[str, Any]) -> PhantomConfig:
-    """The generator settings named in a ``phantom`` manifest's ``source`` (other keys keep their defaults)."""
-    fields = {f.name: f for f in dataclasses.fields(PhantomConfig)}
+def _wrong_type(key: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot stand where the setting ``key`` has ``default``, or None."""
+    def number(v: Any, integer: bool) -> bool:
+        return not isinstance(v, bool) and (isinstance(v, int) or (not integer and isinstance(v, float)))
+
+    if isinstance(default, tuple):
+        kinds = [isinstance(d, int) and not isinstance(d, bool) for d in default]
+        if not isinstance(value, (list, tuple)) or len(value) != len(default) or not all(
+                number(v, k) for v, k in zip(value, kinds)):
+            kind = "integers" if all(kinds) else "numbers"
+            return f"source.{key}: expected a list of {len(default)} {kind}, got {value!r}"
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"source.{key}: expected true or false, got {value!r}"
+    if isinstance(default, (int, float)) and not number(value, isinstance(default, int)):
+        return f"source.{key}: expected {'an integer' if isinstance(default, int) else 'a number'}, got {value!r}"
+    return None
+
+
+def phantom_config_from_source(source: dict[str, Any], manifest_path: Path | None = None) -> PhantomConfig:
+    """The generator settings named in a ``phantom`` manifest's ``source`` (other keys keep their defaults).
+
+    A value of the wrong type or out of range raises :class:`DataError` naming the key, not a traceback."""
+    defaults = PhantomConfig()
+    fields = {f.name for f in dataclasses.fields(PhantomConfig)}
+    problems = [Problem("error", reason, file=manifest_path) for key, value in source.items() if key in fields
+                for reason in [_wrong_type(key, value, getattr(defaults, key))] if reason]
+    if problems:
+        raise DataError(problems, context="The phantom cohort's settings cannot be used:")
     values = {key: (tuple(value) if isinstance(value, list) else value)
               for key, value in source.items() if key in fields}
-    return PhantomConfig(**values)
+    try:
+        return PhantomConfig(**values)
+    except (TypeError, ValueError) as error:
+        raise DataError(Problem("error", f"source: {error}", file=manifest_path),
+                        context="The phantom cohort's settings cannot be used:") from None
 
 
 def default_cache_dir() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,6 +35,10 @@ class Dataset:
         return tuple(case.case_id for case in self.cases)
 
 
+CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A legal case id (the manifest schema's ``case_id`` pattern): it names files and folders in every later stage."""
+
+
 def emidec_cases(root: Path, only: tuple[str, ...] | None, manifest_path: Path) -> tuple[list[CaseFiles], list[Problem]]:
     """Cases of a folder in the EMIDEC layout: ``Case_X/Images/Case_X.nii.gz`` + ``Case_X/Contours/Case_X.nii.gz``."""
     if not root.is_dir():
@@ -47,8 +52,12 @@ def emidec_cases(root: Path, only: tuple[str, ...] | None, manifest_path: Path) 
         folders = [p for p in folders if p.name in only]
     if not folders and not problems:
         problems.append(Problem("error", f"no Case_* folders in {root} (is this the EMIDEC root?)", file=root))
+    illegal = [p for p in folders if not CASE_ID.fullmatch(p.name)]
+    problems += [Problem("error", "folder name is not a usable case id (letters, digits, '.', '_' and '-' only, "
+                                  "starting with a letter or digit): rename the folder", case_id=p.name, file=p)
+                 for p in illegal]
     cases = [CaseFiles(case_id=p.name, image=p / "Images" / f"{p.name}.nii.gz",
-                       labels=p / "Contours" / f"{p.name}.nii.gz") for p in folders]
+                       labels=p / "Contours" / f"{p.name}.nii.gz") for p in folders if p not in illegal]
     return cases, problems
 
 
@@ -106,7 +115,7 @@ def resolve_cases(manifest: Manifest, progress: bool = True) -> tuple[list[CaseF
     if manifest.kind == "phantom":
         from lgelib.data.cohort import phantom_config_from_source, cached_phantom_cohort
 
-        cohort_manifest = cached_phantom_cohort(phantom_config_from_source(manifest.source),
+        cohort_manifest = cached_phantom_cohort(phantom_config_from_source(manifest.source, manifest.path),
                                                 manifest.source.get("cache_dir"), progress=progress)
         cases, mapping, problems = resolve_cases(load_manifest(cohort_manifest))
         return cases, mapping, problems
