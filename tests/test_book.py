@@ -97,7 +97,7 @@ def test_install_cell_clones_and_installs_where_lgelib_is_missing(tmp_path: Path
     monkeypatch.setenv("LGELIB_SOURCE", "https://example.org/fork.git")
     commands = run_install_cell(tmp_path, False, monkeypatch)
     assert commands[0] == ["git", "clone", "--depth", "1", "https://example.org/fork.git", "lgelib-companion"]
-    assert commands[1][1:] == ["-m", "pip", "install", "--quiet", "-e", "lgelib-companion"]
+    assert commands[1][1:] == ["-m", "pip", "install", "--quiet", "-e", "lgelib-companion[book,segmentation]"]
     assert Path.cwd() == tmp_path / "lgelib-companion" and str(tmp_path / "lgelib-companion") in sys.path
 
 
