@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lgelib.config import AUTHORS_INR, InrStage, get_profile
+from lgelib.config import AUTHORS_INR, get_profile
 from lgelib.data.prepare import load_run_data
 from lgelib.inr import JointSiren, SirenSpec, siren_init
 from lgelib.inr.coords import grid_coordinates

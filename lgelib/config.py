@@ -163,9 +163,7 @@ def with_inr(profile: Profile, name: str) -> Profile:
     """``profile`` with the INR network and fit settings called ``name``; the seeds stay the profile's."""
     if name not in INR_CHOICES:
         raise ValueError(f"unknown INR choice {name!r}; known: {', '.join(INRS)}")
-    stage = INR_CHOICES[name]
-    if stage is None:
-        return replace(profile, inr=PROFILES[profile.name].inr if profile.name in PROFILES else profile.inr)
+    stage = INR_CHOICES[name] or (PROFILES[profile.name].inr if profile.name in PROFILES else profile.inr)
     fit = replace(stage.fit, seed=profile.inr.fit.seed, init_seed=profile.inr.fit.init_seed)
     return replace(profile, inr=replace(stage, fit=fit))
 

@@ -111,6 +111,13 @@ def copy_mathjax(extra: Path) -> None:
             shutil.copy(source / part, target)
 
 
+def run_manifest(parameters: dict[str, Any]) -> Path:
+    """The manifest a run's notebooks read: the ``manifest`` parameter, relative to the repository root (where the
+    notebooks run), or the embedded cohort's."""
+    manifest = Path(parameters.get("manifest") or DEFAULT_MANIFEST)
+    return manifest if manifest.is_absolute() else REPO_ROOT / manifest
+
+
 def write_landing(run: BookRun, parameters: dict[str, Any]) -> None:
     """Put the run's account (provenance, Figure 1, Table 1 beside the paper's) into the landing page."""
     from lgelib.config import configure
@@ -120,8 +127,7 @@ def write_landing(run: BookRun, parameters: dict[str, Any]) -> None:
 
     overrides = [name for name in inspect.signature(configure).parameters if name != "name"]  # as the notebooks pass
     settings = configure(parameters.get("profile", "smoke"), **{name: parameters.get(name) for name in overrides})
-    manifest = Path(parameters.get("manifest") or DEFAULT_MANIFEST)
-    manifest = manifest if manifest.is_absolute() else REPO_ROOT / manifest  # as the notebooks see it
+    manifest = run_manifest(parameters)
     split = open_split(manifest, parameters.get("split_seed"), n_train=parameters.get("n_train")).split
     provenance = collect(settings, manifest, split, parameters.get("device"))
     intro = run.source / "intro.md"
@@ -151,8 +157,7 @@ def local_folders(parameters: dict[str, Any]) -> dict[Path, str]:
     patients or sites."""
     from lgelib.data.manifest import load_manifest
 
-    manifest = Path(parameters.get("manifest") or DEFAULT_MANIFEST)
-    manifest = (manifest if manifest.is_absolute() else REPO_ROOT / manifest).resolve()
+    manifest = run_manifest(parameters).resolve()
     folders = {manifest.parent: "MANIFEST_DIR"}
     try:
         root = load_manifest(manifest).source.get("root")

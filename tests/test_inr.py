@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from lgelib.inr import FitSettings, JointSiren, ParameterLayout, SirenSpec, decode, fit_inrs, load_fitted, siren_init
 from lgelib.inr.coords import grid_coordinates, index_to_coordinates
-from lgelib.config import AUTHORS_INR, configure, inr_name
+from lgelib.config import AUTHORS_INR, configure, inr_name, with_inr
 from lgelib.inr.fit import fit_batch, joint_loss, learning_rate, resolve_precision
 from lgelib.inr.sampling import VoxelSampler, band
 from lgelib.inr.siren import batched_forward, encode_inputs
@@ -215,17 +215,18 @@ def test_authors_network_matches_their_published_definition() -> None:
             assert tensor.abs().max() <= bound and tensor.abs().max() > 0.95 * bound, name
     # Their forward: Linear -> torch.sin (omega 1) five times, then one Linear to three channels.
     model = JointSiren(spec).load_flat(siren_init(spec, 1) + 0.01)
-    layers = [*model.backbone, None]
+    assert len(model.backbone) == 5
     h = theirs
     for layer in model.backbone:
         h = torch.sin(layer(h))
     out_weight = torch.cat([model.heads[h_].__getitem__(0).weight for h_ in ("intensity", "myocardium", "fibrosis")])
     out_bias = torch.cat([model.heads[h_].__getitem__(0).bias for h_ in ("intensity", "myocardium", "fibrosis")])
     torch.testing.assert_close(model(x), h @ out_weight.T + out_bias)
-    assert len(layers) == 6
     chosen = configure("paper", inr="authors", training_seed=5)
     assert chosen.inr.spec == spec and chosen.inr.fit.seed == 5 and inr_name(chosen) == "authors"
     assert inr_name(configure("paper")) == "lgelib" and configure("smoke", inr="lgelib") == configure("smoke")
+    seeded = configure("smoke", inr="authors", training_seed=2)
+    assert with_inr(seeded, "lgelib") == configure("smoke", training_seed=2)  # back to the profile's, seeds kept
     with pytest.raises(ValueError, match="unknown INR choice"):
         configure("smoke", inr="nerf")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lgelib.data.manifest import EMIDEC_LABELS, CaseFiles, LabelMapping, Manifest, SplitSpec, load_manifest
+from lgelib.data.manifest import (EMIDEC_LABELS, CaseFiles, LabelMapping, Manifest, SplitSpec, load_manifest,
+                                  manifest_schema)
 from lgelib.errors import DataError, Problem
 
 
@@ -35,7 +36,7 @@ class Dataset:
         return tuple(case.case_id for case in self.cases)
 
 
-CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+CASE_ID = re.compile(manifest_schema()["$defs"]["case_id"]["pattern"])
 """A legal case id (the manifest schema's ``case_id`` pattern): it names files and folders in every later stage."""
 
 
@@ -52,7 +53,7 @@ def emidec_cases(root: Path, only: tuple[str, ...] | None, manifest_path: Path) 
         folders = [p for p in folders if p.name in only]
     if not folders and not problems:
         problems.append(Problem("error", f"no Case_* folders in {root} (is this the EMIDEC root?)", file=root))
-    illegal = [p for p in folders if not CASE_ID.fullmatch(p.name)]
+    illegal = [p for p in folders if not CASE_ID.match(p.name)]
     problems += [Problem("error", "folder name is not a usable case id (letters, digits, '.', '_' and '-' only, "
                                   "starting with a letter or digit): rename the folder", case_id=p.name, file=p)
                  for p in illegal]

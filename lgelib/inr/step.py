@@ -90,9 +90,8 @@ class SirenStep:
             buffer.zero_()
         head_weight = torch.cat([p[f"heads.{h}.0.weight"] for h in HEADS], dim=1)  # (N, 3 hh or 3, width)
         head_bias = torch.cat([p[f"heads.{h}.0.bias"] for h in HEADS], dim=1).unsqueeze(1)
+        grad_head_weight, grad_head_bias = torch.zeros_like(head_weight), torch.zeros_like(head_bias[:, 0])
         if hh:
-            grad_head_weight = torch.zeros_like(head_weight)
-            grad_head_bias = torch.zeros(self.n, N_OUT * hh, device=flat.device)
             # The three heads' output layers as one block-diagonal (N, 3, 3 hh) matrix.
             out_weight = torch.zeros(self.n, N_OUT, N_OUT * hh, device=flat.device)
             for k, h in enumerate(HEADS):
@@ -100,9 +99,6 @@ class SirenStep:
             out_bias = torch.cat([p[f"heads.{h}.1.bias"] for h in HEADS], dim=1).unsqueeze(2)
             grad_out_weight = torch.zeros_like(out_weight)
             grad_out_bias = torch.zeros(self.n, N_OUT, device=flat.device)
-        else:
-            grad_head_weight, grad_head_bias = torch.zeros_like(head_weight), torch.zeros(self.n, N_OUT,
-                                                                                          device=flat.device)
         loss_sums = torch.zeros(self.n, N_OUT, device=flat.device)
         scale = torch.tensor([2 * self.weights[0], self.weights[1], self.weights[2]], device=flat.device) / self.points
         for start in range(0, self.points, self.chunk):
