@@ -31,46 +31,37 @@ import pandas as pd
 import torch
 
 from lgelib.config import GENERATORS as VARIANTS
-from lgelib.config import Profile, get_profile, with_generator
-from lgelib.data.prepare import load_prepared, load_run_data
-from lgelib.edm import train_edm
-from lgelib.geometry import diffusion_inputs, slice_spacings
-from lgelib.inr import fit_inrs
+from lgelib.data.prepare import load_prepared
+from lgelib.geometry import slice_spacings
 from lgelib.inr.fit import default_device
-from lgelib.inr2vec import reconstruction_fidelity, train_inr2vec
+from lgelib.inr2vec import reconstruction_fidelity
+from lgelib.layout import RunLayout
+from lgelib.run import Run, RunOptions, parse_options
 from lgelib.quality import mask_audit, nearer_than_median_test, texture_table
-from lgelib.synthesis import nominal_spacing, real_qc, synthesize
+from lgelib.synthesis import real_qc
 
 
-def measure(profile: Profile, manifest: str, root: Path, seed: int, name: str, n_volumes: int,
-            device: torch.device) -> dict:
-    """Stages 2-3 of generator ``name`` (`lgelib.config.GENERATORS`) on ``profile`` and one split, and every number
-    of the table. The work folder is laid out as ``lgelib experiment --generator <name> --out <root>/<name>`` lays
-    out its own, so that experiment reuses it."""
-    profile = with_generator(profile, name)
-    split_dir = root / name / f"split-{seed}"
-    prepared = load_run_data(manifest, profile.grid, split_dir, seed)
-    train_ids, test_ids = list(prepared.split.train), list(prepared.split.test)
-    common = dict(cases_per_batch=profile.inr.cases_per_batch, device=device, progress=False,
-                  case_cache=root / "inr-cases")
+def measure(options: RunOptions, root: Path, seed: int, name: str, n_volumes: int, device: torch.device) -> dict:
+    """Stages 2-3 of generator ``name`` (`lgelib.config.GENERATORS`) with ``options`` on one split, and every
+    number of the table. Each variant and split is one `lgelib.run.Run` laid out as ``lgelib experiment
+    --generator <name> --out <root>/<name>`` lays out its own, so that experiment reuses it; the INRs are shared
+    by every variant."""
+    options = dataclasses.replace(options, generator=name, device=str(device), split_seed=seed)
+    run = Run(options, RunLayout(root / name / f"split-{seed}"), inr_cache=root / "inr-cases")
+    run.write()
+    prepared = run.prepared
+    train_ids = list(prepared.split.train)
     started = time.perf_counter()
-    train = fit_inrs(prepared, split_dir / "inr", profile.inr.spec, profile.inr.fit, case_ids=train_ids, **common)
-    heldout = fit_inrs(prepared, split_dir / "inr-heldout", profile.inr.spec, profile.inr.fit, case_ids=test_ids,
-                       **common)
+    train, heldout = run.fit_inrs(), run.fit_heldout_inrs()
     timings = {"inr_s (0 when shared)": time.perf_counter() - started}
     started = time.perf_counter()
-    inr2vec = train_inr2vec(train, split_dir / "inr2vec", profile.inr2vec, device=device, progress=False,
-                            prepared=prepared)
+    inr2vec = run.train_inr2vec(train)
     timings["inr2vec_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    vectors, columns = diffusion_inputs(inr2vec.latents, prepared, inr2vec.case_ids, profile.synthesis.geometry)
-    edm = train_edm(vectors, split_dir / "edm", profile.edm, device=device, progress=False, extra_columns=columns)
+    edm = run.train_edm(inr2vec)
     timings["edm_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    settings = dataclasses.replace(profile.synthesis, n_volumes=n_volumes)
-    synthetic = synthesize(edm, inr2vec, split_dir / "synth", settings, tuple(profile.grid.shape),
-                           nominal_spacing(prepared, train_ids), publishable=prepared.publishable,
-                           name=split_dir.name, device=device, progress=False)
+    synthetic = run.synthesize(edm, inr2vec, n_volumes)
     timings["synthesis_s"] = time.perf_counter() - started
 
     fidelity = {kind: reconstruction_fidelity(inr2vec.model, inrs, prepared, device)
@@ -121,15 +112,12 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {args.manifest}, profile {args.profile}")
-    profile = get_profile(args.profile)
-    if args.inr2vec_steps:
-        profile = dataclasses.replace(profile, inr2vec=dataclasses.replace(profile.inr2vec, steps=args.inr2vec_steps))
+    options = parse_options({"profile": args.profile, "manifest": args.manifest, "inr2vec_steps": args.inr2vec_steps})
     rows = []
     for seed in [int(s) for s in args.split_seeds.split(",")]:
         for name in args.variants.split(","):
             started = time.perf_counter()
-            rows.append(measure(profile, args.manifest, Path(args.out), seed, name, args.n_synthetic,
-                                device))
+            rows.append(measure(options, Path(args.out), seed, name, args.n_synthetic, device))
             print(f"split {seed}, {name}: {time.perf_counter() - started:.0f} s", flush=True)
             pd.DataFrame(rows).to_csv(Path(args.out) / "generator_variants.csv", index=False)  # kept as it grows
     table = pd.DataFrame(rows)

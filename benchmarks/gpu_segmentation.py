@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lgelib.comparisons import headline
-from lgelib.config import configure
+from lgelib.run import parse_options
 from lgelib.experiment import run_experiment
 from lgelib.segmentation import SegmentationSettings
 
@@ -35,10 +35,13 @@ def main() -> None:
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu (no GPU found)'}", flush=True)
-    profile = configure("smoke")
-    profile = dataclasses.replace(profile, segmentation=dataclasses.replace(GPU_SHORT, epochs=args.epochs))
+    budget = dataclasses.replace(GPU_SHORT, epochs=args.epochs)
+    options = parse_options({"profile": "smoke", "manifest": args.manifest, "device": device,
+                             "seg_arms": ["N0", "N200-balanced"],
+                             "overrides": {f"segmentation.{key}": value
+                                           for key, value in dataclasses.asdict(budget).items()}})
     started = time.perf_counter()
-    result = run_experiment(args.manifest, profile, args.out, [args.split_seed], ["N0", "N200-balanced"], device)
+    result = run_experiment(options, args.out, [args.split_seed])
     print(f"\nwall time {time.perf_counter() - started:.0f} s; per arm (train includes planning/preprocessing):")
     print(result.seconds.round(1).to_markdown(index=False))
     print(headline(result.per_case).round(3).to_markdown(index=False))

@@ -27,7 +27,7 @@ examples:
   lgelib experiment data_manifest/emidec.yaml --split-seeds 0,1,2 --seg-budget real-cpu --out runs/emidec
                                                        every stage on 3 splits, every arm; Table 1 with statistics
   lgelib book --profile smoke --split-seed 3           run the notebooks and build the book
-  lgelib book --profile paper --manifest data_manifest/emidec.yaml --device cuda -p steps=3000
+  lgelib book --profile paper --manifest data_manifest/emidec.yaml --device cuda --set inr.fit.steps=3000
 
 Manifests are documented in data_manifest/README.md; the schema is data_manifest/manifest.schema.json.
 """
@@ -123,7 +123,7 @@ def _command_book(args: argparse.Namespace) -> int:
     parameters = {"profile": args.profile, "manifest": str(Path(args.manifest).resolve()), "split_seed": args.split_seed}
     if args.device:
         parameters["device"] = args.device
-    for item in args.param or []:
+    for item in (args.param or []) + (args.set or []):
         name, value = parse_override(item)
         parameters[name] = value
     try:
@@ -135,11 +135,15 @@ def _command_book(args: argparse.Namespace) -> int:
     return 0
 
 
-def _segmentation_settings(args: argparse.Namespace):
-    from lgelib.config import configure
+def _run_options(args: argparse.Namespace, **extra: Any):
+    """The run options a command's arguments name (`lgelib.run.parse_options`), ``--set`` items last."""
+    from lgelib.data.manifest import parse_override
+    from lgelib.run import parse_options
 
-    return configure(args.profile, seg_budget=args.seg_budget, seg_epochs=args.epochs,
-                     generator=getattr(args, "generator", None), inr=getattr(args, "inr", None))
+    items = {"profile": args.profile, "seg_budget": args.seg_budget, "seg_epochs": args.epochs,
+             "generator": getattr(args, "generator", None), "inr": getattr(args, "inr", None), **extra}
+    items.update(dict(parse_override(item) for item in getattr(args, "setting", None) or []))
+    return parse_options(items)
 
 
 def _command_segment(args: argparse.Namespace) -> int:
@@ -149,7 +153,9 @@ def _command_segment(args: argparse.Namespace) -> int:
     from lgelib.metrics import table1
     from lgelib.segmentation import NnunetStageFailed, parse_arms, run_segmentation
 
-    settings = _segmentation_settings(args).segmentation
+    from lgelib.run import resolve_settings
+
+    settings = resolve_settings(_run_options(args)).segmentation
     arms = parse_arms(args.arms)
     run_dir = Path(args.run_dir or default_run_dir(args.profile, args.split_seed))
     synthetic = Path(args.synthetic) if args.synthetic else run_dir / "synth"
@@ -175,10 +181,11 @@ def _command_experiment(args: argparse.Namespace) -> int:
 
     if args.root:
         os.environ["EMIDEC_ROOT"] = str(Path(args.root).resolve())
-    profile = _segmentation_settings(args)
+    options = _run_options(args, manifest=str(Path(args.manifest).resolve()), device=args.device,
+                           n_train=args.n_train, seg_arms=args.arms)
     seeds = [int(s) for s in args.split_seeds.split(",")]
     try:
-        result = run_experiment(args.manifest, profile, args.out, seeds, args.arms, args.device, args.n_train)
+        result = run_experiment(options, args.out, seeds)
     except NnunetStageFailed as error:
         print(f"lgelib experiment: {error}", file=sys.stderr)
         return 1
@@ -275,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--inr", help="INR network and fit settings (lgelib.config.INRS): lgelib (default, the "
                                           "profile's own) or authors (the authors' published network)")
     _add_arm_arguments(experiment, default_arms="N0,N100,N200,N100-balanced,N200-balanced,D200")
+    experiment.add_argument("--set", dest="setting", action="append", metavar="KEY=VALUE",
+                            help="any setting of the run by dotted key, e.g. --set edm.steps=10000 (repeatable; "
+                                 "lgelib.run.RunOptions)")
     experiment.set_defaults(handler=_command_experiment)
 
     book = commands.add_parser("book", help="run every notebook with papermill and build the Jupyter Book",
@@ -289,8 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--split-seed", type=int, help="rerun with another train/test split (seeded splits)")
     book.add_argument("--device", help="cpu, cuda or cuda:N for the training stages (default: CUDA if available)")
     book.add_argument("--root", help="data folder of an EMIDEC-layout manifest (sets EMIDEC_ROOT for every chapter)")
+    book.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="any setting of the run by dotted key, e.g. --set edm.steps=10000, or a run option "
+                           "(seg_arms=N0,N100) or a chapter's parameter (n_examples=5); repeatable. Written to "
+                           "RUN_DIR/run.json, which every chapter reads")
     book.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                      help="set a notebook parameter, e.g. -p steps=500 (see each notebook's parameters cell)")
+                      help="the same as --set; the short names steps, inr2vec_steps, edm_steps, n_synthetic, "
+                           "training_seed, synthesis_seed and seg_epochs stand for their dotted keys")
     book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
     book.set_defaults(handler=_command_book)
     return parser

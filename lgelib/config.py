@@ -3,7 +3,9 @@ matches the paper's settings and wants a GPU. Each stage adds its own section as
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
+from typing import Any
 
 from lgelib.data.grid import GridSpec
 from lgelib.edm import EdmSettings, SamplerSettings
@@ -181,46 +183,77 @@ def get_profile(name: str) -> Profile:
         raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILES)}") from None
 
 
-def configure(name: str, training_seed: int | None = None, steps: int | None = None, inr2vec_steps: int | None = None,
-              edm_steps: int | None = None, n_synthetic: int | None = None, synthesis_seed: int | None = None,
-              seg_epochs: int | None = None, seg_budget: str | None = None, generator: str | None = None,
-              inr: str | None = None) -> Profile:
-    """Profile ``name`` with the notebooks' overrides applied; None keeps the profile's value.
+def with_seg_budget(profile: Profile, name: str) -> Profile:
+    """``profile`` with the nnU-Net budget called ``name`` (`SEGMENTATION_BUDGETS`); the seed stays the profile's."""
+    if name not in SEGMENTATION_BUDGETS:
+        raise ValueError(f"unknown seg_budget {name!r}; known: {', '.join(SEGMENTATION_BUDGETS)}")
+    return replace(profile, segmentation=replace(SEGMENTATION_BUDGETS[name], seed=profile.segmentation.seed))
 
-    ``training_seed`` seeds every training stage (each INR's initialisation and voxel draws, inr2vec, EDM, nnU-Net);
-    ``synthesis_seed`` seeds the sampled volumes. ``seg_budget`` names the nnU-Net budget
-    (`SEGMENTATION_BUDGETS`; default the profile's), ``seg_epochs`` then overrides its epochs. ``generator`` names
-    the generator choices (`GENERATORS`, `with_generator`; default the profile's, the paper's); ``inr`` the INR
-    network and fit settings (`INRS`, `with_inr`; default the profile's own). Every notebook calls this with the
-    same parameters, so each stage sees the settings the stages before it used.
-    """
-    profile = get_profile(name)
-    if generator is not None:
-        profile = with_generator(profile, generator)
-    if inr is not None:
-        profile = with_inr(profile, inr)
-    inr_fit, inr2vec, edm = profile.inr.fit, profile.inr2vec, profile.edm
-    synthesis, segmentation = profile.synthesis, profile.segmentation
-    if seg_budget is not None:
-        if seg_budget not in SEGMENTATION_BUDGETS:
-            raise ValueError(f"unknown seg_budget {seg_budget!r}; known: {', '.join(SEGMENTATION_BUDGETS)}")
-        segmentation = replace(SEGMENTATION_BUDGETS[seg_budget], seed=segmentation.seed)
-    if training_seed is not None:
-        seed = int(training_seed)
-        inr_fit = replace(inr_fit, seed=seed, init_seed=seed)
-        inr2vec, edm = replace(inr2vec, seed=seed), replace(edm, seed=seed)
-        segmentation = replace(segmentation, seed=seed)
-    if steps is not None:
-        inr_fit = replace(inr_fit, steps=int(steps))
-    if inr2vec_steps is not None:
-        inr2vec = replace(inr2vec, steps=int(inr2vec_steps))
-    if edm_steps is not None:
-        edm = replace(edm, steps=int(edm_steps))
-    if n_synthetic is not None:
-        synthesis = replace(synthesis, n_volumes=int(n_synthetic))
-    if synthesis_seed is not None:
-        synthesis = replace(synthesis, seed=int(synthesis_seed))
-    if seg_epochs is not None:
-        segmentation = replace(segmentation, epochs=int(seg_epochs))
-    return replace(profile, inr=replace(profile.inr, fit=inr_fit), inr2vec=inr2vec, edm=edm, synthesis=synthesis,
-                   segmentation=segmentation)
+
+def setting_keys(settings: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a settings tree (``inr.fit.steps``, ``edm.steps``, ...), in declaration order."""
+    keys = []
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        key = f"{prefix}{field.name}"
+        keys += setting_keys(value, f"{key}.") if dataclasses.is_dataclass(value) else [key]
+    return keys
+
+
+def _coerced(current: Any, value: Any, key: str) -> Any:
+    """``value`` as the type of the setting it replaces; a wrong type names the key."""
+    def wrong(expected: str) -> ValueError:
+        return ValueError(f"setting {key} = {value!r}: expected {expected} (its value now is {current!r})")
+
+    if current is None or value is None:
+        return value
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise wrong("an integer")
+        return int(value)
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong("a number")
+        return float(value)
+    if isinstance(current, str):
+        if not isinstance(value, str):
+            raise wrong("a string")
+        return value
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise wrong("a list")
+        if current and len(value) == len(current):
+            return tuple(_coerced(old, new, f"{key}[{i}]") for i, (old, new) in enumerate(zip(current, value)))
+        return tuple(value)
+    raise wrong(type(current).__name__)
+
+
+def override(settings: Any, key: str, value: Any) -> Any:
+    """``settings`` (a tree of frozen dataclasses, such as a `Profile`) with the value at dotted ``key`` replaced,
+    e.g. ``override(profile, "edm.steps", 10000)``: one generic edit by path, as functa's config tree. An unknown
+    key or a value of the wrong type fails with the key and what it may be."""
+    node, parts = settings, key.split(".")
+    path = []
+    for part in parts:
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+            where = ".".join(path) or "the settings"
+            known = [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else []
+            raise ValueError(f"unknown setting {key!r}: {where} has no {part!r}"
+                             + (f" (it has {', '.join(known)})" if known else ""))
+        path.append(part)
+        node = getattr(node, part)
+    if dataclasses.is_dataclass(node):
+        raise ValueError(f"setting {key!r} is a group; set one of its keys: "
+                         + ", ".join(setting_keys(node, f"{key}.")))
+
+    def replaced(tree: Any, rest: list[str]) -> Any:
+        head = rest[0]
+        child = getattr(tree, head)
+        new = _coerced(child, value, key) if len(rest) == 1 else replaced(child, rest[1:])
+        return replace(tree, **{head: new})
+
+    return replaced(settings, parts)

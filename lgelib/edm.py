@@ -49,7 +49,8 @@ from torch import Tensor, nn
 from lgelib.fsutil import load_tensors, save_tensors
 from lgelib.inr.fit import default_device
 from lgelib.inr.sampling import case_seed
-from lgelib.training import TrainingLoop, cosine_lr, fingerprint, seeded
+from lgelib.fingerprint import fingerprint
+from lgelib.training import TrainingLoop, cosine_lr, seeded
 
 MODEL_FILE = "edm.safetensors"
 SELECTION_FILE = "selection.csv"

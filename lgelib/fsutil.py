@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -63,21 +62,34 @@ def atomic_directory(final: Path, replace: bool = False) -> Iterator[Path]:
         raise
 
 
-
-def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file atomically: the file at ``path`` is either the old one or complete."""
-    from safetensors.torch import save_file
-
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling path to write; on success it replaces ``path`` in one rename, on any exception it
+    is removed: the file at ``path`` is always either the old one or complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(handle)
     try:
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, temporary, metadata=metadata or {})
+        yield Path(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file atomically (`atomic_file`)."""
+    with atomic_file(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file atomically (`atomic_file`)."""
+    from safetensors.torch import save_file
+
+    with atomic_file(path) as temporary:
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(temporary), metadata=metadata or {})
 
 
 def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -86,8 +98,3 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
     with safe_open(str(path), framework="pt") as handle:
         return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
-
-
-def file_digest(path: Path, length: int = 16) -> str:
-    """The first ``length`` hex digits of a file's SHA-256: names a file's exact content in records and pages."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]

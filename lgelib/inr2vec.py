@@ -54,7 +54,8 @@ from lgelib.inr.query import Decoded, decode
 from lgelib.inr.sampling import VoxelSampler
 from lgelib.inr.siren import ParameterLayout, SirenSpec, batched_forward
 from lgelib.inr.stage import FittedINRs, case_fidelity
-from lgelib.training import TrainingLoop, cosine_lr, fingerprint, seeded
+from lgelib.fingerprint import fingerprint
+from lgelib.training import TrainingLoop, cosine_lr, seeded
 
 MODEL_FILE = "inr2vec.safetensors"
 LATENTS_FILE = "latents.safetensors"

@@ -18,6 +18,7 @@ from lgelib.config import Profile
 from lgelib.data.prepare import load_prepared
 from lgelib.figures import PAPER_TABLE1, figure1, slice_levels
 from lgelib.fsutil import load_tensors
+from lgelib.layout import RunLayout
 from lgelib.metrics import table1
 from lgelib.privacy import PRIVATE_MARK, shareable_synthetic_ids
 from lgelib.provenance import Provenance
@@ -31,12 +32,12 @@ def _mid_slice(data, case_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return data.images[index, mid], data.myocardium[index, mid], data.fibrosis[index, mid]
 
 
-def draw_figure1(run_dir: Path, settings: Profile, out: Path) -> str:
+def draw_figure1(run: RunLayout, settings: Profile, out: Path) -> str:
     """Figure 1 for this run, saved to ``out``; returns its caption. A private dataset's real slice is left out."""
-    real = load_prepared(run_dir / "data")
-    synthetic = load_prepared(run_dir / "synth")
+    real = load_prepared(run.data)
+    synthetic = load_prepared(run.synth)
     shareable = shareable_synthetic_ids(synthetic, real)
-    latents, _ = load_tensors(run_dir / "inr2vec" / "latents.safetensors")
+    latents, _ = load_tensors(run.inr2vec / "latents.safetensors")
     n_train, n_synthetic = len(real.split.train), len(synthetic.case_ids)
     segmentation = settings.segmentation
     stages = [f"{n_train} real training volumes\\nimage + myocardium + fibrosis",
@@ -78,20 +79,20 @@ def table1_side_by_side(per_case: pd.DataFrame, decimals: int = 3) -> str:
     return "\n\n".join(blocks)
 
 
-def stage_numbers(run_dir: Path) -> list[str]:
+def stage_numbers(run: RunLayout) -> list[str]:
     """One line per stage with its headline measurement, from the files the stages wrote."""
     lines = []
-    fidelity = run_dir / "inr" / "fidelity.csv"
+    fidelity = run.inr / "fidelity.csv"
     if fidelity.is_file():
         table = pd.read_csv(fidelity)
         lines.append(f"Stage 1: {len(table)} INRs, median PSNR {table.psnr_db.median():.1f} dB, median myocardium "
                      f"Dice {table.myocardium_dice.median():.3f} on the canonical grid.")
-    record_path = run_dir / "synth" / "synthesis.json"
+    record_path = run.synth / "synthesis.json"
     if record_path.is_file():
         record = json.loads(record_path.read_text())
         lines.append(f"Stage 3: {record['n_written']} synthetic volumes written ({record['n_drawn']} drawn), "
                      f"seed {record['settings']['seed']}.")
-    per_case = run_dir / "seg" / "per_case_dice.csv"
+    per_case = run.per_case_dice
     if per_case.is_file():
         table = read_per_case(per_case)
         volume = table1(table).loc["Volume", "fibrosis"]
@@ -103,23 +104,21 @@ def stage_numbers(run_dir: Path) -> list[str]:
     return lines
 
 
-def reproduction_markdown(run_dir: Path, settings: Profile, provenance: Provenance, figure_file: str,
-                          book_source: Path) -> str:
-    """The landing page's section about this run; draws Figure 1 into ``book_source / figure_file``."""
-    run_dir = Path(run_dir)
-    caption = draw_figure1(run_dir, settings, book_source / figure_file)
-    per_case = run_dir / "seg" / "per_case_dice.csv"
+def reproduction_markdown(run: RunLayout, settings: Profile, provenance: Provenance, figure_file: str) -> str:
+    """The landing page's section about this run; draws Figure 1 into the run's book source at ``figure_file``."""
+    caption = draw_figure1(run, settings, run.book / figure_file)
+    per_case = run.per_case_dice
     table = (table1_side_by_side(read_per_case(per_case)) if per_case.is_file()
              else "*The segmentation chapter has not run: no Table 1 yet.*")
     split = (f"split seed {provenance.split_seed}" if provenance.split_seed is not None
              else "the manifest's listed split")
-    stages = "\n".join(f"- {line}" for line in stage_numbers(run_dir))
-    all_splits = run_dir / "seg" / "per_case_dice_all_splits.csv"
+    stages = "\n".join(f"- {line}" for line in stage_numbers(run))
+    all_splits = run.per_case_dice_all_splits
     results = all_splits if all_splits.is_file() else per_case
     caveat = f"**What this run shows.** {verdict(read_per_case(results))}\n" if results.is_file() else ""
     return f"""## This build
 
-This book was built from the run in `{run_dir.name}/` with the `{provenance.profile}` profile on the
+This book was built from the run in `{run.root.name}/` with the `{provenance.profile}` profile on the
 `{provenance.dataset}` data, **{split}** ({provenance.n_train} training / {provenance.n_test} test cases).
 Another split is one option: `lgelib book --split-seed N` (or `make book SPLIT_SEED=N`).
 

@@ -8,18 +8,16 @@ It is built with Jupyter Book 1 without re-executing anything, warnings as error
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MANIFEST = REPO_ROOT / "data_manifest" / "phantom.yaml"
+from lgelib.layout import RunLayout
+from lgelib.run import ALIASES, OPTION_NAMES, REPO_ROOT, Run, load_run, parse_options
 NOTEBOOKS: tuple[str, ...] = ("01_data.ipynb", "02_inr.ipynb", "03_inr2vec.ipynb", "04_synthesis.ipynb",
                                "05_quality.ipynb", "06_segmentation.ipynb")
 """The book's notebooks in reading (and execution) order."""
@@ -27,25 +25,6 @@ NOTEBOOKS: tuple[str, ...] = ("01_data.ipynb", "02_inr.ipynb", "03_inr2vec.ipynb
 
 class NotebookFailed(RuntimeError):
     """A notebook raised: names the notebook, the executed copy (with the traceback in it) and the error."""
-
-
-@dataclass(frozen=True)
-class BookRun:
-    """Where one run of the book puts its results."""
-
-    run_dir: Path
-
-    @property
-    def executed(self) -> Path:
-        return self.run_dir / "notebooks"
-
-    @property
-    def source(self) -> Path:
-        return self.run_dir / "book"
-
-    @property
-    def html(self) -> Path:
-        return self.source / "_build" / "html"
 
 
 def require_book() -> None:
@@ -64,18 +43,52 @@ def require_book() -> None:
                            "pip install -e '.[book,segmentation]'")
 
 
-def execute_notebooks(run: BookRun, parameters: dict[str, Any], notebooks: tuple[str, ...] = NOTEBOOKS,
+def notebook_parameters(notebooks: tuple[str, ...] = NOTEBOOKS) -> dict[str, list[str]]:
+    """The names each notebook's parameters cell sets (``run_dir``, ``run_options`` and the chapter's own, such as
+    ``n_examples``), with the notebooks that take them."""
+    import re
+
+    names: dict[str, list[str]] = {}
+    for name in notebooks:
+        notebook = json.loads((REPO_ROOT / "notebooks" / name).read_text(encoding="utf-8"))
+        cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+        for assigned in re.findall(r"^(\w+) = ", "".join(cell["source"]), flags=re.M):
+            names.setdefault(assigned, []).append(name)
+    return names
+
+
+def split_parameters(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``lgelib book``'s parameters as (run options, chapter parameters): run options (`lgelib.run.RunOptions`, the
+    short names, dotted settings) go to ``run.json``; a chapter's own (``n_examples``) to papermill. An unknown name
+    fails before anything runs."""
+    chapters = {name for name in notebook_parameters() if name not in ("run_dir", "run_options")}
+    run, chapter = {}, {}
+    for name, value in parameters.items():
+        if name in OPTION_NAMES or name in ALIASES or name == "overrides" or "." in name:
+            run[name] = value
+        elif name in chapters:
+            chapter[name] = value
+        elif name != "run_dir":
+            raise ValueError(f"unknown parameter {name!r}: not a run option ({', '.join(OPTION_NAMES)}; short "
+                             f"names {', '.join(ALIASES)}; any setting by dotted key) nor a chapter's parameter "
+                             f"({', '.join(sorted(chapters))})")
+    return run, chapter
+
+
+def execute_notebooks(run: RunLayout, parameters: dict[str, Any], notebooks: tuple[str, ...] = NOTEBOOKS,
                       kernel: str = "python3", progress: bool = True) -> list[Path]:
-    """Execute each notebook with papermill (from the repository root) and stop at the first failure. With
-    ``progress`` each chapter's printed lines stream to this terminal as they happen, under a bar of its cells."""
+    """Execute each notebook with papermill (from the repository root) and stop at the first failure; the
+    notebooks read the run's settings from ``run.json`` and get ``parameters`` (``run_dir`` and chapter
+    parameters). With ``progress`` each chapter's printed lines stream to this terminal as they happen, under a
+    bar of its cells."""
     require_book()
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    run.executed.mkdir(parents=True, exist_ok=True)
+    run.notebooks.mkdir(parents=True, exist_ok=True)
     done = []
     for name in notebooks:
-        output = run.executed / name
+        output = run.notebooks / name
         started = time.perf_counter()
         print(f"[lgelib book] executing {name} ...", flush=True)
         try:
@@ -111,30 +124,15 @@ def copy_mathjax(extra: Path) -> None:
             shutil.copy(source / part, target)
 
 
-def run_manifest(parameters: dict[str, Any]) -> Path:
-    """The manifest a run's notebooks read: the ``manifest`` parameter, relative to the repository root (where the
-    notebooks run), or the embedded cohort's."""
-    manifest = Path(parameters.get("manifest") or DEFAULT_MANIFEST)
-    return manifest if manifest.is_absolute() else REPO_ROOT / manifest
-
-
-def write_landing(run: BookRun, parameters: dict[str, Any]) -> None:
+def write_landing(run: Run) -> None:
     """Put the run's account (provenance, Figure 1, Table 1 beside the paper's) into the landing page."""
-    from lgelib.config import configure
-    from lgelib.data.dataset import open_split
     from lgelib.landing import MARKER, reproduction_markdown
-    from lgelib.provenance import collect
 
-    overrides = [name for name in inspect.signature(configure).parameters if name != "name"]  # as the notebooks pass
-    settings = configure(parameters.get("profile", "smoke"), **{name: parameters.get(name) for name in overrides})
-    manifest = run_manifest(parameters)
-    split = open_split(manifest, parameters.get("split_seed"), n_train=parameters.get("n_train")).split
-    provenance = collect(settings, manifest, split, parameters.get("device"))
-    intro = run.source / "intro.md"
+    intro = run.layout.book / "intro.md"
     text = intro.read_text()
     if MARKER not in text:
         raise RuntimeError(f"{intro}: the line {MARKER!r} that receives the run's account is missing")
-    account = reproduction_markdown(run.run_dir, settings, provenance, "figures/figure1.png", run.source)
+    account = reproduction_markdown(run.layout, run.settings, run.provenance(), "figures/figure1.png")
     intro.write_text(text.replace(MARKER, account))
 
 
@@ -151,13 +149,13 @@ def _without_local_paths(value: Any, replacements: list[tuple[str, str]]) -> Any
     return value
 
 
-def local_folders(parameters: dict[str, Any]) -> dict[Path, str]:
+def local_folders(run: Run) -> dict[Path, str]:
     """Folders of this machine a run's pages may mention, with what a page shows instead: the manifest's (its
     file name stays) and the data root it names (``DATA_ROOT``). Folder names of hospital data can identify
     patients or sites."""
     from lgelib.data.manifest import load_manifest
 
-    manifest = run_manifest(parameters).resolve()
+    manifest = run.manifest.resolve()
     folders = {manifest.parent: "MANIFEST_DIR"}
     try:
         root = load_manifest(manifest).source.get("root")
@@ -198,32 +196,33 @@ def reader_page(notebook: dict[str, Any], run_dir: Path, folders: dict[Path, str
     return {**notebook, "cells": cells}
 
 
-def assemble_source(run: BookRun, parameters: dict[str, Any]) -> None:
+def assemble_source(run: Run) -> None:
     """The run's book source: the pages of ``book/``, the executed notebooks, the landing page's account of the
     run, and plotly.js and MathJax so that the built book needs no network."""
-    if run.source.exists():
-        shutil.rmtree(run.source)
-    shutil.copytree(REPO_ROOT / "book", run.source, ignore=shutil.ignore_patterns("_build"))
-    (run.source / "notebooks").mkdir(parents=True)
-    folders = local_folders(parameters)
-    for executed in sorted(run.executed.glob("*.ipynb")):
-        page = reader_page(json.loads(executed.read_text(encoding="utf-8")), run.run_dir, folders)
-        (run.source / "notebooks" / executed.name).write_text(json.dumps(page, indent=1), encoding="utf-8")
+    layout = run.layout
+    if layout.book.exists():
+        shutil.rmtree(layout.book)
+    shutil.copytree(REPO_ROOT / "book", layout.book, ignore=shutil.ignore_patterns("_build"))
+    (layout.book / "notebooks").mkdir(parents=True)
+    folders = local_folders(run)
+    for executed in sorted(layout.notebooks.glob("*.ipynb")):
+        page = reader_page(json.loads(executed.read_text(encoding="utf-8")), layout.root, folders)
+        (layout.book / "notebooks" / executed.name).write_text(json.dumps(page, indent=1), encoding="utf-8")
     # plotly.js once, offline: Jupyter Book adds a script tag for every .js under _static; the notebooks' plotly
     # figures carry only their HTML (lgelib.figures.plotly_bundle).
     import plotly
 
-    static = run.source / "_static"
+    static = layout.book / "_static"
     static.mkdir(exist_ok=True)
     shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
-    copy_mathjax(run.source / "_extra")
-    write_landing(run, parameters)
+    copy_mathjax(layout.book / "_extra")
+    write_landing(run)
 
 
-def build_html(run: BookRun) -> Path:
+def build_html(run: RunLayout) -> Path:
     """Jupyter Book 1 build of the assembled source: no execution, warnings are errors, offline."""
     executable = Path(sys.executable).parent / "jupyter-book"
-    command = [str(executable), "build", str(run.source), "--builder", "html", "-W", "-n", "--keep-going"]
+    command = [str(executable), "build", str(run.book), "--builder", "html", "-W", "-n", "--keep-going"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -231,12 +230,15 @@ def build_html(run: BookRun) -> Path:
 
 
 def run_book(run_dir: Path, parameters: dict[str, Any], build: bool = True, progress: bool = True) -> Path:
-    """Execute every notebook into ``run_dir`` and build the book; return the built index page (or the run dir).
-    ``progress``: stream each chapter's printed lines and a bar of its cells while it runs."""
-    run = BookRun(Path(run_dir).resolve())
-    parameters = {**parameters, "run_dir": str(run.run_dir)}
-    execute_notebooks(run, parameters, progress=progress)
+    """Write the run's settings (``run_dir/run.json``) from ``parameters`` (run options and chapter parameters,
+    `split_parameters`), execute every notebook and build the book; return the built index page (or the folder of
+    executed notebooks). ``progress``: stream each chapter's printed lines and a bar of its cells while it runs."""
+    options, chapter = split_parameters(parameters)
+    run = Run(parse_options(options), RunLayout(Path(run_dir).resolve()))
+    run.write()
+    execute_notebooks(run.layout, {**chapter, "run_dir": str(run.layout.root)}, progress=progress)
     if not build:
-        return run.executed
-    assemble_source(run, parameters)
-    return build_html(run)
+        return run.layout.notebooks
+    run = load_run(run.layout.root)  # what the chapters ran (a chapter run by hand may have changed it)
+    assemble_source(run)
+    return build_html(run.layout)

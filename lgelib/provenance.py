@@ -16,7 +16,7 @@ from pathlib import Path
 from lgelib import __version__
 from lgelib.config import Profile, generator_name, inr_name
 from lgelib.data.dataset import Split
-from lgelib.fsutil import file_digest
+from lgelib.fingerprint import file_digest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOFTWARE = ("torch", "nnunetv2", "numpy")
@@ -84,7 +84,7 @@ def software_versions(packages: tuple[str, ...] = SOFTWARE) -> dict[str, str]:
 
 
 def collect(settings: Profile, manifest: str | Path, split: Split, device: str | None = None) -> Provenance:
-    """Provenance of a page made with ``settings`` (see :func:`lgelib.config.configure`) on ``split`` of the dataset
+    """Provenance of a page made with ``settings`` (see `lgelib.run.resolve_settings`) on ``split`` of the dataset
     named by ``manifest``; ``device`` None names the one the training stages pick."""
     from lgelib.data.manifest import load_manifest
     from lgelib.inr.fit import default_device

@@ -38,7 +38,6 @@ afresh.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -64,7 +63,8 @@ from lgelib.data.manifest import SliceOrder
 from lgelib.data.intensity import normalize_intensity
 from lgelib.data.nifti import slice_axis, voxel_spacing, write_volume
 from lgelib.data.prepare import load_prepared
-from lgelib.fsutil import atomic_directory, file_digest
+from lgelib.fingerprint import file_digest, fingerprint
+from lgelib.fsutil import atomic_directory
 from lgelib.metrics import regional_dice
 from lgelib.nnunet_stages import SAMPLING_TRAINERS, TRAINER_FOLDER
 
@@ -268,11 +268,7 @@ def export_real_case(case: ScanCase, images_dir: Path, labels_dir: Path | None) 
 
 
 def _digest(paths: list[Path], extra: dict) -> str:
-    digest = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
-    for path in paths:
-        digest.update(path.name.encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]
+    return fingerprint(extra, *map(Path, paths), length=16)
 
 
 def dataset_name(folders: NnunetFolders, training_set: str) -> str:

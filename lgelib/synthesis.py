@@ -37,7 +37,7 @@ from lgelib.edm import SamplerSettings, TrainedEdm, sample_seeds
 from lgelib.fsutil import atomic_directory, load_tensors, save_tensors
 from lgelib.geometry import split_geometry
 from lgelib.inr2vec import TrainedInr2Vec, decode_latents
-from lgelib.training import fingerprint
+from lgelib.fingerprint import fingerprint
 
 RECORD = "synthesis.json"
 MIN_MYOCARDIUM_SLICES = 2

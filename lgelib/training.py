@@ -11,11 +11,7 @@ starts afresh. Checkpoints are read with ``torch.load(weights_only=True)``, so n
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,20 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
+from lgelib.fsutil import atomic_file
+
 CHECKPOINT = "checkpoint.pt"
-
-
-def fingerprint(settings: Any, *tensors: Tensor) -> str:
-    """A hash of JSON-able settings and the bytes of some tensors: what a trained model depends on."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for tensor in tensors:
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -59,15 +46,8 @@ def cosine_lr(step: int, steps: int, lr: float, lr_final: float, warmup_steps: i
 
 def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
     """Write ``folder/checkpoint.pt`` atomically (tensors, numbers, strings, lists and dicts only)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{CHECKPOINT}.", suffix=".partial", dir=folder)
-    os.close(handle)
-    try:
+    with atomic_file(folder / CHECKPOINT) as temporary:
         torch.save(state, temporary)
-        os.replace(temporary, folder / CHECKPOINT)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(folder: Path, expected_fingerprint: str) -> dict[str, Any] | None:

@@ -16,17 +16,19 @@ import yaml
 from browser import find_chromium, offline_browser, open_page
 from lgelib.data.prepare import load_prepared, load_run_data
 from lgelib.config import get_profile
-from lgelib.pipeline import NOTEBOOKS, REPO_ROOT, BookRun, NotebookFailed, execute_notebooks, run_book
+from lgelib.layout import RunLayout
+from lgelib.pipeline import NOTEBOOKS, REPO_ROOT, NotebookFailed, execute_notebooks, run_book
+from lgelib.run import Run, parse_options
 from lgelib.privacy import PRIVATE_MARK, shareable_synthetic_ids
 
 QUICK = {"steps": 150, "inr2vec_steps": 200, "edm_steps": 100, "n_synthetic": 3, "seg_arms": ["N0", "N3", "D3"],
          "seg_epochs": 1}
 """Few steps and volumes: the pages must run and say what they did, not reach the profile's quality."""
 
-COMMON_PARAMETERS = ("profile", "manifest", "run_dir", "device", "split_seed", "n_train", "training_seed",
-                     "synthesis_seed", "n_synthetic", "seg_arms", "steps", "inr2vec_steps", "edm_steps",
-                     "seg_budget", "seg_epochs", "generator", "inr")
-"""Every chapter takes the whole run's parameters, so each sees the settings the chapters before it used."""
+STAGE_CALLS = ("configure(", "load_run_data(", "fit_inrs(", "train_inr2vec(", "train_edm(", "synthesize(",
+               "run_segmentation(", "repeat_split(")
+"""Stage functions a chapter must not call itself: it calls the run's methods, so every chapter runs one chain."""
+
 
 ARTIFACTS = Path(os.environ.get("LGELIB_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 
@@ -60,7 +62,18 @@ def test_notebooks_are_committed_without_outputs_and_open_with_install_then_para
         assert "".join(code[0]["source"]) == install and "hide-cell" in code[0]["metadata"]["tags"], name
         assert "parameters" in code[1]["metadata"].get("tags", []), f"{name}: the parameters follow the install cell"
         assigned = re.findall(r"^(\w+) = ", "".join(code[1]["source"]), flags=re.M)
-        assert set(COMMON_PARAMETERS) <= set(assigned), f"{name} lacks {set(COMMON_PARAMETERS) - set(assigned)}"
+        assert assigned[:2] == ["run_dir", "run_options"], name  # the run; then the chapter's own, if any
+        assert len(assigned) <= 4, f"{name}: a chapter takes a few display parameters, the run owns the rest"
+
+
+def test_every_chapter_opens_the_run_with_one_call_and_calls_its_stages_through_it() -> None:
+    for name in NOTEBOOKS:
+        code = code_cells(name)
+        setup = "".join(code[2]["source"])
+        assert setup.count("open_run(") == 1 and "run = open_run(run_dir, run_options)" in setup, name
+        body = "\n".join("".join(cell["source"]) for cell in code[1:])
+        direct = [call for call in STAGE_CALLS if re.search(rf"(?<![.\w]){re.escape(call)}", body)]
+        assert not direct, f"{name} calls {direct} itself instead of the run's stage methods"
 
 
 def run_install_cell(cwd: Path, lgelib_installed: bool, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
@@ -184,9 +197,9 @@ def test_book_renders_offline_in_a_real_browser(built_book: Path) -> None:
 def test_a_failing_notebook_stops_the_run_naming_the_cell_and_the_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("version: 1\nname: broken\n")
+    Run(parse_options({"manifest": str(broken)}), RunLayout(tmp_path / "run")).write()
     with pytest.raises(NotebookFailed) as failure:
-        execute_notebooks(BookRun(tmp_path / "run"), {"manifest": str(broken), "run_dir": str(tmp_path / "run")},
-                          notebooks=NOTEBOOKS[:2])
+        execute_notebooks(RunLayout(tmp_path / "run"), {"run_dir": str(tmp_path / "run")}, notebooks=NOTEBOOKS[:2])
     message = str(failure.value)
     assert re.search(r"notebook 01_data\.ipynb failed in cell \d+: DataError: .*broken\.yaml", message), message
     assert not (tmp_path / "run" / "notebooks" / NOTEBOOKS[1]).exists()  # the run stopped at the first failure
@@ -261,8 +274,21 @@ def test_book_command_takes_a_data_root_and_streams_progress(tmp_path: Path, mon
     monkeypatch.delenv("EMIDEC_ROOT", raising=False)
     assert cli.main(["book", "--root", str(tmp_path / "emidec"), "--run-dir", str(tmp_path / "run"), "--no-build"]) == 0
     assert calls["root"] == str((tmp_path / "emidec").resolve()) and calls["progress"] is True
-    assert cli.main(["-q", "book", "--run-dir", str(tmp_path / "run"), "--no-build"]) == 0
+    assert cli.main(["-q", "book", "--run-dir", str(tmp_path / "run"), "--no-build", "--set", "edm.steps=5",
+                     "-p", "steps=7", "--set", "n_examples=2"]) == 0
     assert calls["progress"] is False
+    assert {"edm.steps": 5, "steps": 7, "n_examples": 2}.items() <= calls["parameters"].items()
+
+
+def test_book_parameters_go_to_the_run_or_to_the_chapter_and_unknown_ones_fail_early() -> None:
+    from lgelib.pipeline import split_parameters
+
+    run, chapter = split_parameters({"profile": "smoke", "steps": 7, "edm.steps": 5, "seg_arms": "N0,D3",
+                                     "n_examples": 2, "real_case": "P001"})
+    assert run == {"profile": "smoke", "steps": 7, "edm.steps": 5, "seg_arms": "N0,D3"}
+    assert chapter == {"n_examples": 2, "real_case": "P001"}
+    with pytest.raises(ValueError, match=r"unknown parameter 'stpes': not a run option"):
+        split_parameters({"stpes": 7})
 
 
 def test_book_outside_a_clone_or_without_its_extra_says_what_to_do(tmp_path: Path,

@@ -12,7 +12,8 @@ from safetensors import safe_open
 
 from lgelib.inr import FitSettings, JointSiren, ParameterLayout, SirenSpec, decode, fit_inrs, load_fitted, siren_init
 from lgelib.inr.coords import grid_coordinates, index_to_coordinates
-from lgelib.config import AUTHORS_INR, configure, inr_name, with_inr
+from lgelib.config import AUTHORS_INR, inr_name, with_inr
+from lgelib.run import settings_for
 from lgelib.inr.fit import fit_batch, joint_loss, learning_rate, resolve_precision
 from lgelib.inr.sampling import VoxelSampler, band
 from lgelib.inr.siren import batched_forward, encode_inputs
@@ -222,13 +223,13 @@ def test_authors_network_matches_their_published_definition() -> None:
     out_weight = torch.cat([model.heads[h_].__getitem__(0).weight for h_ in ("intensity", "myocardium", "fibrosis")])
     out_bias = torch.cat([model.heads[h_].__getitem__(0).bias for h_ in ("intensity", "myocardium", "fibrosis")])
     torch.testing.assert_close(model(x), h @ out_weight.T + out_bias)
-    chosen = configure("paper", inr="authors", training_seed=5)
+    chosen = settings_for(profile="paper", inr="authors", training_seed=5)
     assert chosen.inr.spec == spec and chosen.inr.fit.seed == 5 and inr_name(chosen) == "authors"
-    assert inr_name(configure("paper")) == "lgelib" and configure("smoke", inr="lgelib") == configure("smoke")
-    seeded = configure("smoke", inr="authors", training_seed=2)
-    assert with_inr(seeded, "lgelib") == configure("smoke", training_seed=2)  # back to the profile's, seeds kept
+    assert inr_name(settings_for(profile="paper")) == "lgelib" and settings_for(profile="smoke", inr="lgelib") == settings_for(profile="smoke")
+    seeded = settings_for(profile="smoke", inr="authors", training_seed=2)
+    assert with_inr(seeded, "lgelib") == settings_for(profile="smoke", training_seed=2)  # back to the profile's, seeds kept
     with pytest.raises(ValueError, match="unknown INR choice"):
-        configure("smoke", inr="nerf")
+        settings_for(profile="smoke", inr="nerf")
 
 
 def test_fidelity_improves_with_steps(tmp_path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from lgelib.landing import stage_numbers, table1_side_by_side
+from lgelib.layout import RunLayout
 from lgelib.metrics import REGIONS
 
 
@@ -33,7 +34,7 @@ def test_table1_side_by_side_puts_each_mean_next_to_the_papers() -> None:
 
 
 def test_stage_numbers_read_what_the_stages_wrote(tmp_path: Path) -> None:
-    assert stage_numbers(tmp_path) == []  # nothing run yet: nothing claimed
+    assert stage_numbers(RunLayout(tmp_path)) == []  # nothing run yet: nothing claimed
     (tmp_path / "inr").mkdir()
     pd.DataFrame({"case_id": ["a", "b", "c"], "psnr_db": [20.0, 30.0, 25.0],
                   "myocardium_dice": [0.9, 0.8, 1.0]}).to_csv(tmp_path / "inr" / "fidelity.csv", index=False)
@@ -42,7 +43,7 @@ def test_stage_numbers_read_what_the_stages_wrote(tmp_path: Path) -> None:
                                                                    "settings": {"seed": 7}}))
     (tmp_path / "seg").mkdir()
     per_case_table({0: 0.3, 200: 0.5}).to_csv(tmp_path / "seg" / "per_case_dice.csv", index=False)
-    lines = stage_numbers(tmp_path)
+    lines = stage_numbers(RunLayout(tmp_path))
     assert lines[0] == "Stage 1: 3 INRs, median PSNR 25.0 dB, median myocardium Dice 0.900 on the canonical grid."
     assert lines[1] == "Stage 3: 4 synthetic volumes written (5 drawn), seed 7."
     assert lines[2].startswith("Segmentation: volume fibrosis Dice (cases with scar) 0.300 for N0, 0.500 for N200 "

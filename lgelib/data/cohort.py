@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ from lgelib.data.manifest import EMIDEC_LABELS
 from lgelib.data.nifti import write_volume
 from lgelib.data.phantom import PhantomConfig, generate_case, phantom_case_id
 from lgelib.errors import DataError, Problem
+from lgelib.fingerprint import fingerprint
 from lgelib.fsutil import atomic_directory
 
 COHORT_MANIFEST = "manifest.yaml"
@@ -67,11 +67,8 @@ def default_cache_dir() -> Path:
 
 def cohort_fingerprint(config: PhantomConfig) -> str:
     """Changes whenever the settings or the generator's code change, so a stale cache is never reused."""
-    digest = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True, default=list).encode())
-    for source in sorted(Path(__file__).with_name("phantom").glob("*.py")):  # every module of the generator
-        digest.update(source.name.encode())
-        digest.update(source.read_bytes())
-    return digest.hexdigest()[:12]
+    sources = sorted(Path(__file__).with_name("phantom").glob("*.py"))  # every module of the generator
+    return fingerprint(dataclasses.asdict(config), *sources, length=12)
 
 
 def write_phantom_cohort(config: PhantomConfig, out_dir: Path, progress: bool = True) -> Path:

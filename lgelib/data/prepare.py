@@ -14,7 +14,6 @@ Synthetic volumes from the diffusion stage are written in the same layout, so la
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,8 @@ from lgelib.data.manifest import Manifest, load_manifest
 from lgelib.data.nifti import read_volume, write_volume
 from lgelib.data.summary import case_summary
 from lgelib.errors import DataError
-from lgelib.fsutil import atomic_directory, file_digest
+from lgelib.fingerprint import file_digest, fingerprint
+from lgelib.fsutil import atomic_directory
 
 PREPARED_RECORD = "prepared.json"
 
@@ -156,12 +156,8 @@ def source_fingerprint(dataset: Dataset) -> str:
                 "source": manifest.source, "slice_order": manifest.slice_order,
                 "fibrosis_outside_myocardium": manifest.fibrosis_outside_myocardium,
                 "label_mapping": repr(dataset.label_mapping)}
-    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode())
-    for case in dataset.cases:
-        digest.update(case.case_id.encode())
-        for path in case.paths:
-            digest.update(file_digest(path, 64).encode())
-    return digest.hexdigest()
+    parts = [part for case in dataset.cases for part in (case.case_id, *map(Path, case.paths))]
+    return fingerprint(resolved, *parts)
 
 
 def is_prepared(out_dir: Path, dataset: Dataset, grid: GridSpec) -> bool:

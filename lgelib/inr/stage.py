@@ -17,7 +17,6 @@ unfinished cases, and each case's result does not depend on which cases share it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -32,6 +31,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lgelib.data.prepare import PreparedDataset
+from lgelib.fingerprint import fingerprint
 from lgelib.fsutil import load_tensors, save_tensors
 from lgelib.inr.fit import FitSettings, default_device, fit_batch
 from lgelib.inr.query import Decoded, decode
@@ -79,12 +79,8 @@ class FittedINRs:
 def case_fingerprint(spec: SirenSpec, settings: FitSettings, init: Tensor, image: np.ndarray,
                      myocardium: np.ndarray, fibrosis: np.ndarray) -> str:
     """A hash of everything that determines one case's fitted INR."""
-    digest = hashlib.sha256(json.dumps([spec.to_dict(), settings.to_dict()], sort_keys=True).encode())
-    digest.update(init.numpy().tobytes())
-    for array in (image.astype(np.float32), myocardium.astype(bool), fibrosis.astype(bool)):
-        digest.update(str(array.shape).encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+    return fingerprint([spec.to_dict(), settings.to_dict()], init, image.astype(np.float32),
+                       myocardium.astype(bool), fibrosis.astype(bool))
 
 
 def case_fidelity(decoded: Decoded, image: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray,

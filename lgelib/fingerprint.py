@@ -1,0 +1,43 @@
+"""One way to name the exact inputs of a result: a SHA-256 over JSON-able settings and the bytes of arrays, tensors
+and files. Every "reuse what is finished" check in the library compares one of these."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def fingerprint(settings: Any, *parts: Tensor | np.ndarray | Path | str | bytes, length: int | None = None) -> str:
+    """Hex SHA-256 of ``settings`` (as sorted JSON; other values by ``str``) and each part in order: a tensor or an
+    array by shape, dtype and bytes, a `Path` by file name and content, a string or bytes as they are. ``length``
+    keeps the first hex digits."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for part in parts:
+        if isinstance(part, Tensor):
+            tensor = part.detach().cpu().contiguous()
+            digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        elif isinstance(part, np.ndarray):
+            digest.update(f"{part.shape}{part.dtype}".encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, Path):
+            digest.update(part.name.encode())
+            digest.update(hashlib.sha256(part.read_bytes()).digest())
+        elif isinstance(part, str):
+            digest.update(part.encode())
+        elif isinstance(part, bytes):
+            digest.update(part)
+        else:
+            raise TypeError(f"cannot fingerprint a {type(part).__name__}")
+    return digest.hexdigest()[:length]
+
+
+def file_digest(path: Path, length: int = 16) -> str:
+    """The first ``length`` hex digits of a file's SHA-256: names a file's exact content in records and pages."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]

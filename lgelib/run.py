@@ -1,0 +1,367 @@
+"""One owner of a run: its options, the settings they resolve to, where its files go, and the stage chain.
+
+A run is opened from options (`RunOptions`): a profile, the data manifest, the split, the device, named choices
+(generator, INR, nnU-Net budget), the nnU-Net arms, and any setting of the profile by dotted key
+(``edm.steps=10000``; `lgelib.config.override`). The resolved settings are written once to ``run_dir/run.json``
+(as EDM writes one options file per training run), and every chapter, ``lgelib experiment``, the landing page and
+the CLI open the same object, so each stage sees the settings the stages before it used::
+
+    run = open_run("runs/smoke", {"profile": "smoke", "edm.steps": 500})
+    fitted = run.fit_inrs()             # chapter 02
+    inr2vec = run.train_inr2vec()       # chapter 03
+    edm = run.train_edm()               # chapter 04
+    synthetic = run.synthesize()
+    result = run.segment()              # chapter 06
+
+Each stage method keeps the stage function's own signature underneath (`lgelib.inr.fit_inrs`, ...), reuses
+finished work in its folder (`lgelib.layout.RunLayout`) and, given nothing, loads what the stage before it wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from lgelib.config import (Profile, get_profile, override, setting_keys, with_generator, with_inr,
+                           with_seg_budget)
+from lgelib.fsutil import write_text_atomic
+from lgelib.layout import RunLayout
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MANIFEST = "data_manifest/phantom.yaml"
+DEFAULT_ARMS: tuple[str, ...] = ("N0", "N200", "N200-balanced", "D200")
+
+TRAINING_SEEDS: tuple[str, ...] = ("inr.fit.seed", "inr.fit.init_seed", "inr2vec.seed", "edm.seed",
+                                   "segmentation.seed")
+"""The settings ``training_seed`` sets: each INR's initialisation and voxel draws, inr2vec, EDM and nnU-Net."""
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "training_seed": TRAINING_SEEDS,
+    "synthesis_seed": ("synthesis.seed",),
+    "n_synthetic": ("synthesis.n_volumes",),
+    "steps": ("inr.fit.steps",),
+    "inr2vec_steps": ("inr2vec.steps",),
+    "edm_steps": ("edm.steps",),
+    "seg_epochs": ("segmentation.epochs",),
+}
+"""Short names kept for the settings changed most often (``-p steps=500`` is ``--set inr.fit.steps=500``)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run is asked to do; `resolve_settings` turns it into the stages' settings.
+
+    ``profile``: ``smoke`` (2 CPU cores, minutes) or ``paper`` (the paper's settings; a GPU). ``manifest``: the
+    dataset (relative paths are the repository's). ``device``: None picks CUDA where available. ``precision``:
+    INR fitting's (None: fp32 on CPU, tf32 on CUDA; ``bf16``). ``split_seed``: None keeps the manifest's split.
+    ``n_train``: only the first training cases. ``generator``, ``inr``, ``seg_budget``: named choices
+    (`lgelib.config.GENERATORS`, `INRS`, `SEGMENTATION_BUDGETS`). ``seg_arms``: the nnU-Net arms of chapter 06.
+    ``repeat_split_seeds``: further splits chapter 06 reruns every stage on. ``overrides``: settings by dotted key,
+    applied last, in order.
+    """
+
+    profile: str = "smoke"
+    manifest: str = DEFAULT_MANIFEST
+    device: str | None = None
+    precision: str | None = None
+    split_seed: int | None = None
+    n_train: int | None = None
+    generator: str | None = None
+    inr: str | None = None
+    seg_budget: str | None = None
+    seg_arms: tuple[str, ...] = DEFAULT_ARMS
+    repeat_split_seeds: tuple[int, ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values; `parse_options` reads it back."""
+        values = dataclasses.asdict(self)
+        values["seg_arms"], values["repeat_split_seeds"] = list(self.seg_arms), list(self.repeat_split_seeds)
+        values["overrides"] = {key: value for key, value in self.overrides}
+        return values
+
+
+OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunOptions) if f.name != "overrides")
+
+
+def _integer(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).lstrip("-").isdigit():
+        raise ValueError(f"run option {name} = {value!r}: expected an integer")
+    return int(value)
+
+
+def _text(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"run option {name} = {value!r}: expected a string")
+    return str(value)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def parse_options(items: Mapping[str, Any] | None = None) -> RunOptions:
+    """`RunOptions` from a mapping of option names (`OPTION_NAMES`), short names (`ALIASES`) and dotted setting
+    keys (``edm.steps``); ``overrides`` may also be given as a mapping. None values keep the default, so the
+    notebooks' and the CLI's "not set" passes through. An unknown name fails with the names it may be."""
+    options: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
+    for name, value in (items or {}).items():
+        if name == "overrides":
+            overrides.update(dict(value or {}))
+        elif name in ALIASES:
+            if value is not None:
+                overrides.update({key: value for key in ALIASES[name]})
+        elif "." in name:
+            overrides[name] = value
+        elif name in OPTION_NAMES:
+            if value is not None:
+                options[name] = value
+        else:
+            raise ValueError(f"unknown run option {name!r}; options: {', '.join(OPTION_NAMES)}; short names: "
+                             f"{', '.join(ALIASES)}; or any setting by dotted key (e.g. edm.steps)")
+    for name in ("split_seed", "n_train"):
+        if name in options:
+            options[name] = _integer(name, options[name])
+    for name in ("profile", "manifest", "device", "precision", "generator", "inr", "seg_budget"):
+        if name in options:
+            options[name] = _text(name, options[name])
+    if "seg_arms" in options:
+        options["seg_arms"] = _names(options["seg_arms"])
+    if "repeat_split_seeds" in options:
+        options["repeat_split_seeds"] = tuple(_integer("repeat_split_seeds", s)
+                                              for s in _names(options["repeat_split_seeds"]))
+    return RunOptions(**options, overrides=tuple(overrides.items()))
+
+
+def resolve_settings(options: RunOptions) -> Profile:
+    """The stages' settings: the profile, then the named choices, then each dotted override in order."""
+    settings = get_profile(options.profile)
+    if options.generator is not None:
+        settings = with_generator(settings, options.generator)
+    if options.inr is not None:
+        settings = with_inr(settings, options.inr)
+    if options.seg_budget is not None:
+        settings = with_seg_budget(settings, options.seg_budget)
+    for key, value in options.overrides:
+        if key == "name":
+            raise ValueError("the profile's name is chosen with the profile option, not overridden")
+        settings = override(settings, key, value)
+    return settings
+
+
+def settings_for(**items: Any) -> Profile:
+    """The settings of a run with these options (`parse_options`): ``settings_for(profile="paper", edm_steps=10)``."""
+    return resolve_settings(parse_options(items))
+
+
+def _settings_tree(settings: Any) -> Any:
+    """A settings dataclass as nested plain values, for run.json."""
+    if dataclasses.is_dataclass(settings):
+        return {f.name: _settings_tree(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
+    if isinstance(settings, tuple):
+        return [_settings_tree(item) for item in settings]
+    return settings
+
+
+@dataclass
+class Run:
+    """A run: its options, resolved settings and folders, and one method per stage.
+
+    ``inr_cache``: a folder of finished INRs shared with other runs of the same cases (repeated splits).
+    """
+
+    options: RunOptions
+    layout: RunLayout
+    inr_cache: Path | None = None
+    settings: Profile = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = resolve_settings(self.options)
+        self.layout = RunLayout(Path(self.layout.root))
+
+    # ---- options and records ----------------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+    @property
+    def device(self) -> str | None:
+        return self.options.device
+
+    @property
+    def manifest(self) -> Path:
+        """The data manifest (a relative path is the repository root's, where the notebooks run)."""
+        path = Path(self.options.manifest).expanduser()
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    def record(self) -> dict[str, Any]:
+        """What run.json holds: the options as given and every setting they resolved to."""
+        from lgelib import __version__
+
+        return {"lgelib": __version__, "options": self.options.to_dict(),
+                "settings": _settings_tree(self.settings), "setting_keys": setting_keys(self.settings)}
+
+    def write(self) -> Path:
+        """Write ``run.json`` (atomically); returns its path."""
+        path = self.layout.settings_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(self.record(), indent=1, default=str) + "\n")
+        return path
+
+    def for_split(self, split_seed: int) -> "Run":
+        """The same run on another split seed, in ``repeats/split-<seed>``, sharing this run's fitted INRs."""
+        options = dataclasses.replace(self.options, split_seed=int(split_seed), repeat_split_seeds=())
+        return Run(options, self.layout.repeat(split_seed), inr_cache=self.inr_cache or self.layout.inr_cases)
+
+    # ---- data ---------------------------------------------------------------------------------------------------
+    @cached_property
+    def dataset(self):
+        """The real dataset with the run's split (`lgelib.data.dataset.open_split`)."""
+        from lgelib.data.dataset import open_split
+
+        return open_split(self.manifest, self.options.split_seed, n_train=self.options.n_train)
+
+    @property
+    def split(self):
+        return self.dataset.split
+
+    @cached_property
+    def prepared(self):
+        """The dataset on the canonical grid (``data/``), prepared first where it is not there yet."""
+        from lgelib.data.prepare import load_run_data
+
+        return load_run_data(self.manifest, self.settings.grid, self.root, self.options.split_seed,
+                             n_train=self.options.n_train)
+
+    def provenance(self):
+        """What a page says produced it (`lgelib.provenance.Provenance`)."""
+        from lgelib.provenance import collect
+
+        return collect(self.settings, self.manifest, self.split, self.device)
+
+    # ---- the stage chain ----------------------------------------------------------------------------------------
+    def fit_inrs(self, case_ids: list[str] | None = None, out_dir: Path | None = None, progress: bool = False):
+        """Stage 1: one INR per training case in ``inr/`` (or ``case_ids`` into ``out_dir``)."""
+        from lgelib.inr import fit_inrs
+
+        inr = self.settings.inr
+        return fit_inrs(self.prepared, out_dir or self.layout.inr, inr.spec, inr.fit,
+                        case_ids=list(self.split.train) if case_ids is None else list(case_ids),
+                        cases_per_batch=inr.cases_per_batch, device=self.device, precision=self.options.precision,
+                        progress=progress, case_cache=self.inr_cache)
+
+    def fit_heldout_inrs(self, progress: bool = False):
+        """INRs of the test cases in ``inr-heldout/``: what a new patient's INR looks like to inr2vec."""
+        return self.fit_inrs(list(self.split.test), self.layout.inr_heldout, progress)
+
+    def fitted_inrs(self):
+        """The training INRs stage 1 wrote."""
+        from lgelib.inr import load_fitted
+
+        return load_fitted(self.layout.inr)
+
+    def train_inr2vec(self, fitted=None, progress: bool = False):
+        """Stage 2: inr2vec on the training INRs, in ``inr2vec/``."""
+        from lgelib.inr2vec import train_inr2vec
+
+        return train_inr2vec(self.fitted_inrs() if fitted is None else fitted, self.layout.inr2vec, self.settings.inr2vec,
+                             device=self.device, progress=progress, prepared=self.prepared)
+
+    def trained_inr2vec(self):
+        from lgelib.inr2vec import load_inr2vec
+
+        return load_inr2vec(self.layout.inr2vec)
+
+    def train_edm(self, inr2vec=None, progress: bool = False):
+        """Stage 3a: EDM on the training latents (and, with sampled geometry, each case's slice spacing)."""
+        from lgelib.edm import train_edm
+        from lgelib.geometry import diffusion_inputs
+
+        inr2vec = self.trained_inr2vec() if inr2vec is None else inr2vec
+        vectors, columns = diffusion_inputs(inr2vec.latents, self.prepared, inr2vec.case_ids,
+                                            self.settings.synthesis.geometry)
+        return train_edm(vectors, self.layout.edm, self.settings.edm, device=self.device, progress=progress,
+                         extra_columns=columns)
+
+    def trained_edm(self):
+        from lgelib.edm import load_edm
+
+        return load_edm(self.layout.edm)
+
+    def synthesize(self, edm=None, inr2vec=None, n_volumes: int | None = None, progress: bool = False):
+        """Stage 3b: synthetic volumes and masks in ``synth/`` (``n_volumes``: the settings' unless given)."""
+        from lgelib.synthesis import nominal_spacing, synthesize
+
+        inr2vec = self.trained_inr2vec() if inr2vec is None else inr2vec
+        settings = self.settings.synthesis
+        if n_volumes is not None:
+            settings = dataclasses.replace(settings, n_volumes=int(n_volumes))
+        return synthesize(self.trained_edm() if edm is None else edm, inr2vec, self.layout.synth, settings,
+                          tuple(self.settings.grid.shape), nominal_spacing(self.prepared, inr2vec.case_ids),
+                          publishable=self.prepared.publishable, name=self.root.name, device=self.device,
+                          progress=progress)
+
+    def generate(self, n_volumes: int | None = None):
+        """Stages 1-3 in order (each reused where finished): the synthetic set."""
+        fitted = self.fit_inrs()
+        inr2vec = self.train_inr2vec(fitted)
+        return self.synthesize(self.train_edm(inr2vec), inr2vec, n_volumes)
+
+    @property
+    def arms(self):
+        from lgelib.segmentation import parse_arms
+
+        return parse_arms(self.options.seg_arms)
+
+    def synthetic_needed(self) -> int:
+        """How many synthetic volumes the run's arms add at most (0: no generative stage is needed)."""
+        return max([arm.n_added for arm in self.arms if arm.source == "synthetic"] + [0])
+
+    def segment(self, generate: bool = False):
+        """Table 1's experiment: one nnU-Net per arm in ``seg/``, Dice per test case (with a ``split_seed``
+        column). With ``generate`` the generative stages run first (a repeat); otherwise chapter 04's synthetic
+        set is used."""
+        from lgelib.segmentation import SegmentationResult, run_segmentation
+
+        needed = self.synthetic_needed()
+        if needed and generate:
+            self.generate(needed)
+        result = run_segmentation(self.dataset, self.layout.synth if needed else None, self.layout.seg,
+                                  self.settings.segmentation, self.arms, self.device)
+        return SegmentationResult(result.per_case.assign(split_seed=self.split.seed),
+                                  result.seconds.assign(split_seed=self.split.seed))
+
+
+def load_run(run_dir: Path | str) -> Run:
+    """The run whose ``run.json`` is in ``run_dir``."""
+    layout = RunLayout(Path(run_dir))
+    try:
+        record = json.loads(layout.settings_file.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{layout.settings_file}: no run here yet (open_run or lgelib book writes it)") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{layout.settings_file}: not a run file ({error})") from None
+    return Run(parse_options(record.get("options")), layout)
+
+
+def open_run(run_dir: Path | str, options: Mapping[str, Any] | None = None) -> Run:
+    """Every chapter's one setup call. With ``options`` (a notebook run by hand), the run they describe, written
+    to ``run_dir/run.json``; without, the run ``lgelib book`` wrote there, or the defaults where there is none."""
+    layout = RunLayout(Path(run_dir))
+    if not options and layout.settings_file.is_file():
+        return load_run(layout.root)
+    run = Run(parse_options(options), layout)
+    run.write()
+    return run

@@ -1,0 +1,149 @@
+"""The run object: options resolved into settings once (run.json), settings edited by dotted key, one folder layout,
+and one stage chain that carries every option (the split repeats included)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from lgelib.config import PROFILES, get_profile, override, setting_keys
+from lgelib.layout import RunLayout
+from lgelib.run import (ALIASES, TRAINING_SEEDS, Run, load_run, open_run, parse_options, resolve_settings,
+                        settings_for)
+
+
+def test_override_edits_one_setting_by_its_dotted_key_and_nothing_else() -> None:
+    smoke = get_profile("smoke")
+    edited = override(smoke, "edm.steps", 10)
+    assert edited.edm.steps == 10 and dataclasses.replace(edited, edm=smoke.edm) == smoke
+    assert override(smoke, "inr.fit.lr", 1).inr.fit.lr == 1.0  # an integer where a float is due
+    assert override(smoke, "segmentation.patch_size", [32, 32]).segmentation.patch_size == (32, 32)
+    assert override(smoke, "synthesis.sampler.num_steps", 18).synthesis.sampler.num_steps == 18
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("edm.stpes", 1, r"unknown setting 'edm.stpes': edm has no 'stpes' \(it has .*steps"),
+    ("edm.steps.x", 1, r"unknown setting 'edm.steps.x': edm.steps has no 'x'"),
+    ("edm", 1, r"setting 'edm' is a group; set one of its keys: edm.width"),
+    ("edm.steps", "many", r"setting edm.steps = 'many': expected an integer"),
+    ("edm.steps", 2.5, r"setting edm.steps = 2.5: expected an integer"),
+    ("inr.fit.lr", True, r"setting inr.fit.lr = True: expected a number"),
+])
+def test_a_wrong_setting_names_its_key_and_what_it_may_be(key: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        override(get_profile("smoke"), key, value)
+
+
+def test_short_names_stand_for_settings_that_exist_and_training_seed_seeds_every_training_stage() -> None:
+    for profile in PROFILES.values():
+        keys = set(setting_keys(profile))
+        assert {key for targets in ALIASES.values() for key in targets} <= keys
+    seeded = settings_for(training_seed=4)
+    assert [seeded.inr.fit.seed, seeded.inr.fit.init_seed, seeded.inr2vec.seed, seeded.edm.seed,
+            seeded.segmentation.seed] == [4] * len(TRAINING_SEEDS)
+    assert seeded.synthesis.seed == get_profile("smoke").synthesis.seed  # the sampled volumes have their own seed
+    assert settings_for(steps=12, **{"inr.fit.steps": 13}).inr.fit.steps == 13  # later wins, as written
+
+
+def test_options_parse_names_short_names_and_dotted_keys_and_refuse_unknown_ones() -> None:
+    options = parse_options({"profile": "paper", "split_seed": "3", "seg_arms": "N0, D3", "edm_steps": 9,
+                             "inr2vec.steps": 8, "device": None, "repeat_split_seeds": [1, "2"]})
+    assert options.profile == "paper" and options.split_seed == 3 and options.device is None
+    assert options.seg_arms == ("N0", "D3") and options.repeat_split_seeds == (1, 2)
+    assert dict(options.overrides) == {"edm.steps": 9, "inr2vec.steps": 8}
+    assert parse_options(options.to_dict()) == options  # what run.json holds reads back the same
+    with pytest.raises(ValueError, match=r"unknown run option 'stpes'; options: profile, manifest"):
+        parse_options({"stpes": 3})
+    with pytest.raises(ValueError, match=r"run option split_seed = 'x': expected an integer"):
+        parse_options({"split_seed": "x"})
+    with pytest.raises(ValueError, match=r"unknown generator 'gan'"):
+        resolve_settings(parse_options({"generator": "gan"}))
+    with pytest.raises(ValueError, match=r"profile's name is chosen with the profile option"):
+        resolve_settings(parse_options({"overrides": {"name": "paper"}}))
+
+
+def test_named_choices_come_first_and_dotted_overrides_last() -> None:
+    settings = settings_for(profile="smoke", seg_budget="real-cpu", generator="data", inr="authors",
+                            seg_epochs=3, **{"inr2vec.targets": "inr", "inr.fit.steps": 5})
+    assert settings.segmentation.batch_size == 4 and settings.segmentation.epochs == 3  # real-cpu, then edited
+    assert settings.inr.spec.hidden == 512 and settings.inr.fit.steps == 5  # the authors' network, then edited
+    assert settings.inr2vec.targets == "inr"  # the generator's choice, overridden
+
+
+def test_a_run_writes_its_settings_once_and_every_chapter_reads_the_same(tmp_path: Path) -> None:
+    run = open_run(tmp_path / "run", {"profile": "smoke", "edm.steps": 11, "precision": "bf16"})
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["options"]["overrides"] == {"edm.steps": 11} and record["settings"]["edm"]["steps"] == 11
+    assert "inr.fit.steps" in record["setting_keys"]
+    again = open_run(tmp_path / "run", {})  # a later chapter, as lgelib book runs it: no options of its own
+    assert again.settings == run.settings and again.options == run.options
+    changed = open_run(tmp_path / "run", {"edm.steps": 12})  # by hand: new options replace the run's
+    assert load_run(tmp_path / "run").settings.edm.steps == 12 == changed.settings.edm.steps
+    fresh = open_run(tmp_path / "elsewhere")
+    assert fresh.settings == get_profile("smoke") and (tmp_path / "elsewhere" / "run.json").is_file()
+    with pytest.raises(FileNotFoundError, match="no run here yet"):
+        load_run(tmp_path / "nowhere")
+
+
+def test_a_repeat_on_another_split_keeps_every_option_and_shares_the_fitted_inrs(tmp_path: Path) -> None:
+    run = Run(parse_options({"precision": "bf16", "n_train": 4, "edm.steps": 7, "repeat_split_seeds": [1, 2]}),
+              RunLayout(tmp_path))
+    repeat = run.for_split(2)
+    assert repeat.options == dataclasses.replace(run.options, split_seed=2, repeat_split_seeds=())
+    assert repeat.settings == run.settings
+    assert repeat.root == tmp_path / "repeats" / "split-2" and repeat.inr_cache == tmp_path / "repeats" / "inr-cases"
+
+
+def test_the_stage_chain_passes_the_runs_options_to_every_stage(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each stage method calls its stage function with the run's settings, device and precision, in the run's
+    folders: the chain exists once, so the repeats of chapter 06 and lgelib experiment cannot drift from it."""
+    import lgelib.edm
+    import lgelib.geometry
+    import lgelib.inr
+    import lgelib.inr2vec
+    import lgelib.synthesis
+
+    calls = {}
+
+    def recorder(name, result=None):
+        def record(*args, **kwargs):
+            calls[name] = (args, kwargs)
+            return result
+        return record
+
+    class Latents:
+        latents, case_ids = "z", ["a"]
+
+    run = Run(parse_options({"device": "cpu", "precision": "bf16", "edm.steps": 3}), RunLayout(tmp_path),
+              inr_cache=tmp_path / "cache")
+    prepared = type("Prepared", (), {"publishable": True})()
+    monkeypatch.setattr(Run, "prepared", prepared)
+    monkeypatch.setattr(Run, "dataset", type("D", (), {"split": type("S", (), {"train": ("a",), "test": ("b",)})}))
+    monkeypatch.setattr(lgelib.inr, "fit_inrs", recorder("fit", "fitted"))
+    monkeypatch.setattr(lgelib.inr2vec, "train_inr2vec", recorder("inr2vec", Latents()))
+    monkeypatch.setattr(lgelib.geometry, "diffusion_inputs", recorder("inputs", ("vectors", None)))
+    monkeypatch.setattr(lgelib.edm, "train_edm", recorder("edm", "edm"))
+    monkeypatch.setattr(lgelib.synthesis, "nominal_spacing", recorder("spacing", (1.0, 1.0, 1.0)))
+    monkeypatch.setattr(lgelib.synthesis, "synthesize", recorder("synth", "synthetic"))
+    assert run.generate(5) == "synthetic"
+    args, kwargs = calls["fit"]
+    assert args[1] == tmp_path / "inr" and kwargs["precision"] == "bf16" and kwargs["device"] == "cpu"
+    assert kwargs["case_ids"] == ["a"] and kwargs["case_cache"] == tmp_path / "cache"
+    assert calls["inr2vec"][0][1] == tmp_path / "inr2vec" and calls["inr2vec"][1]["prepared"] is prepared
+    assert calls["edm"][0][1] == tmp_path / "edm" and calls["edm"][0][2].steps == 3
+    args, kwargs = calls["synth"]
+    assert args[2] == tmp_path / "synth" and args[3].n_volumes == 5 and kwargs["device"] == "cpu"
+    run.fit_heldout_inrs()
+    assert calls["fit"][0][1] == tmp_path / "inr-heldout" and calls["fit"][1]["case_ids"] == ["b"]
+
+
+def test_every_stage_has_its_own_folder() -> None:
+    layout = RunLayout(Path("run"))
+    folders = [layout.data, layout.inr, layout.inr_heldout, layout.inr2vec, layout.edm, layout.synth, layout.seg,
+               layout.repeats, layout.notebooks, layout.book]
+    assert len({folder.name for folder in folders}) == len(folders)
+    assert all(folder.parent == layout.root for folder in folders)
