@@ -33,7 +33,7 @@ import torch
 from lgelib.config import GENERATORS as VARIANTS
 from lgelib.data.prepare import load_prepared
 from lgelib.geometry import slice_spacings
-from lgelib.inr.fit import default_device
+from lgelib.device import resolve_device
 from lgelib.inr2vec import reconstruction_fidelity
 from lgelib.layout import RunLayout
 from lgelib.run import Run, RunOptions, parse_options
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/benchmarks/generator", help="work folder (reused: finished stages load)")
     parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
     args = parser.parse_args()
-    device = torch.device(args.device) if args.device else default_device()
+    device = resolve_device(args.device)
     cpu = platform.processor() or platform.machine()
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {args.manifest}, profile {args.profile}")

@@ -29,7 +29,7 @@ from lgelib.data.prepare import load_run_data
 from lgelib.data.validate import validate_dataset
 from lgelib.edm import train_edm
 from lgelib.inr import FittedINRs, fit_inrs, siren_init
-from lgelib.inr.fit import default_device
+from lgelib.device import resolve_device
 from lgelib.inr2vec import reconstruction_fidelity, train_inr2vec
 from lgelib.synthesis import compare_qc, nominal_spacing, real_qc, synthesize
 
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--paper-steps", type=int, default=0, help="time this many paper-profile steps (0: skip)")
     parser.add_argument("--skip-smoke", action="store_true")
     args = parser.parse_args()
-    device = torch.device(args.device) if args.device else default_device()
+    device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     if not args.skip_smoke:

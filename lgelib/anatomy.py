@@ -33,6 +33,14 @@ def ring_string(rings: np.ndarray) -> str:
     return "".join(RING_MARKS[int(r)] for r in rings)
 
 
+def tissue_volumes(myocardium: np.ndarray, fibrosis: np.ndarray, voxel_ml: float) -> dict[str, float]:
+    """The one definition of a case's tissue volumes: ``myocardium_ml`` (the whole wall, scar included),
+    ``fibrosis_ml`` and ``scar_burden_pct`` (fibrosis over myocardium volume, in %; NaN without myocardium)."""
+    myo_voxels, fib_voxels = int(np.count_nonzero(myocardium)), int(np.count_nonzero(fibrosis))
+    return {"myocardium_ml": myo_voxels * voxel_ml, "fibrosis_ml": fib_voxels * voxel_ml,
+            "scar_burden_pct": 100.0 * fib_voxels / myo_voxels if myo_voxels else float("nan")}
+
+
 def mask_qc(myocardium: np.ndarray, fibrosis: np.ndarray, voxel_ml: float,
             fibrosis_raw: np.ndarray | None = None) -> dict[str, float | int | str]:
     """Quality-control numbers of one case's masks.
@@ -52,11 +60,9 @@ def mask_qc(myocardium: np.ndarray, fibrosis: np.ndarray, voxel_ml: float,
     fibrosis = np.asarray(fibrosis, bool) & myocardium
     raw = np.asarray(fibrosis if fibrosis_raw is None else fibrosis_raw, bool)
     rings = closed_rings(myocardium)
-    myo_voxels, raw_voxels = int(myocardium.sum()), int(raw.sum())
+    raw_voxels = int(raw.sum())
     return {
-        "myocardium_ml": myo_voxels * voxel_ml,
-        "fibrosis_ml": int(fibrosis.sum()) * voxel_ml,
-        "scar_burden_pct": 100.0 * fibrosis.sum() / myo_voxels if myo_voxels else float("nan"),
+        **tissue_volumes(myocardium, fibrosis, voxel_ml),
         "fibrosis_outside_pct": 100.0 * (raw & ~myocardium).sum() / raw_voxels if raw_voxels else 0.0,
         "myocardium_slices": int((rings >= 0).sum()),
         "closed_ring_slices": int((rings == 1).sum()),

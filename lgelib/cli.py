@@ -149,8 +149,7 @@ def _run_options(args: argparse.Namespace, **extra: Any):
 def _command_segment(args: argparse.Namespace) -> int:
     from lgelib.data.dataset import open_dataset
     from lgelib.data.manifest import load_manifest
-    from lgelib.figures import table1_markdown
-    from lgelib.metrics import table1
+    from lgelib.table1 import table1, table1_markdown
     from lgelib.segmentation import NnunetStageFailed, parse_arms, run_segmentation
 
     from lgelib.run import resolve_settings
@@ -175,8 +174,7 @@ def _command_segment(args: argparse.Namespace) -> int:
 def _command_experiment(args: argparse.Namespace) -> int:
     from lgelib.comparisons import headline
     from lgelib.experiment import run_experiment
-    from lgelib.figures import comparisons_markdown, table1_markdown
-    from lgelib.metrics import table1
+    from lgelib.table1 import comparisons_markdown, table1, table1_markdown
     from lgelib.segmentation import NnunetStageFailed
 
     if args.root:
@@ -312,7 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lgelib.log import show_progress
+
     args = build_parser().parse_args(argv)
+    show_progress()
     try:
         return args.handler(args)
     except DataError as error:

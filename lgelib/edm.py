@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lgelib.fsutil import load_tensors, save_tensors
-from lgelib.inr.fit import default_device
+from lgelib.device import resolve_device
 from lgelib.inr.sampling import case_seed
 from lgelib.fingerprint import fingerprint
 from lgelib.training import TrainingLoop, cosine_lr, seeded
@@ -393,7 +393,7 @@ class TrainedEdm:
     def sample(self, seeds: Sequence[int], sampler: SamplerSettings = SamplerSettings(),
                device: torch.device | str | None = None) -> Tensor:
         """One latent per seed (N, dim) in the original (unstandardised) latent space, on the CPU, float32."""
-        device = torch.device(device) if device is not None else default_device()
+        device = resolve_device(device)
         net = self.net.to(device).eval()
         noise = PerSampleNoise(seeds)
         dim = len(self.standardizer.mean)
@@ -428,7 +428,7 @@ def train_edm(latents: Tensor, out_dir: Path | str, settings: EdmSettings, devic
         raise ValueError(f"EDM needs at least 2 finite latent vectors as an (N, dim) tensor, got shape "
                          f"{tuple(latents.shape)}{'' if torch.isfinite(latents).all() else ' with NaN or Inf values'}")
     out = Path(out_dir)
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     extra_columns = tuple(extra_columns)
     key = fingerprint({**settings.to_dict(), **({"extra_columns": list(extra_columns)} if extra_columns else {})},
                       latents)

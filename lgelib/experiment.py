@@ -28,6 +28,7 @@ from lgelib.comparisons import compare_arms
 from lgelib.layout import RunLayout
 from lgelib.run import Run, RunOptions, resolve_settings
 from lgelib.segmentation import BASELINE
+from lgelib.log import logger
 
 
 @dataclass
@@ -71,7 +72,7 @@ def run_experiment(options: RunOptions, root: Path | str, split_seeds: list[int]
     started = time.perf_counter()
     tables, timings = [], []
     for seed in split_seeds:
-        print(f"[lgelib] split seed {seed}: {root / f'split-{seed}'}", flush=True)
+        logger.info("split seed %s: %s", seed, root / f"split-{seed}")
         per_case, seconds = run_split(split_run(options, root, seed))
         tables.append(per_case)
         timings.append(seconds)

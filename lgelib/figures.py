@@ -1,5 +1,7 @@
-"""Figures and tables of the book. Each function returns a matplotlib Figure (a plotly Figure for the interactive
-3D meshes, markdown text for Table 1) and leaves showing/saving to the caller."""
+"""The paper's Figures 1-4 and the stages' plots (cases, reconstructions, losses, per-case strips, training curves).
+Each function returns a matplotlib Figure (a plotly Figure for the interactive 3D meshes) drawn at about the book's
+column width, and leaves showing or saving to the caller. Table 1 is `lgelib.table1`; the audits' plots are in
+`lgelib.quality`."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import plotly.io as pio
 from matplotlib.figure import Figure
 from plotly.subplots import make_subplots
 
-from lgelib.metrics import REGIONS, SIMILARITY_REGIONS, arm_labels, arm_order
+from lgelib.metrics import SIMILARITY_REGIONS
 
 MYOCARDIUM_COLOUR = "red"  # the paper's Figure 2 convention
 FIBROSIS_COLOUR = "blue"
@@ -48,7 +50,8 @@ def figure1(stages: Sequence[str], real: SliceMasks | None = None, synthetic: Sl
     dataset's real slice) are drawn as labelled boxes."""
     if len(stages) != 6:
         raise ValueError(f"figure1 needs 6 stage labels, got {len(stages)}")
-    figure, axes = plt.subplots(1, 6, figsize=(13, 3.0), gridspec_kw={"wspace": 0.5})
+    figure, grid = plt.subplots(2, 3, figsize=(7.2, 5.6), gridspec_kw={"wspace": 0.6, "hspace": 0.55})
+    axes = grid.ravel()  # read left to right, then the second row
     for axis, text in zip(axes, stages):
         axis.set_xticks([])
         axis.set_yticks([])
@@ -65,7 +68,7 @@ def figure1(stages: Sequence[str], real: SliceMasks | None = None, synthetic: Sl
                       bbox={"boxstyle": "round", "facecolor": "#eef3fb" if index % 5 else "#f2f2f2"})
             axis.set_frame_on(False)
         if index:
-            axis.annotate("", xy=(-0.05, 0.5), xytext=(-0.4, 0.5), xycoords="axes fraction",
+            axis.annotate("", xy=(-0.05, 0.5), xytext=(-0.45, 0.5), xycoords="axes fraction",
                           arrowprops={"arrowstyle": "-|>", "color": "0.3", "lw": 1.5}, annotation_clip=False)
     return figure
 
@@ -86,35 +89,34 @@ def plot_cases(images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray], f
 def plot_reconstructions(images: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray,
                          decoded_images: np.ndarray, decoded_myocardium: np.ndarray, decoded_fibrosis: np.ndarray,
                          titles: Sequence[str], fine_images: np.ndarray | None = None) -> Figure:
-    """One row per case: the mid slice as fitted, the INR's decoding with its own masks, their difference,
-    and (with ``fine_images``, decoded on a finer through-plane grid) a long-axis cut through both."""
-    rows = len(images)
-    columns = 4 if fine_images is None else 6
-    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.3 * rows), squeeze=False)
-    for row in range(rows):
-        mid = slice_levels(images[row].shape[0])["mid"]
-        _contoured(axes[row, 0], images[row][mid], myocardium[row][mid], fibrosis[row][mid],
-                   f"{titles[row]}: data, slice {mid + 1} of {images[row].shape[0]}")
-        _contoured(axes[row, 1], decoded_images[row][mid], decoded_myocardium[row][mid], decoded_fibrosis[row][mid],
-                   "INR, its own masks")
-        axes[row, 2].imshow(np.abs(decoded_images[row][mid] - images[row][mid]), cmap="magma", vmin=0, vmax=0.25,
-                            interpolation="nearest")
-        axes[row, 2].set_title("|INR - data| (0 to 0.25)", fontsize=8)
-        axes[row, 2].set_axis_off()
-        error = np.abs(decoded_myocardium[row].astype(int) - myocardium[row].astype(int)).sum(0)
-        axes[row, 3].imshow(error, cmap="viridis", interpolation="nearest")
-        axes[row, 3].set_title("myocardium voxels wrong, summed\nover slices", fontsize=8)
-        axes[row, 3].set_axis_off()
+    """One column per case, one row per view: the mid slice as fitted, the INR's decoding with its own masks, their
+    difference, the myocardium voxels it gets wrong, and (with ``fine_images``, decoded on a finer through-plane
+    grid) a long-axis cut through the data and through the INR. Drawn at the book's column width."""
+    cases = len(images)
+    rows = 4 if fine_images is None else 6
+    figure, axes = plt.subplots(rows, cases, figsize=(2.3 * max(cases, 2), 2.2 * rows), squeeze=False)
+    for column in range(cases):
+        mid = slice_levels(images[column].shape[0])["mid"]
+        _contoured(axes[0, column], images[column][mid], myocardium[column][mid], fibrosis[column][mid],
+                   f"{titles[column]}\ndata, slice {mid + 1} of {images[column].shape[0]}")
+        _contoured(axes[1, column], decoded_images[column][mid], decoded_myocardium[column][mid],
+                   decoded_fibrosis[column][mid], "INR, its own masks")
+        axes[2, column].imshow(np.abs(decoded_images[column][mid] - images[column][mid]), cmap="magma", vmin=0,
+                               vmax=0.25, interpolation="nearest")
+        axes[2, column].set_title("|INR - data| (0 to 0.25)", fontsize=8)
+        error = np.abs(decoded_myocardium[column].astype(int) - myocardium[column].astype(int)).sum(0)
+        axes[3, column].imshow(error, cmap="viridis", interpolation="nearest")
+        axes[3, column].set_title("myocardium voxels wrong,\nsummed over slices", fontsize=8)
         if fine_images is not None:
-            column = images[row].shape[2] // 2
-            axes[row, 4].imshow(images[row][:, :, column], cmap="gray", vmin=0, vmax=1, aspect="auto",
-                                interpolation="nearest")
-            axes[row, 4].set_title(f"long-axis cut, {images[row].shape[0]} slices", fontsize=8)
-            axes[row, 5].imshow(fine_images[row][:, :, fine_images[row].shape[2] // 2], cmap="gray", vmin=0, vmax=1,
-                                aspect="auto", interpolation="nearest")
-            axes[row, 5].set_title(f"INR queried at {fine_images[row].shape[0]} slices", fontsize=8)
-            for axis in axes[row, 4:]:
-                axis.set_axis_off()
+            cut = images[column].shape[2] // 2
+            axes[4, column].imshow(images[column][:, :, cut], cmap="gray", vmin=0, vmax=1, aspect="auto",
+                                   interpolation="nearest")
+            axes[4, column].set_title(f"long-axis cut, {images[column].shape[0]} slices", fontsize=8)
+            axes[5, column].imshow(fine_images[column][:, :, fine_images[column].shape[2] // 2], cmap="gray", vmin=0,
+                                   vmax=1, aspect="auto", interpolation="nearest")
+            axes[5, column].set_title(f"INR queried at {fine_images[column].shape[0]} slices", fontsize=8)
+    for axis in axes.ravel():
+        axis.set_axis_off()
     figure.tight_layout()
     return figure
 
@@ -179,7 +181,7 @@ def figure2(synthetic: ImageMasks, real: ImageMasks | None = None, synthetic_tit
     return figure
 
 
-def _grouped_boxes(axis, groups: Sequence[str], sets: dict[str, dict[str, np.ndarray]], points: bool = False) -> None:
+def grouped_boxes(axis, groups: Sequence[str], sets: dict[str, dict[str, np.ndarray]], points: bool = False) -> None:
     """Per group on the x axis, one box per named set side by side (median marked), with a legend of the sets.
     With ``points`` every value is also drawn, jittered, over its box (the spread behind a mean)."""
     count = max(len(sets), 1)
@@ -222,7 +224,7 @@ def figure3(pairs: dict[str, pd.DataFrame]) -> Figure:
     for axis, (column, label) in zip(axes, (("psnr_db", "PSNR (dB)"), ("ssim", "SSIM"))):
         sets = {name: {region: frame.loc[frame["region"] == region, column].to_numpy(dtype=float)
                        for region in regions} for name, frame in pairs.items()}
-        _grouped_boxes(axis, regions, sets)
+        grouped_boxes(axis, regions, sets)
         axis.set_ylabel(label)
         axis.set_title(label, fontsize=9)
     figure.tight_layout()
@@ -274,7 +276,9 @@ def mesh_figure(cases: Sequence[MeshCase]) -> go.Figure:
                                        name=f"{title}: {structure}", showlegend=True, hoverinfo="name"),
                              row=1, col=column)
     figure.update_scenes(aspectmode="data", xaxis_title="x (mm)", yaxis_title="y (mm)", zaxis_title="z (mm)")
-    figure.update_layout(height=450, width=max(450, 380 * len(cases)), margin={"l": 0, "r": 0, "t": 40, "b": 0})
+    # No fixed width: the figure fills the book's column (and a notebook's cell) whatever its width.
+    figure.update_layout(height=420, autosize=True, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                         legend={"orientation": "h", "y": -0.02})
     return figure
 
 
@@ -315,136 +319,6 @@ def plotly_bundle(figure: go.Figure) -> dict[str, object]:
             "text/html": figure.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False)}
 
 
-# Table 1 of the paper: mean Dice of nnU-Net on unseen real volumes, trained with N synthetic volumes added.
-# The paper gives a std only for fibrosis Volume: 0.08 at N=0 and 0.07 at N=200.
-PAPER_TABLE1 = pd.DataFrame(
-    [[0.509, 0.515, 0.524, 0.815, 0.815, 0.811],
-     [0.195, 0.202, 0.198, 0.560, 0.543, 0.523],
-     [0.549, 0.549, 0.554, 0.833, 0.834, 0.832],
-     [0.370, 0.390, 0.405, 0.784, 0.781, 0.779]],
-    index=pd.Index(REGIONS, name="region"),
-    columns=pd.MultiIndex.from_product([("fibrosis", "myocardium"), ("N0", "N100", "N200")],
-                                       names=["structure", "arm"]))
-
-
-def _arm_label(arm: object) -> str:
-    return f"N={arm}" if isinstance(arm, (int, np.integer)) else str(arm)
-
-
-def table1_markdown(table: pd.DataFrame, decimals: int = 3) -> str:
-    """A Table-1 layout (index regions; columns (structure, arm[, stat]) with stat "mean"/"std") as a markdown
-    table in the paper's layout, "mean ± std" cells, the best mean per structure and region in bold. Arms keep
-    their order; a numeric arm n is shown as N=n.
-
-    Means are compared as shown (rounded to ``decimals``), so displayed ties are all bold; NaN shows as "–"."""
-    has_stat = table.columns.nlevels == 3
-    structures = list(dict.fromkeys(table.columns.get_level_values(0)))
-    columns = [(structure, n) for structure in structures
-               for n in dict.fromkeys(table[structure].columns.get_level_values(0))]
-
-    def value(region, structure, n, stat):
-        key = (structure, n, stat) if has_stat else (structure, n)
-        if not has_stat and stat == "std":
-            return np.nan
-        return float(table.loc[region, key]) if key in table.columns else np.nan
-
-    lines = ["| Region | " + " | ".join(f"{s.capitalize()} {_arm_label(n)}" for s, n in columns) + " |",
-             "|---|" + "---:|" * len(columns)]
-    for region in table.index:
-        means = {column: round(value(region, *column, "mean"), decimals) for column in columns}
-        best = {s: np.nanmax([m for (t, _), m in means.items() if t == s] + [np.nan]) for s in structures}
-        cells = []
-        for structure, n in columns:
-            mean, std = means[(structure, n)], value(region, structure, n, "std")
-            if np.isnan(mean):
-                cells.append("–")
-                continue
-            cell = f"{mean:.{decimals}f}" + ("" if np.isnan(std) else f" ± {std:.{decimals}f}")
-            cells.append(f"**{cell}**" if mean == best[structure] else cell)
-        lines.append(f"| {region} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _overlaid_histograms(axis, samples: dict[str, np.ndarray], bins: int = 30) -> None:
-    """Step histograms (density) on shared bins, one per named sample, each median a dashed vertical line."""
-    samples = {name: values[np.isfinite(values)] for name, values in samples.items()}
-    everything = np.concatenate([values for values in samples.values()] + [np.zeros(0)])
-    if everything.size == 0:
-        return
-    edges = np.histogram_bin_edges(everything, bins=bins)
-    for j, (name, values) in enumerate(samples.items()):
-        if values.size == 0:
-            continue
-        median = float(np.median(values))
-        axis.hist(values, bins=edges, density=True, histtype="step", color=f"C{j}", lw=1.4,
-                  label=f"{name} (n={values.size}, median {median:.3g})")
-        axis.axvline(median, color=f"C{j}", ls="--", lw=1)
-    axis.set_ylabel("density")
-    axis.legend(fontsize=7)
-
-
-def plot_distributions(tables: dict[str, pd.DataFrame], measures: dict[str, str]) -> Figure:
-    """One panel per measure (column name -> axis label with units): the distribution of that column in each named
-    table (e.g. real training cases vs synthetic ones) as overlaid density histograms, medians dashed."""
-    figure, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 3.2), squeeze=False)
-    for axis, (column, label) in zip(axes[0], measures.items()):
-        _overlaid_histograms(axis, {name: table[column].to_numpy(dtype=float)
-                                    for name, table in tables.items() if column in table})
-        axis.set_xlabel(label)
-    figure.tight_layout()
-    return figure
-
-
-def plot_memorisation(audit: pd.DataFrame, label: str = "distance to nearest training case") -> Figure:
-    """Memorisation check: distance of each synthetic case, and of each held-out real case, to its nearest training
-    case. Synthetic cases no closer than real test ones are not copies of the training set."""
-    figure, axis = plt.subplots(figsize=(5.5, 3.2))
-    _overlaid_histograms(axis, {kind: audit.loc[audit["kind"] == kind, "distance"].to_numpy(dtype=float)
-                                for kind in pd.unique(audit["kind"])})
-    axis.set_xlabel(label)
-    figure.tight_layout()
-    return figure
-
-
-def plot_dice(per_case: pd.DataFrame) -> Figure:
-    """The per-case spread behind Table 1: Dice per region for fibrosis and myocardium, one box (with every case
-    as a point) per arm, over the scored rows (fibrosis: regions with reference scar)."""
-    regions = list(REGIONS) + [r for r in pd.unique(per_case["region"]) if r not in REGIONS]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for axis, structure in zip(axes, ("fibrosis", "myocardium")):
-        rows = per_case.assign(arm=arm_labels(per_case))
-        if "scored" in rows.columns:
-            rows = rows[rows["scored"].astype(bool)]
-        rows = rows[rows["structure"] == structure]
-        sets = {arm: {region: group.loc[group["region"] == region, "dice"].to_numpy(dtype=float)
-                      for region in regions}
-                for arm, group in sorted(rows.groupby("arm"), key=lambda item: arm_order(rows["arm"]).index(item[0]))}
-        _grouped_boxes(axis, regions, sets, points=True)
-        axis.set_title(structure, fontsize=9)
-        axis.set_ylim(0, 1)
-    axes[0].set_ylabel("Dice")
-    figure.tight_layout()
-    return figure
-
-
-def comparisons_markdown(comparisons: pd.DataFrame, decimals: int = 3) -> str:
-    """`lgelib.comparisons.compare_arms` as a markdown table: per structure, region and arm the mean paired
-    difference from N0 with its 95% cluster-bootstrap interval, the minimum detectable effect, the split-level
-    p-value, its Holm-adjusted value and the smallest p the number of splits allows."""
-    order = {region: i for i, region in enumerate(REGIONS)}
-    arms = arm_order(comparisons["arm"])
-    rows = comparisons.assign(_r=comparisons["region"].map(order), _a=comparisons["arm"].map(arms.index))
-    rows = rows.sort_values(["structure", "_r", "_a"], kind="stable")
-    lines = ["| Structure | Region | Arm | Arm − N0 | 95% CI | MDE | p | p (Holm) | smallest p | pairs / splits |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    f = f".{decimals}f"
-    for _, row in rows.iterrows():
-        lines.append(f"| {row.structure} | {row.region} | {row.arm} | {row.difference:+{f}} | [{row.ci_low:+{f}}, "
-                     f"{row.ci_high:+{f}}] | {row.mde:{f}} | {row.p:.2f} | {row.p_holm:.2f} | {row.p_min:.2f} | "
-                     f"{int(row.n_pairs)} / {int(row.n_splits)} |")
-    return "\n".join(lines)
-
-
 def plot_time_to_fidelity(curves: pd.DataFrame, psnr_target: float = 30.0) -> Figure:
     """Image PSNR (worst case of the batch) against fitting seconds per volume, one line per network: the curves
     that ``benchmarks/inr_time_to_fidelity.py`` writes (columns ``network``, ``seconds/volume``, ``psnr_db min``)."""
@@ -459,5 +333,50 @@ def plot_time_to_fidelity(curves: pd.DataFrame, psnr_target: float = 30.0) -> Fi
     axis.set_ylabel("image PSNR, worst case (dB)")
     axis.legend(frameon=False, fontsize=8)
     axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def plot_per_case(table: pd.DataFrame, measures: dict[str, str], group: str | None = None) -> Figure:
+    """Per-case numbers as strip plots, one panel per measure (column -> label), one strip per value of ``group``
+    (e.g. train / test), every case a point and the median a bar. Reads faster than a long per-case table, and
+    shows no case id (a hospital's ids may identify patients)."""
+    groups = list(pd.unique(table[group])) if group else [None]
+    rows = (len(measures) + 2) // 3
+    figure, axes = plt.subplots(rows, min(3, len(measures)), figsize=(7.2, 2.6 * rows), squeeze=False)
+    jitter = np.random.default_rng(0)  # fixed: the same table gives the same picture
+    for axis, (column, label) in zip(axes.ravel(), measures.items()):
+        for position, value in enumerate(groups):
+            rows_of = table if value is None else table[table[group] == value]
+            values = rows_of[column].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            axis.scatter(position + jitter.uniform(-0.15, 0.15, values.size), values, s=12, alpha=0.7,
+                         color=f"C{position}", edgecolor="none")
+            if values.size:
+                axis.hlines(np.median(values), position - 0.3, position + 0.3, color="black", lw=1.5)
+        axis.set_xticks(range(len(groups)), ["all" if g is None else str(g) for g in groups], fontsize=8)
+        axis.set_xlim(-0.6, len(groups) - 0.4)
+        axis.set_title(label, fontsize=9)
+        axis.tick_params(axis="y", labelsize=8)
+    for axis in axes.ravel()[len(measures):]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    return figure
+
+
+def plot_training_curves(curves: pd.DataFrame) -> Figure:
+    """nnU-Net's training per model (`lgelib.segmentation.training_curves`): training and validation loss, and its
+    exponential moving average of the validation pseudo-Dice, against the epoch: the budget at a glance."""
+    figure, (losses, dice_axis) = plt.subplots(1, 2, figsize=(7.2, 3.0))
+    for j, (name, rows) in enumerate(curves.groupby("model", sort=False)):
+        losses.plot(rows.epoch, rows.train_loss, color=f"C{j}", lw=1.2, label=f"{name}")
+        losses.plot(rows.epoch, rows.val_loss, color=f"C{j}", lw=1.0, ls="--")
+        dice_axis.plot(rows.epoch, rows.ema_pseudo_dice, color=f"C{j}", lw=1.2, label=name)
+    losses.set_xlabel("epoch")
+    losses.set_ylabel("loss (solid: training, dashed: validation)", fontsize=8)
+    dice_axis.set_xlabel("epoch")
+    dice_axis.set_ylabel("pseudo-Dice (EMA)", fontsize=8)
+    dice_axis.set_ylim(0, 1)
+    dice_axis.legend(fontsize=7)
     figure.tight_layout()
     return figure

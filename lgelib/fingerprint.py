@@ -38,6 +38,32 @@ def fingerprint(settings: Any, *parts: Tensor | np.ndarray | Path | str | bytes,
     return digest.hexdigest()[:length]
 
 
+def machine_key() -> bytes:
+    """A random key kept outside every run directory (``$LGELIB_CACHE/machine.key``, created on first use, readable
+    by its owner only): records signed with it (`signed_fingerprint`) vouch that this machine wrote the files they
+    name, so files copied in from elsewhere are not trusted."""
+    import os
+    import secrets
+
+    from lgelib.data.cohort import default_cache_dir
+
+    path = default_cache_dir() / "machine.key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(handle, "wb") as key_file:
+            key_file.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def signed_fingerprint(settings: Any, *parts: Tensor | np.ndarray | Path | str | bytes) -> str:
+    """`fingerprint` signed with this machine's key (HMAC-SHA-256): equal only for the same inputs on the same
+    machine (or cache folder)."""
+    import hmac
+
+    return hmac.new(machine_key(), fingerprint(settings, *parts).encode(), hashlib.sha256).hexdigest()
+
+
 def file_digest(path: Path, length: int = 16) -> str:
     """The first ``length`` hex digits of a file's SHA-256: names a file's exact content in records and pages."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]

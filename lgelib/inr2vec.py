@@ -49,7 +49,8 @@ from torch import Tensor, nn
 from lgelib.data.prepare import PreparedDataset
 from lgelib.fsutil import load_tensors, save_tensors
 from lgelib.inr.coords import grid_coordinates, index_to_coordinates
-from lgelib.inr.fit import default_device, joint_loss, stack_targets
+from lgelib.device import resolve_device
+from lgelib.inr.fit import joint_loss, stack_targets
 from lgelib.inr.query import Decoded, decode
 from lgelib.inr.sampling import VoxelSampler
 from lgelib.inr.siren import ParameterLayout, SirenSpec, batched_forward
@@ -387,7 +388,7 @@ def build_model(spec: SirenSpec, settings: Inr2VecSettings) -> LatentModel:
 def decode_latents(model: LatentModel, latents: Tensor, shape: tuple[int, int, int],
                    device: torch.device | str | None = None, points_per_chunk: int | None = None) -> Decoded:
     """Volumes (intensity, mask probabilities) on a (slices, rows, cols) grid from latents (N, latent_dim)."""
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     model = model.to(device).eval()
     coords = grid_coordinates(tuple(shape), device)
     group = 8
@@ -403,7 +404,7 @@ def decode_latents(model: LatentModel, latents: Tensor, shape: tuple[int, int, i
 @torch.no_grad()
 def encode(model: LatentModel, params: Tensor, device: torch.device | str | None = None, group: int = 16) -> Tensor:
     """Latents (N, latent_dim) on the CPU for flat INR parameters (N, P), in evaluation mode."""
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     model = model.to(device).eval()
     return torch.cat([model.encode(part.to(device, torch.float32)).cpu() for part in params.split(group)])
 
@@ -466,7 +467,7 @@ def train_inr2vec(fitted: FittedINRs, out_dir: Path | str, settings: Inr2VecSett
     to, needed for ``targets="data"``. The ``weights`` latent trains nothing and only writes the latents.
     """
     out = Path(out_dir)
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     supervised_by_data = settings.targets == "data" and settings.latent == "inr2vec"
     if supervised_by_data and prepared is None:
         raise ValueError("inr2vec with targets='data' trains against the prepared volumes: pass prepared=... "

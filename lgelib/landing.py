@@ -16,11 +16,11 @@ import pandas as pd
 from lgelib.comparisons import read_per_case, verdict
 from lgelib.config import Profile
 from lgelib.data.prepare import load_prepared
-from lgelib.figures import PAPER_TABLE1, figure1, slice_levels
+from lgelib.figures import figure1, slice_levels
 from lgelib.fsutil import load_tensors
 from lgelib.layout import RunLayout
-from lgelib.metrics import table1
-from lgelib.privacy import PRIVATE_MARK, shareable_synthetic_ids
+from lgelib.table1 import PAPER_TABLE1, table1
+from lgelib.privacy import PRIVATE_MARK
 from lgelib.provenance import Provenance
 
 MARKER = "% lgelib:reproduction"
@@ -28,15 +28,14 @@ MARKER = "% lgelib:reproduction"
 
 
 def _mid_slice(data, case_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    index, mid = data.index([case_id])[0], slice_levels(data.images.shape[1])["mid"]
-    return data.images[index, mid], data.myocardium[index, mid], data.fibrosis[index, mid]
+    mid = slice_levels(data.images.shape[1])["mid"]
+    return tuple(volume[mid] for volume in data.case(case_id))
 
 
-def draw_figure1(run: RunLayout, settings: Profile, out: Path) -> str:
+def draw_figure1(run: RunLayout, settings: Profile, out: Path, shareable: list[str]) -> str:
     """Figure 1 for this run, saved to ``out``; returns its caption. A private dataset's real slice is left out."""
     real = load_prepared(run.data)
     synthetic = load_prepared(run.synth)
-    shareable = shareable_synthetic_ids(synthetic, real)
     latents, _ = load_tensors(run.inr2vec / "latents.safetensors")
     n_train, n_synthetic = len(real.split.train), len(synthetic.case_ids)
     segmentation = settings.segmentation
@@ -50,7 +49,7 @@ def draw_figure1(run: RunLayout, settings: Profile, out: Path) -> str:
     figure = figure1(stages, _mid_slice(real, real.split.train[0]) if real.publishable else None,
                      _mid_slice(synthetic, shareable[0]) if shareable else None, latents["latents"][0].numpy())
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110, bbox_inches="tight")
+    figure.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(figure)
     shown = ("a real training case's mid-ventricular slice (left) and a synthetic one (right), with their "
              "myocardium (red) and fibrosis (blue) contours" if real.publishable else
@@ -104,9 +103,11 @@ def stage_numbers(run: RunLayout) -> list[str]:
     return lines
 
 
-def reproduction_markdown(run: RunLayout, settings: Profile, provenance: Provenance, figure_file: str) -> str:
-    """The landing page's section about this run; draws Figure 1 into the run's book source at ``figure_file``."""
-    caption = draw_figure1(run, settings, run.book / figure_file)
+def reproduction_markdown(run: RunLayout, settings: Profile, provenance: Provenance, figure_file: str,
+                          shareable: list[str]) -> str:
+    """The landing page's section about this run; draws Figure 1 into the run's book source at ``figure_file``,
+    with a synthetic slice only from ``shareable`` (`lgelib.run.Run.shareable_synthetic_ids`)."""
+    caption = draw_figure1(run, settings, run.book / figure_file, shareable)
     per_case = run.per_case_dice
     table = (table1_side_by_side(read_per_case(per_case)) if per_case.is_file()
              else "*The segmentation chapter has not run: no Table 1 yet.*")

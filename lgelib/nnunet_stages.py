@@ -20,6 +20,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,15 @@ PLANS = "nnUNetPlans"
 TRAINER_FOLDER = "{trainer}__nnUNetPlans__{configuration}"
 SAMPLING_TRAINERS = {"uniform": "LgeTrainer", "balanced": "LgeBalancedTrainer"}
 """The trainer class (lgelib.nnunet_trainers) of each sampling policy."""
+
+
+def safe_load(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load an nnU-Net checkpoint with ``weights_only=True``: tensors, containers and plain numbers only."""
+    numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 renamed it
+    dtypes = [getattr(np.dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType") if hasattr(np, "dtypes")]
+    torch.serialization.add_safe_globals([np.dtype, np.float64, np.float32, np.int64, numpy_core.multiarray.scalar,
+                                          *dtypes])
+    return torch.load(str(path), map_location=device, weights_only=True)
 
 
 def say(message: str) -> None:
@@ -150,7 +160,6 @@ def train(dataset_id: int, configuration: str, fold: int | str, device: str, epo
 
 def check_checkpoint(path: str) -> None:
     """Exit non-zero unless ``path`` loads as an nnU-Net checkpoint with network weights."""
-    from lgelib.nnunet_trainers import safe_load
 
     checkpoint = safe_load(path)
     if "network_weights" not in checkpoint:
@@ -164,7 +173,7 @@ def predict(model_folder: str, folds: list[int | str], inputs: list[str], output
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from lgelib.nnunet_trainers import LgeTrainer, safe_load
+    from lgelib.nnunet_trainers import LgeTrainer
 
     torch_device = torch.device(device)
     _use_cores(torch_device)

@@ -15,7 +15,6 @@ trained model from nnU-Net's own command line, make this folder known to nnU-Net
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,17 +22,8 @@ import torch
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from lgelib.nnunet_stages import say
+from lgelib.nnunet_stages import safe_load, say
 
-
-
-def safe_load(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load an nnU-Net checkpoint with ``weights_only=True``: tensors, containers and plain numbers only."""
-    numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 renamed it
-    dtypes = [getattr(np.dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType") if hasattr(np, "dtypes")]
-    torch.serialization.add_safe_globals([np.dtype, np.float64, np.float32, np.int64, numpy_core.multiarray.scalar,
-                                          *dtypes])
-    return torch.load(str(path), map_location=device, weights_only=True)
 
 
 def cpu_has_bf16() -> bool:

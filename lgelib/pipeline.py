@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from lgelib.layout import RunLayout
+from lgelib.log import logger
 from lgelib.run import ALIASES, OPTION_NAMES, REPO_ROOT, Run, load_run, parse_options
+
 NOTEBOOKS: tuple[str, ...] = ("01_data.ipynb", "02_inr.ipynb", "03_inr2vec.ipynb", "04_synthesis.ipynb",
                                "05_quality.ipynb", "06_segmentation.ipynb")
 """The book's notebooks in reading (and execution) order."""
@@ -90,7 +92,7 @@ def execute_notebooks(run: RunLayout, parameters: dict[str, Any], notebooks: tup
     for name in notebooks:
         output = run.notebooks / name
         started = time.perf_counter()
-        print(f"[lgelib book] executing {name} ...", flush=True)
+        logger.info("book: executing %s ...", name)
         try:
             papermill.execute_notebook(str(REPO_ROOT / "notebooks" / name), str(output), parameters=parameters,
                                        kernel_name=kernel, cwd=str(REPO_ROOT), progress_bar=progress,
@@ -99,7 +101,7 @@ def execute_notebooks(run: RunLayout, parameters: dict[str, Any], notebooks: tup
         except PapermillExecutionError as error:
             raise NotebookFailed(f"notebook {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
                                  f"the executed copy with the full traceback is {output}") from None
-        print(f"[lgelib book] {name} done in {time.perf_counter() - started:.0f} s", flush=True)
+        logger.info("book: %s done in %.0f s", name, time.perf_counter() - started)
         done.append(output)
     return done
 
@@ -132,7 +134,8 @@ def write_landing(run: Run) -> None:
     text = intro.read_text()
     if MARKER not in text:
         raise RuntimeError(f"{intro}: the line {MARKER!r} that receives the run's account is missing")
-    account = reproduction_markdown(run.layout, run.settings, run.provenance(), "figures/figure1.png")
+    account = reproduction_markdown(run.layout, run.settings, run.provenance(), "figures/figure1.png",
+                                    run.shareable_synthetic_ids())
     intro.write_text(text.replace(MARKER, account))
 
 

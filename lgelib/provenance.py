@@ -87,7 +87,7 @@ def collect(settings: Profile, manifest: str | Path, split: Split, device: str |
     """Provenance of a page made with ``settings`` (see `lgelib.run.resolve_settings`) on ``split`` of the dataset
     named by ``manifest``; ``device`` None names the one the training stages pick."""
     from lgelib.data.manifest import load_manifest
-    from lgelib.inr.fit import default_device
+    from lgelib.device import resolve_device
 
     path = Path(manifest)
     data = load_manifest(path)
@@ -100,5 +100,5 @@ def collect(settings: Profile, manifest: str | Path, split: Split, device: str |
         manifest_sha256=file_digest(path, 12),
         publishable=data.publishable, split_seed=split.seed, n_train=len(split.train), n_test=len(split.test),
         training_seed=settings.inr.fit.seed, synthesis_seed=settings.synthesis.seed, lgelib=__version__,
-        git=git_revision(), software=software_versions(), device=str(device or default_device()),
+        git=git_revision(), software=software_versions(), device=str(resolve_device(device)),
         executed=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))

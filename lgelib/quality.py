@@ -7,14 +7,17 @@ volumes it never saw, and serve as the yardstick ("how close is a new real patie
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 from scipy import ndimage
 
 from lgelib.data.prepare import PreparedDataset
 from lgelib.figures import slice_levels
-from lgelib.metrics import (mask_overlap_audit, memorisation_audit, nearest_neighbour_distances, nearest_pairs,
-                            slice_similarity, volume_wall_thickness_mm)
+from lgelib.metrics import (nearest_neighbour_distances, nearest_pairs, slice_similarity, volume_wall_thickness_mm)
 from lgelib.synthesis import canonical_spacing, real_qc
 
 Stack = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -60,7 +63,7 @@ def anatomy_table(data: PreparedDataset, case_ids: list[str], qc: pd.DataFrame |
     thickness = []
     for case_id in case_ids:
         voxel = spacing or canonical_spacing(data, case_id)
-        thickness.append(volume_wall_thickness_mm(data.myocardium[data.index([case_id])[0]], voxel[1:]))
+        thickness.append(volume_wall_thickness_mm(data.case(case_id)[1], voxel[1:]))
     table["wall_thickness_mm"] = thickness
     table["closed_ring_pct"] = 100 * table.closed_ring_slices / table.myocardium_slices.clip(lower=1)
     return table.reset_index()
@@ -82,6 +85,16 @@ def mask_audit(synthetic: PreparedDataset, real: PreparedDataset) -> pd.DataFram
     train, test = list(real.split.train), list(real.split.test)
     return mask_overlap_audit(synthetic.myocardium, real.myocardium[real.index(test)], real.myocardium[real.index(train)],
                               synthetic.case_ids, test, train)
+
+
+def image_audit(synthetic: PreparedDataset, real: PreparedDataset) -> pd.DataFrame:
+    """Nearest training case of each synthetic and each real test case by image: the RMS intensity difference of
+    the two volumes on the canonical grid (intensities in [0, 1]; 0 = an exact copy of a training image)."""
+    train, test = list(real.split.train), list(real.split.test)
+    audit = memorisation_audit(synthetic.images, real.images[real.index(test)], real.images[real.index(train)],
+                               synthetic.case_ids, test, train)
+    scale = float(np.sqrt(np.prod(real.images.shape[1:])))  # Euclidean distance -> RMS difference
+    return audit.assign(distance=audit.distance / scale, second_distance=audit.second_distance / scale)
 
 
 def nearer_than_median_test(audit: pd.DataFrame) -> float:
@@ -134,3 +147,131 @@ def audit_summary(audit: pd.DataFrame) -> pd.DataFrame:
     if len(synthetic) and np.isfinite(closest_test):
         summary.loc["synthetic", "nearer than every real test case"] = int((synthetic.distance < closest_test).sum())
     return summary
+
+
+def _as_rows(array: np.ndarray, ids: Sequence, name: str) -> np.ndarray:
+    """(n, ...) array as (n, features), checking there is one id per row."""
+    array = np.asarray(array)
+    if array.ndim < 2:
+        raise ValueError(f"{name} must be shaped (n, features...), got shape {array.shape}")
+    if len(ids) != array.shape[0]:
+        raise ValueError(f"{name} has {array.shape[0]} rows but {len(ids)} ids")
+    return array.reshape(array.shape[0], -1)
+
+
+def _nearest_table(
+    distances: dict[str, np.ndarray], ids: dict[str, Sequence], training_ids: Sequence
+) -> pd.DataFrame:
+    """Long table of each query's nearest and second-nearest training row from query x training distances."""
+    training_ids = list(training_ids)
+    rows = []
+    for kind, matrix in distances.items():
+        for case_id, row in zip(ids[kind], matrix):
+            order = np.argsort(row, kind="stable")
+            second = float(row[order[1]]) if len(order) > 1 else float("nan")
+            rows.append((case_id, kind, training_ids[order[0]], float(row[order[0]]), second))
+    return pd.DataFrame(rows, columns=["case_id", "kind", "nearest_training", "distance", "second_distance"])
+
+
+def memorisation_audit(
+    synthetic: np.ndarray,
+    test: np.ndarray,
+    training: np.ndarray,
+    synthetic_ids: Sequence,
+    test_ids: Sequence,
+    training_ids: Sequence,
+) -> pd.DataFrame:
+    """Euclidean distance from each synthetic and each real test row to its nearest training row.
+
+    Synthetic samples much closer to the training set than real unseen test cases are suggest memorisation; a
+    distance near 0 flags a copy. Rows are feature vectors (latents or flattened volumes).
+    Columns: case_id, kind ("synthetic" or "real test"), nearest_training, distance, second_distance.
+    """
+    from scipy.spatial.distance import cdist
+
+    syn = _as_rows(synthetic, synthetic_ids, "synthetic").astype(np.float64)
+    tst = _as_rows(test, test_ids, "test").astype(np.float64)
+    trn = _as_rows(training, training_ids, "training").astype(np.float64)
+    if trn.shape[0] == 0:
+        raise ValueError("training must have at least one row")
+    if not syn.shape[1] == tst.shape[1] == trn.shape[1]:
+        raise ValueError(
+            f"feature sizes differ: synthetic {syn.shape[1]}, test {tst.shape[1]}, training {trn.shape[1]}"
+        )
+    distances = {"synthetic": cdist(syn, trn), "real test": cdist(tst, trn)}
+    return _nearest_table(distances, {"synthetic": synthetic_ids, "real test": test_ids}, training_ids)
+
+
+def mask_overlap_audit(
+    synthetic_masks: np.ndarray,
+    test_masks: np.ndarray,
+    training_masks: np.ndarray,
+    synthetic_ids: Sequence,
+    test_ids: Sequence,
+    training_ids: Sequence,
+) -> pd.DataFrame:
+    """``memorisation_audit`` for boolean mask volumes with distance 1 - Dice, so a copied training mask scores ~0
+    (two empty masks count as identical, distance 0). Same columns as ``memorisation_audit``."""
+    from scipy.spatial.distance import cdist
+
+    syn = _as_rows(synthetic_masks, synthetic_ids, "synthetic_masks").astype(bool)
+    tst = _as_rows(test_masks, test_ids, "test_masks").astype(bool)
+    trn = _as_rows(training_masks, training_ids, "training_masks").astype(bool)
+    if trn.shape[0] == 0:
+        raise ValueError("training_masks must have at least one volume")
+    if not syn.shape[1] == tst.shape[1] == trn.shape[1]:
+        raise ValueError(
+            f"mask sizes differ: synthetic {syn.shape[1]}, test {tst.shape[1]}, training {trn.shape[1]}"
+        )
+
+    def one_minus_dice(queries: np.ndarray) -> np.ndarray:
+        # scipy's "dice" dissimilarity is exactly 1 - Dice; it is 0/0 (NaN) only when both masks are empty.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nan_to_num(cdist(queries, trn, metric="dice"), nan=0.0)
+
+    distances = {"synthetic": one_minus_dice(syn), "real test": one_minus_dice(tst)}
+    return _nearest_table(distances, {"synthetic": synthetic_ids, "real test": test_ids}, training_ids)
+
+
+def _overlaid_histograms(axis, samples: dict[str, np.ndarray], bins: int = 30) -> None:
+    """Step histograms (density) on shared bins, one per named sample, each median a dashed vertical line."""
+    samples = {name: values[np.isfinite(values)] for name, values in samples.items()}
+    everything = np.concatenate([values for values in samples.values()] + [np.zeros(0)])
+    if everything.size == 0:
+        return
+    edges = np.histogram_bin_edges(everything, bins=bins)
+    for j, (name, values) in enumerate(samples.items()):
+        if values.size == 0:
+            continue
+        median = float(np.median(values))
+        axis.hist(values, bins=edges, density=True, histtype="step", color=f"C{j}", lw=1.4,
+                  label=f"{name} (n={values.size}, median {median:.3g})")
+        axis.axvline(median, color=f"C{j}", ls="--", lw=1)
+    axis.set_ylabel("density")
+    axis.legend(fontsize=7)
+
+
+def plot_distributions(tables: dict[str, pd.DataFrame], measures: dict[str, str]) -> Figure:
+    """One panel per measure (column name -> axis label with units): the distribution of that column in each named
+    table (e.g. real training cases vs synthetic ones) as overlaid density histograms, medians dashed."""
+    rows = (len(measures) + 1) // 2  # two panels a row: legible at the book's column width
+    figure, axes = plt.subplots(rows, 2, figsize=(7.2, 3.0 * rows), squeeze=False)
+    for axis, (column, label) in zip(axes.ravel(), measures.items()):
+        _overlaid_histograms(axis, {name: table[column].to_numpy(dtype=float)
+                                    for name, table in tables.items() if column in table})
+        axis.set_xlabel(label)
+    for axis in axes.ravel()[len(measures):]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    return figure
+
+
+def plot_memorisation(audit: pd.DataFrame, label: str = "distance to nearest training case") -> Figure:
+    """Memorisation check: distance of each synthetic case, and of each held-out real case, to its nearest training
+    case. Synthetic cases no closer than real test ones are not copies of the training set."""
+    figure, axis = plt.subplots(figsize=(5.5, 3.2))
+    _overlaid_histograms(axis, {kind: audit.loc[audit["kind"] == kind, "distance"].to_numpy(dtype=float)
+                                for kind in pd.unique(audit["kind"])})
+    axis.set_xlabel(label)
+    figure.tight_layout()
+    return figure

@@ -32,6 +32,7 @@ from lgelib.config import (Profile, get_profile, override, setting_keys, with_ge
                            with_seg_budget)
 from lgelib.fsutil import write_text_atomic
 from lgelib.layout import RunLayout
+from lgelib.log import show_progress
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = "data_manifest/phantom.yaml"
@@ -319,6 +320,31 @@ class Run:
         inr2vec = self.train_inr2vec(fitted)
         return self.synthesize(self.train_edm(inr2vec), inr2vec, n_volumes)
 
+    def latent_audit(self):
+        """Nearest training latent of each synthetic volume and each held-out real case (`lgelib.quality.latent_audit`);
+        None until chapter 03 has fitted the held-out INRs and chapter 04 the synthetic set."""
+        if not (self.layout.inr_heldout.is_dir() and self.layout.synth.is_dir()):
+            return None
+        from lgelib.inr import load_fitted
+        from lgelib.inr2vec import encode
+        from lgelib.quality import latent_audit
+        from lgelib.synthesis import load_synthetic
+
+        inr2vec, heldout = self.trained_inr2vec(), load_fitted(self.layout.inr_heldout)
+        synthesis = load_synthetic(self.layout.synth)
+        test_latents = encode(inr2vec.model, heldout.params, self.device).numpy()
+        return latent_audit(synthesis.latents.numpy(), test_latents, inr2vec.latents.numpy(), synthesis.case_ids,
+                            heldout.case_ids, inr2vec.case_ids)
+
+    def shareable_synthetic_ids(self) -> list[str]:
+        """The synthetic volumes a page may show (`lgelib.privacy.shareable_synthetic_ids`, with the latent audit
+        where it exists): every chapter and the landing page ask here, so they show the same ones."""
+        from lgelib.data.prepare import load_prepared
+        from lgelib.privacy import shareable_synthetic_ids
+
+        latent = None if self.prepared.publishable else self.latent_audit()
+        return shareable_synthetic_ids(load_prepared(self.layout.synth), self.prepared, latent)
+
     @property
     def arms(self):
         from lgelib.segmentation import parse_arms
@@ -359,6 +385,7 @@ def load_run(run_dir: Path | str) -> Run:
 def open_run(run_dir: Path | str, options: Mapping[str, Any] | None = None) -> Run:
     """Every chapter's one setup call. With ``options`` (a notebook run by hand), the run they describe, written
     to ``run_dir/run.json``; without, the run ``lgelib book`` wrote there, or the defaults where there is none."""
+    show_progress()  # each stage's lines in the chapter's output
     layout = RunLayout(Path(run_dir))
     if not options and layout.settings_file.is_file():
         return load_run(layout.root)

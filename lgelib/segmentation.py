@@ -63,10 +63,12 @@ from lgelib.data.manifest import SliceOrder
 from lgelib.data.intensity import normalize_intensity
 from lgelib.data.nifti import slice_axis, voxel_spacing, write_volume
 from lgelib.data.prepare import load_prepared
-from lgelib.fingerprint import file_digest, fingerprint
+from lgelib.device import resolve_device
+from lgelib.fingerprint import file_digest, fingerprint, signed_fingerprint
 from lgelib.fsutil import atomic_directory
-from lgelib.metrics import regional_dice
+from lgelib.table1 import regional_dice
 from lgelib.nnunet_stages import SAMPLING_TRAINERS, TRAINER_FOLDER
+from lgelib.log import logger
 
 LABELS = {"background": 0, "myocardium": 1, "fibrosis": 2}
 FILE_ENDING = ".nii.gz"
@@ -219,13 +221,6 @@ class NnunetFolders:
         if device.type == "cpu":
             env["nnUNet_n_proc_DA"] = "0" if stage == "train" else "1"
         return env
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """None: CUDA when available, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # --- export --------------------------------------------------------------------------------------------------
@@ -415,7 +410,7 @@ def run_stage(folders: NnunetFolders, stage: str, arguments: dict, log: Path, de
                 sink.write(line)
                 sink.flush()  # the log can be followed while a stage runs
                 if echo and line.startswith("[lgelib]") and _worth_showing(line):
-                    print(line.rstrip(), flush=True)
+                    logger.info(line.rstrip().removeprefix("[lgelib] "))
             code = process.wait()
     finally:
         os.unlink(handle.name)
@@ -427,6 +422,32 @@ def run_stage(folders: NnunetFolders, stage: str, arguments: dict, log: Path, de
 def model_folder(folders: NnunetFolders, name: str, settings: SegmentationSettings, arm: Arm = BASELINE) -> Path:
     trainer = SAMPLING_TRAINERS[arm.sampling]
     return folders.results / name / TRAINER_FOLDER.format(trainer=trainer, configuration=settings.configuration)
+
+
+def training_curves(out_dir: Path | str, settings: SegmentationSettings, arms: "tuple | list | str") -> pd.DataFrame:
+    """Per model (arm) and epoch, what nnU-Net logged while training: training and validation loss and its moving
+    average of the validation pseudo-Dice (from each fold's final checkpoint, or the latest while training runs;
+    read with ``weights_only=True``). Columns: model, fold, epoch, train_loss, val_loss, ema_pseudo_dice,
+    epoch_s."""
+    from lgelib.nnunet_stages import safe_load
+
+    folders = NnunetFolders(Path(out_dir).resolve())
+    rows = []
+    for arm in parse_arms(arms):
+        folder = model_folder(folders, dataset_name(folders, arm.training_set), settings, arm)
+        for fold in settings.folds:
+            candidates = [folder / f"fold_{fold}" / name for name in ("checkpoint_final.pth", "checkpoint_latest.pth")]
+            checkpoint = next((path for path in candidates if path.is_file()), None)
+            if checkpoint is None:
+                continue
+            logged = safe_load(checkpoint)["logging"]
+            seconds = np.subtract(logged["epoch_end_timestamps"], logged["epoch_start_timestamps"])
+            for epoch, values in enumerate(zip(logged["train_losses"], logged["val_losses"], logged["ema_fg_dice"],
+                                               seconds)):
+                rows.append({"model": arm.name, "fold": fold, "epoch": epoch + 1,
+                             **dict(zip(("train_loss", "val_loss", "ema_pseudo_dice", "epoch_s"), map(float, values)))})
+    return pd.DataFrame(rows, columns=["model", "fold", "epoch", "train_loss", "val_loss", "ema_pseudo_dice",
+                                       "epoch_s"])
 
 
 def _checkpoint_loads(folders: NnunetFolders, checkpoint: Path, device: torch.device) -> bool:
@@ -443,16 +464,39 @@ def is_trained(folders: NnunetFolders, name: str, settings: SegmentationSettings
     return all((folder / f"fold_{f}" / "checkpoint_final.pth").is_file() for f in settings.folds)
 
 
+def preprocessed_content_key(folders: NnunetFolders, name: str) -> str:
+    """A key of everything in dataset ``name``'s preprocessed folder (file names and bytes, ``planned.json`` aside),
+    signed with this machine's key: nnU-Net unpickles these files when it trains, so only files this machine wrote
+    are reused."""
+    folder = folders.preprocessed / name
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "planned.json")
+    return signed_fingerprint([p.relative_to(folder).as_posix() for p in files], *files)
+
+
+def preprocessed_is_current(folders: NnunetFolders, name: str, expected: dict) -> bool:
+    """Whether dataset ``name`` was planned and preprocessed with ``expected`` settings, by this machine, and its
+    files are unchanged since (`preprocessed_content_key`)."""
+    record = folders.preprocessed / name / "planned.json"
+    if not record.is_file():
+        return False
+    try:
+        written = json.loads(record.read_text())
+    except json.JSONDecodeError:
+        return False
+    return written.get("settings") == expected and written.get("content") == preprocessed_content_key(folders, name)
+
+
 def preprocess(folders: NnunetFolders, name: str, settings: SegmentationSettings, device: torch.device,
                plans_from: str | None = None, echo: bool = True) -> None:
     """Plan (``plans_from`` None) or receive the plans of dataset ``plans_from``, and preprocess dataset ``name``;
     write the cross-validation splits for numbered folds. Redone, with its models removed, when the budget's plan
-    settings or the source plans changed."""
+    settings or the source plans changed, or when its files are not the ones this machine wrote
+    (`preprocessed_is_current`: a run directory copied from elsewhere is preprocessed again, not unpickled)."""
     source_plans = None if plans_from is None else folders.preprocessed / plans_from / "nnUNetPlans.json"
     expected = json.loads(json.dumps({"plan": settings.plan_dict(), "plans_from": plans_from,
                                       "source_plans": None if source_plans is None else file_digest(source_plans)}))
     record = folders.preprocessed / name / "planned.json"
-    if record.is_file() and json.loads(record.read_text()) == expected:
+    if preprocessed_is_current(folders, name, expected):
         return
     shutil.rmtree(folders.preprocessed / name, ignore_errors=True)
     shutil.rmtree(folders.results / name, ignore_errors=True)
@@ -467,7 +511,7 @@ def preprocess(folders: NnunetFolders, name: str, settings: SegmentationSettings
                                 "processes": os.cpu_count() or 1,
                                 "plans_from": None if plans_from is None else int(plans_from[7:10]),
                                 "splits": splits}, folders.root / "logs" / f"plan-{name}.log", device, echo)
-    record.write_text(json.dumps(expected))
+    record.write_text(json.dumps({"settings": expected, "content": preprocessed_content_key(folders, name)}))
 
 
 def train_model(folders: NnunetFolders, name: str, settings: SegmentationSettings, device: torch.device,
@@ -538,7 +582,7 @@ def predict_test(folders: NnunetFolders, name: str, arm: Arm, real: Dataset, set
 # --- evaluation ----------------------------------------------------------------------------------------------
 
 def evaluate_case(case: ScanCase, prediction: Path | np.ndarray, slice_order: SliceOrder = "auto") -> pd.DataFrame:
-    """Regional Dice (`lgelib.metrics.regional_dice`) of one test scan's prediction (a file or a label array on the
+    """Regional Dice (`lgelib.table1.regional_dice`) of one test scan's prediction (a file or a label array on the
     scan's grid), both oriented base first with the manifest's ``slice_order`` ("auto": the reference myocardium
     decides which end is basal, as on the canonical grid).
 
@@ -609,9 +653,9 @@ def run_segmentation(real: Dataset, synthetic_dir: Path | None, out_dir: Path | 
         name = names[arm.training_set]
         if echo:
             state = "trained" if is_trained(folders, name, settings, arm) else "to train"
-            print(f"[lgelib] {arm}: {name} ({state}); {settings.configuration}, {settings.epochs} epochs x "
-                  f"{settings.iterations_per_epoch} iterations, folds {list(settings.folds)}, {arm.sampling} "
-                  f"sampling, on {torch_device}", flush=True)
+            logger.info(f"{arm}: {name} ({state}); {settings.configuration}, {settings.epochs} epochs x "
+                     f"{settings.iterations_per_epoch} iterations, folds {list(settings.folds)}, {arm.sampling} "
+                     f"sampling, on {torch_device}")
         started = time.perf_counter()
         preprocess(folders, name, settings, torch_device, None if name == base else base, echo)
         train_model(folders, name, settings, torch_device, arm, echo)

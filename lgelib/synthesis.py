@@ -198,9 +198,9 @@ def real_qc(prepared: PreparedDataset, case_ids: list[str] | None = None) -> pd.
     """The same QC table for real cases on the canonical grid (each with its own voxel size), for comparison."""
     rows = []
     for case_id in case_ids or prepared.case_ids:
-        i = int(prepared.index([case_id])[0])
+        _, myocardium, fibrosis = prepared.case(case_id)
         voxel_ml = float(np.prod(canonical_spacing(prepared, case_id))) / 1000.0
-        rows.append({"case_id": case_id, **mask_qc(prepared.myocardium[i], prepared.fibrosis[i], voxel_ml)})
+        rows.append({"case_id": case_id, **mask_qc(myocardium, fibrosis, voxel_ml)})
     return pd.DataFrame(rows)
 
 

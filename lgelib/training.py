@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lgelib.fsutil import atomic_file
+from lgelib.log import logger
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -94,7 +95,7 @@ class TrainingLoop:
             generator.set_state(state["generator"])
             self.history, self.start, self.seconds = list(state["history"]), int(state["step"]), float(state["seconds"])
             if progress:
-                print(f"resuming {name} training at step {self.start} of {steps} from {self.folder}")
+                logger.info("resuming %s training at step %d of %d from %s", name, self.start, steps, self.folder)
         self._bar = tqdm(range(self.start, steps), desc=name, unit="step", disable=not progress, leave=False,
                          initial=self.start, total=steps)
         self._started = time.perf_counter()

@@ -167,6 +167,33 @@ def test_figures_and_table_are_numbered_as_in_the_paper(built_book: Path) -> Non
                         ("notebooks/06_segmentation.html", "Table 1")]
 
 
+LAYOUT_PROBE = """() => {
+  const article = document.querySelector('article.bd-article');
+  const style = getComputedStyle(article);
+  const box = article.getBoundingClientRect();
+  const left = box.left + parseFloat(style.paddingLeft), right = box.right - parseFloat(style.paddingRight);
+  const shown = el => el.getClientRects().length > 0 && !el.closest('details:not([open])');
+  const describe = el => `${el.tagName.toLowerCase()}.${String(el.className).split(' ')[0]} `
+    + `${Math.round(el.getBoundingClientRect().width)} px`;
+  const wide = [], shrunk = [], code = [];
+  for (const el of article.querySelectorAll('img, table, pre, .plotly-graph-div, .cell_output, .output')) {
+    if (!shown(el)) continue;
+    const r = el.getBoundingClientRect();
+    if (r.left < left - 1 || r.right > right + 1 || el.scrollWidth > el.clientWidth + 1) wide.push(describe(el));
+  }
+  for (const img of article.querySelectorAll('img')) {
+    if (shown(img) && img.naturalWidth && img.getBoundingClientRect().width / img.naturalWidth < 0.8)
+      shrunk.push(`${img.naturalWidth} px drawn at ${Math.round(img.getBoundingClientRect().width)} px`);
+  }
+  for (const el of article.querySelectorAll('.cell_input')) {
+    if (shown(el) && el.getBoundingClientRect().top < window.innerHeight) code.push(describe(el));
+  }
+  return {column: Math.round(right - left), wide, shrunk, code_on_first_screen: code};
+}"""
+"""What a reader sees of a page's layout: elements wider than the text column (or scrolling sideways inside it),
+figures scaled below 80% of their drawn size (their text would be too small), and code on the first screen."""
+
+
 def test_book_renders_offline_in_a_real_browser(built_book: Path) -> None:
     executable = find_chromium() if find_spec("playwright") else None
     if executable is None:
@@ -187,11 +214,16 @@ def test_book_renders_offline_in_a_real_browser(built_book: Path) -> None:
                 page.wait_for_selector("mjx-container", timeout=20_000)
             if name.endswith("05_quality.html"):  # the interactive 3D figure is drawn
                 page.wait_for_selector(".plotly-graph-div .main-svg", state="attached", timeout=20_000)
-            if name == "intro.html":
-                ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "book-landing.png"), full_page=True)
+            layout = page.evaluate(LAYOUT_PROBE)
+            assert not layout["wide"], f"{name}: wider than the text column ({layout['column']} px): {layout['wide']}"
+            assert not layout["shrunk"], f"{name}: figures too wide to read at the column width: {layout['shrunk']}"
+            assert not layout["code_on_first_screen"], f"{name}: code on the first screen: {layout}"
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            stem = name.replace("notebooks/", "").replace(".html", "")
+            page.screenshot(path=str(ARTIFACTS / f"book-{stem}-first-screen.png"))
+            page.screenshot(path=str(ARTIFACTS / f"book-{stem}.png"), full_page=True)
             page.close()
-    assert (ARTIFACTS / "book-landing.png").stat().st_size > 10_000
+    assert (ARTIFACTS / "book-intro.png").stat().st_size > 10_000
 
 
 def test_a_failing_notebook_stops_the_run_naming_the_cell_and_the_error(tmp_path: Path) -> None:
@@ -211,11 +243,12 @@ def test_private_dataset_images_stay_out_of_the_book(tmp_path: Path) -> None:
     real = load_run_data(manifest, get_profile("smoke").grid, tmp_path / "run")
     shareable = shareable_synthetic_ids(load_prepared(tmp_path / "run" / "synth"), real)
     shown = 1 if shareable else 0
-    # No real case anywhere: training curves and aggregate plots (02: the benchmark's time-to-fidelity curves), plus
+    # No real case anywhere: strip plots of per-case numbers without ids (01-03), training curves (03, 06) and
+    # aggregate plots (02: the benchmark's time-to-fidelity curves), plus
     # synthetic examples only when the memorisation check clears some (04: the examples; 05: Figure 2 and Figure 4's
     # static view).
-    images = {"01_data.ipynb": 0, "02_inr.ipynb": 1, "03_inr2vec.ipynb": 1, "04_synthesis.ipynb": 1 + shown,
-              "05_quality.ipynb": 4 + 2 * shown, "06_segmentation.ipynb": 1}
+    images = {"01_data.ipynb": 1, "02_inr.ipynb": 2, "03_inr2vec.ipynb": 2, "04_synthesis.ipynb": 1 + shown,
+              "05_quality.ipynb": 4 + 2 * shown, "06_segmentation.ipynb": 2}
     for name in NOTEBOOKS:
         page = (index.parent / "notebooks" / name.replace(".ipynb", ".html")).read_text()
         assert PRIVATE_MARK in page and page.count("<img") == images[name], name
@@ -306,3 +339,58 @@ def test_book_outside_a_clone_or_without_its_extra_says_what_to_do(tmp_path: Pat
                         real_find_spec(name, *a))
     with pytest.raises(RuntimeError, match=r"needs the book extra \(papermill not installed\)"):
         pipeline.require_book()
+
+
+def test_colab_driver_installs_beside_colabs_packages_and_runs_the_whole_book(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """colab/companion.ipynb: the repository URL is its one setting; it keeps the runtime's torch and ipykernel
+    (pinned by a constraints file, so nothing forces a restart) and runs lgelib book in the same runtime. Its
+    commands are recorded, not run (no Colab here)."""
+    import importlib.metadata
+    import subprocess as real_subprocess
+
+    driver = json.loads((REPO_ROOT / "colab" / "companion.ipynb").read_text())
+    cells = [cell for cell in driver["cells"] if cell["cell_type"] == "code"]
+    assert not any(cell["outputs"] for cell in cells) and "parameters" in cells[0]["metadata"]["tags"]
+    settings = re.findall(r"^(\w+) = ", "".join(cells[0]["source"]), flags=re.M)
+    assert settings[0] == "REPOSITORY"
+    commands: list[list[str]] = []
+
+    def record(command, check=False, **kwargs):
+        commands.append(list(command))
+        if command[:2] == ["git", "clone"]:
+            Path(command[-1]).mkdir()
+        return real_subprocess.CompletedProcess(command, 0)
+
+    class Book:
+        def __init__(self, command, **kwargs):
+            commands.append(list(command))
+            self.stdout = iter(["[lgelib] book: executing 01_data.ipynb ...\n"])
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(real_subprocess, "run", record)
+    monkeypatch.setattr(real_subprocess, "Popen", Book)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec("".join(cells[0]["source"]), namespace)
+    with pytest.raises(ValueError, match="set REPOSITORY"):
+        exec("".join(cells[1]["source"]), dict(namespace))
+    namespace["REPOSITORY"] = "https://example.org/lgelib.git"
+    exec("".join(cells[1]["source"]), namespace)
+    exec("".join(cells[2]["source"]), namespace)
+    assert commands[0] == ["git", "clone", "--depth", "1", "https://example.org/lgelib.git", str(tmp_path / "lgelib")]
+    assert commands[1][1:] == ["-m", "pip", "install", "--quiet", "-c", "colab-constraints.txt", "-e",
+                               f"{tmp_path / 'lgelib'}[book,segmentation]"]
+    kept = (tmp_path / "colab-constraints.txt").read_text().split()
+    assert f"torch=={importlib.metadata.version('torch')}" in kept
+    assert f"ipykernel=={importlib.metadata.version('ipykernel')}" in kept
+    assert commands[2][1:] == ["-m", "lgelib.cli", "book", "--profile", "smoke", "--manifest",
+                               "data_manifest/phantom.yaml"]
+
+
+def test_a_chapter_outside_an_install_says_how_to_get_lgelib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LGELIB_SOURCE", raising=False)
+    with pytest.raises(RuntimeError, match="set the LGELIB_SOURCE environment variable"):
+        run_install_cell(tmp_path, False, monkeypatch)

@@ -113,7 +113,7 @@ def test_verdict_says_what_the_design_can_show() -> None:
 
 
 def test_comparisons_markdown_names_each_arm() -> None:
-    from lgelib.figures import comparisons_markdown
+    from lgelib.table1 import comparisons_markdown
 
     lines = comparisons_markdown(compare_arms(_per_case(), "N0", n_resamples=200)).splitlines()
     assert "| Arm | Arm − N0 |" in lines[0]

@@ -16,7 +16,9 @@ import plotly.graph_objects as go  # noqa: E402
 import pytest  # noqa: E402
 
 from lgelib import figures  # noqa: E402
-from lgelib.metrics import REGIONS, SIMILARITY_REGIONS  # noqa: E402
+from lgelib import quality, table1  # noqa: E402
+from lgelib.metrics import SIMILARITY_REGIONS  # noqa: E402
+from lgelib.table1 import REGIONS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -145,10 +147,10 @@ def test_mesh_figure_static_axes():
 
 
 def test_paper_table1_and_its_bold_cells():
-    table = figures.PAPER_TABLE1
+    table = table1.PAPER_TABLE1
     assert table.loc["Volume", ("fibrosis", "N200")] == 0.524
     assert list(table.index) == ["Volume", "Bottom 25%", "Middle 50%", "Top 25%"]
-    text = figures.table1_markdown(table)
+    text = table1.table1_markdown(table)
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in text.splitlines()[2:]}
     bold = {region: [i for i, cell in enumerate(cells) if cell.startswith("**")] for region, cells in rows.items()}
     # columns: fibrosis N=0, 100, 200, myocardium N=0, 100, 200
@@ -166,11 +168,11 @@ def test_table1_markdown_std_nan_and_bold():
     table = pd.DataFrame([[0.5, 0.08, 0.6, 0.07, 0.9, 0.01, 0.8, 0.02],
                           [np.nan, np.nan, 0.3, np.nan, 0.7, 0.05, 0.7, 0.05]], index=["Volume", "Top 25%"],
                          columns=columns)
-    lines = figures.table1_markdown(table).splitlines()
+    lines = table1.table1_markdown(table).splitlines()
     assert lines[0] == "| Region | Fibrosis N=0 | Fibrosis N=100 | Myocardium N=0 | Myocardium N=100 |"
     assert lines[2] == "| Volume | 0.500 ± 0.080 | **0.600 ± 0.070** | **0.900 ± 0.010** | 0.800 ± 0.020 |"
     assert lines[3] == "| Top 25% | – | **0.300** | **0.700 ± 0.050** | **0.700 ± 0.050** |"
-    assert figures.table1_markdown(table, decimals=1).splitlines()[2].startswith("| Volume | 0.5 ± 0.1 |")
+    assert table1.table1_markdown(table, decimals=1).splitlines()[2].startswith("| Volume | 0.5 ± 0.1 |")
 
 
 def test_plot_distributions_and_memorisation():
@@ -179,7 +181,7 @@ def test_plot_distributions_and_memorisation():
     synthetic = pd.DataFrame({"wall_thickness_mm": rng.normal(9.5, 1, 30), "scar_burden_pct": rng.uniform(0, 25, 30)})
     synthetic.loc[3, "scar_burden_pct"] = np.nan
     measures = {"wall_thickness_mm": "wall thickness (mm)", "scar_burden_pct": "scar burden (% of myocardium)"}
-    figure = figures.plot_distributions({"real (training)": real, "synthetic": synthetic}, measures)
+    figure = quality.plot_distributions({"real (training)": real, "synthetic": synthetic}, measures)
     assert len(figure.axes) == 2
     assert [axis.get_xlabel() for axis in figure.axes] == list(measures.values())
     assert len(figure.axes[1].lines) == 2  # one median line per table
@@ -187,7 +189,7 @@ def test_plot_distributions_and_memorisation():
 
     audit = pd.DataFrame({"kind": ["synthetic"] * 25 + ["real test"] * 10,
                           "distance": np.r_[rng.uniform(1, 2, 25), rng.uniform(0.5, 2, 10)]})
-    memo = figures.plot_memorisation(audit, label="latent distance")
+    memo = quality.plot_memorisation(audit, label="latent distance")
     assert len(memo.axes) == 1 and memo.axes[0].get_xlabel() == "latent distance"
     assert len(memo.axes[0].lines) == 2
     np.testing.assert_allclose(memo.axes[0].lines[0].get_xdata()[0], np.median(audit["distance"][:25]))
@@ -200,7 +202,7 @@ def test_plot_dice():
             for _ in range(5)]
     per_case = pd.DataFrame(rows)
     per_case.loc[0, "dice"] = np.nan
-    figure = figures.plot_dice(per_case)
+    figure = table1.plot_dice(per_case)
     assert len(figure.axes) == 2
     assert [axis.get_title() for axis in figure.axes] == ["fibrosis", "myocardium"]
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == list(REGIONS)

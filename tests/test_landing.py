@@ -9,7 +9,7 @@ import pandas as pd
 
 from lgelib.landing import stage_numbers, table1_side_by_side
 from lgelib.layout import RunLayout
-from lgelib.metrics import REGIONS
+from lgelib.table1 import REGIONS
 
 
 def per_case_table(values: dict[int, float]) -> pd.DataFrame:

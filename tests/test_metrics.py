@@ -11,20 +11,16 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from lgelib.metrics import (
-    REGIONS,
-    mask_overlap_audit,
     masked_psnr,
     masked_ssim,
-    memorisation_audit,
     nearest_pairs,
     psnr,
-    regional_dice,
-    slice_regions,
     slice_similarity,
-    table1,
     volume_wall_thickness_mm,
     wall_thickness_mm,
 )
+from lgelib.quality import mask_overlap_audit, memorisation_audit
+from lgelib.table1 import REGIONS, regional_dice, slice_regions, table1
 
 # --- slice_regions ----------------------------------------------------------------------------------------------------
 

@@ -39,11 +39,11 @@ def test_prepare_writes_a_valid_dataset_that_loads_back(toy_dataset: Path, tmp_p
     np.testing.assert_array_equal(prepared.index(["m3", "c0"]), [3, 0])
     summary = prepared_summary(out)
     assert list(summary.index) == prepared.case_ids and set(summary["split"]) == {"train", "test"}
-    assert summary.loc["c1", "fibrosis mL"] == 0 and summary.loc["c0", "fibrosis mL"] > 0
+    assert summary.loc["c1", "fibrosis_ml"] == 0 and summary.loc["c0", "fibrosis_ml"] > 0
     assert (summary["slices with myocardium"] == 7).all() and (summary["slice mm"] == 9.0).all()
     voxel_ml = 1.6 * 1.6 * 9.0 / 1000
     myocardium = np.isin(lv_label_map(scar=False), [2, 3, 4]).sum() * voxel_ml
-    assert summary.loc["c1", "myocardium mL"] == pytest.approx(myocardium, abs=0.1)
+    assert summary.loc["c1", "myocardium_ml"] == pytest.approx(myocardium, abs=0.1)
 
 
 def test_failed_prepare_leaves_nothing_behind(toy_dataset: Path, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import yaml
 
 from lgelib.data.dataset import Split, open_split
 from lgelib.data.prepare import write_case_volumes, write_nifti_manifest
-from lgelib.metrics import REGIONS
+from lgelib.table1 import REGIONS
 from lgelib.data.cases import ScanCase
 from lgelib.data.manifest import CaseFiles
 from lgelib.segmentation import (LABELS, Arm, NnunetFolders, SegmentationSettings, cross_validation_splits,

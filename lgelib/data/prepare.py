@@ -126,7 +126,15 @@ class PreparedDataset:
     def index(self, case_ids: tuple[str, ...] | list[str]) -> np.ndarray:
         """Positions of the given case ids in the stacked arrays."""
         lookup = {c: i for i, c in enumerate(self.case_ids)}
+        missing = [c for c in case_ids if c not in lookup]
+        if missing:
+            raise KeyError(f"no case {', '.join(map(repr, missing))} in this dataset ({len(self.case_ids)} cases)")
         return np.array([lookup[c] for c in case_ids], dtype=int)
+
+    def case(self, case_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One case's (image, myocardium, fibrosis) on the canonical grid: the one way to pull a case out."""
+        i = int(self.index([case_id])[0])
+        return self.images[i], self.myocardium[i], self.fibrosis[i]
 
 
 def load_prepared(folder: Path) -> PreparedDataset:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lgelib.anatomy import tissue_volumes
 from lgelib.data.intensity import normalize_intensity, padding_mask
 from lgelib.data.nifti import slice_axis
 
@@ -49,14 +50,13 @@ def label_map_statistics(
     normalised = normalize_intensity(image)
     padding = padding_mask(image)
     background = (labels == 0) & ~padding
-    myo_ml = myocardium.sum() * voxel_ml
-    scar_ml = scar.sum() * voxel_ml
+    volumes = tissue_volumes(myocardium, scar, voxel_ml)
     other_axes = tuple(a for a in range(3) if a != slice_axis(spacing_mm))
     return {
         "cavity_ml": float((labels == CAVITY).sum() * voxel_ml),
-        "myocardium_ml": float(myo_ml),
-        "scar_ml": float(scar_ml),
-        "scar_burden": float(scar_ml / myo_ml) if myo_ml > 0 else float("nan"),
+        "myocardium_ml": float(volumes["myocardium_ml"]),
+        "scar_ml": float(volumes["fibrosis_ml"]),
+        "scar_burden": float(volumes["scar_burden_pct"] / 100),  # a fraction, as the calibration targets have it
         "myocardium_slices": float(myocardium.any(axis=other_axes).sum()),
         "intensity_cavity": _median(normalised[labels == CAVITY]),
         "intensity_healthy": _median(normalised[labels == HEALTHY]),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lgelib.anatomy import tissue_volumes
 from lgelib.data.cases import ScanCase
 from lgelib.data.nifti import slice_axis
 
@@ -22,16 +23,13 @@ def case_summary(case: ScanCase) -> dict[str, float | int]:
     voxel_ml = float(np.prod(spacing)) / 1000.0
     slices = slice_axis(spacing)
     in_plane = tuple(a for a in range(3) if a != slices)
-    myocardium_ml = float(case.myocardium.sum() * voxel_ml)
-    fibrosis_ml = float(case.fibrosis.sum() * voxel_ml)
+    volumes = tissue_volumes(case.myocardium, case.fibrosis, voxel_ml)
     return {
         "in-plane mm": round(float(np.mean([spacing[a] for a in in_plane])), 2),
         "slice mm": round(float(spacing[slices]), 1),
         "slices": int(case.image.shape[slices]),
         "slices with myocardium": int(case.myocardium.any(axis=in_plane).sum()),
-        "myocardium mL": round(myocardium_ml, 1),
-        "fibrosis mL": round(fibrosis_ml, 1),
-        "scar burden %": round(100 * fibrosis_ml / myocardium_ml, 1),
+        **{name: round(value, 1) for name, value in volumes.items()},
     }
 
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from lgelib.inr.coords import index_to_coordinates
 from lgelib.inr.sampling import VoxelSampler
+from lgelib.device import resolve_device
 from lgelib.inr.siren import ParameterLayout, SirenSpec, batched_forward
 from lgelib.inr.step import SirenStep
 from lgelib.training import cosine_lr
@@ -79,11 +80,6 @@ def joint_loss(outputs: Tensor, targets: Tensor, weights: tuple[float, float, fl
     return weights[0] * image + weights[1] * masks[..., 0] + weights[2] * masks[..., 1]
 
 
-def default_device() -> torch.device:
-    """CUDA when available, else the CPU: the default of every fitting and decoding call."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def resolve_precision(precision: str | None, device: torch.device) -> str:
     """``None`` picks fp32 on the CPU and tf32 on CUDA (float32 storage, TF32 tensor-core matmuls)."""
     if precision is None:
@@ -132,7 +128,7 @@ def fit_batch(init: Tensor, spec: SirenSpec, settings: FitSettings, case_ids: li
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     precision = resolve_precision(precision, device)
     layout = ParameterLayout(spec)
     n, shape = len(case_ids), tuple(images.shape[1:])

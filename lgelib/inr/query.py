@@ -10,7 +10,7 @@ from scipy.special import expit
 from torch import Tensor
 
 from lgelib.inr.coords import grid_coordinates
-from lgelib.inr.fit import default_device
+from lgelib.device import resolve_device
 from lgelib.inr.siren import ParameterLayout, SirenSpec, batched_forward
 
 
@@ -32,7 +32,7 @@ class Decoded:
 def evaluate(params: Tensor, spec: SirenSpec, coords: Tensor, device: torch.device | str | None = None,
              points_per_chunk: int | None = None) -> Tensor:
     """Raw outputs (N, M, 3) of N INRs (flat params (N, P) or (P,)) at the same (M, 3) coordinates."""
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     flat = params.reshape(-1, params.shape[-1]).to(device=device, dtype=torch.float32)
     named = ParameterLayout(spec).unflatten(flat)
     n = flat.shape[0]

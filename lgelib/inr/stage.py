@@ -33,10 +33,12 @@ from tqdm.auto import tqdm
 from lgelib.data.prepare import PreparedDataset
 from lgelib.fingerprint import fingerprint
 from lgelib.fsutil import load_tensors, save_tensors
-from lgelib.inr.fit import FitSettings, default_device, fit_batch
+from lgelib.device import resolve_device
+from lgelib.inr.fit import FitSettings, fit_batch
 from lgelib.inr.query import Decoded, decode
 from lgelib.inr.siren import ParameterLayout, SirenSpec, siren_init
 from lgelib.metrics import dice, psnr
+from lgelib.log import logger
 
 FIDELITY_COLUMNS = ("case_id", "psnr_db", "myocardium_dice", "fibrosis_dice", "fibrosis_voxels", "seconds")
 """Per case: image PSNR (dB, data range 1), Dice of each 0.5-thresholded mask head on the full canonical grid
@@ -142,7 +144,7 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
         raise KeyError(f"cases not in the prepared dataset: {', '.join(unknown)}")
     if not names:
         raise ValueError("no cases to fit")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     init = _write_init(out, spec, settings)
     (out / "settings.json").write_text(json.dumps(
@@ -164,7 +166,7 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
             results[c] = finished
     todo = [c for c in names if c not in results]
     if progress and results:
-        print(f"{len(results)} of {len(names)} cases already fitted in {cases_dir}; fitting {len(todo)}")
+        logger.info("%d of %d cases already fitted in %s; fitting %d", len(results), len(names), cases_dir, len(todo))
     batches = [todo[i:i + cases_per_batch] for i in range(0, len(todo), cases_per_batch)]
     for batch in tqdm(batches, desc="INR batches", disable=not progress or len(batches) < 2, unit="batch"):
         index = prepared.index(batch)
