@@ -3,6 +3,7 @@
 #               (variables: PROFILE=smoke|paper MANIFEST=... SPLIT_SEED=N RUN_DIR=...; the run directory
 #               defaults to lgelib book's: runs/<profile>, or runs/<profile>-split<N>)
 #   make test   run the test suite
+#   make lint   ruff: the code's format and lint rules (pyproject.toml); CI runs it before the tests
 #   make benchmark  INR fitting throughput: batched vs one volume at a time, against the matmul peak (benchmarks/README.md)
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +15,7 @@ MANIFEST ?= data_manifest/phantom.yaml
 # (PyPI's Linux wheel carries CUDA libraries: several GB). Empty: pip's configured index.
 TORCH_INDEX ?=
 
-.PHONY: setup test book benchmark clean
+.PHONY: setup test lint book benchmark clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -26,6 +27,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: setup
 	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 book: setup
 	$(BIN)/lgelib book --profile $(PROFILE) --manifest $(MANIFEST) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(SPLIT_SEED),--split-seed $(SPLIT_SEED))

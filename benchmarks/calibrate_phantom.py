@@ -35,8 +35,17 @@ from lgelib.data.stats import STATISTIC_NAMES, label_map_statistics  # noqa: E40
 
 HEALTHY_SPREAD = "healthy_intensity_std"
 ROWS = (*STATISTIC_NAMES, HEALTHY_SPREAD)
-MATCHED = ("cavity_ml", "myocardium_ml", "scar_ml", "scar_burden", "myocardium_slices", "intensity_cavity",
-           "intensity_healthy", "intensity_scar", "intensity_background")
+MATCHED = (
+    "cavity_ml",
+    "myocardium_ml",
+    "scar_ml",
+    "scar_burden",
+    "myocardium_slices",
+    "intensity_cavity",
+    "intensity_healthy",
+    "intensity_scar",
+    "intensity_background",
+)
 
 
 def default_real_root() -> Path:
@@ -141,15 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     phantom, seconds = phantom_statistics(args.n, args.seed)
 
     print("# Phantom calibration against the EMIDEC-derived cases\n")
-    print(f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPU cores, Python {platform.python_version()}; "
-          f"date {_dt.date.today().isoformat()}.\n")
+    print(
+        f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPU cores, Python {platform.python_version()}; "
+        f"date {_dt.date.today().isoformat()}.\n"
+    )
     print(f"Command: `python benchmarks/calibrate_phantom.py --n {args.n} --seed {args.seed}`\n")
     if real is None:
         print(f"Real data folder `{root}` not found: phantom side only.\n")
     else:
-        print(f"Real: {len(real)} cases from `{root.name}`. Phantom: {args.n} cases, seed {args.seed}, "
-              "default `PhantomConfig`.\n")
+        print(
+            f"Real: {len(real)} cases from `{root.name}`. Phantom: {args.n} cases, seed {args.seed}, "
+            "default `PhantomConfig`.\n"
+        )
     print(render_table(real, phantom))
     print()
     cavity, scar = _ordering(phantom)
@@ -160,14 +173,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"- intensity_cavity > intensity_healthy: phantom {cavity}")
         print(f"- intensity_scar > intensity_healthy (cases with scar): phantom {scar}")
-    print(f"- generate_case time per case (one process): mean {np.mean(seconds):.3f} s, "
-          f"median {np.median(seconds):.3f} s, max {np.max(seconds):.3f} s")
+    print(
+        f"- generate_case time per case (one process): mean {np.mean(seconds):.3f} s, "
+        f"median {np.median(seconds):.3f} s, max {np.max(seconds):.3f} s"
+    )
     default = PhantomConfig()
-    print(f"- the default cohort ({default.n_cases} cases, seed {default.seed}) written as NIfTI + manifest, one "
-          f"process: {cohort_seconds(default.n_cases, default.seed):.1f} s")
+    print(
+        f"- the default cohort ({default.n_cases} cases, seed {default.seed}) written as NIfTI + manifest, one "
+        f"process: {cohort_seconds(default.n_cases, default.seed):.1f} s"
+    )
     if real is not None:
-        print("- 'phantom outside real range': phantom cases below the real min or above the real max; "
-              "in parentheses for statistics that are reported but not calibrated.")
+        print(
+            "- 'phantom outside real range': phantom cases below the real min or above the real max; "
+            "in parentheses for statistics that are reported but not calibrated."
+        )
     return 0
 
 

@@ -64,8 +64,10 @@ def measure(options: RunOptions, root: Path, seed: int, name: str, n_volumes: in
     synthetic = run.synthesize(edm, inr2vec, n_volumes)
     timings["synthesis_s"] = time.perf_counter() - started
 
-    fidelity = {kind: reconstruction_fidelity(inr2vec.model, inrs, prepared, device)
-                for kind, inrs in (("train", train), ("heldout", heldout))}
+    fidelity = {
+        kind: reconstruction_fidelity(inr2vec.model, inrs, prepared, device)
+        for kind, inrs in (("train", train), ("heldout", heldout))
+    }
     data = load_prepared(synthetic.folder)
     audit = mask_audit(data, prepared)
     accepted = synthetic.qc[synthetic.qc.accepted]
@@ -74,22 +76,30 @@ def measure(options: RunOptions, root: Path, seed: int, name: str, n_volumes: in
     texture_real = texture_table(prepared, train_ids)
     texture_synthetic = texture_table(data, data.case_ids)
     real_spacing = slice_spacings(prepared, train_ids)
-    row = {"split": seed, "variant": name,
-           "train PSNR": fidelity["train"].psnr_db.mean(), "train myo": fidelity["train"].myocardium_dice.mean(),
-           "train fib": fidelity["train"].fibrosis_dice.mean(),
-           "held-out PSNR": fidelity["heldout"].psnr_db.mean(),
-           "held-out myo": fidelity["heldout"].myocardium_dice.mean(),
-           "held-out fib": fidelity["heldout"].fibrosis_dice.mean(),
-           "nearer than median test": nearer_than_median_test(audit),
-           "burden synth/real": accepted.scar_burden_pct.median() / max(real.scar_burden_pct.median(), 1e-9),
-           "closed rings %": 100 * accepted.closed_ring_slices.sum() / max(accepted.myocardium_slices.sum(), 1),
-           "fibrosis inside %": (100 - np.average(accepted.fibrosis_outside_pct, weights=accepted.fibrosis_ml)
-                                 if fibrosis_voxels > 0 else float("nan")),
-           "HF synth/real": texture_synthetic.high_frequency_rms.median() / texture_real.high_frequency_rms.median(),
-           "edge synth/real": texture_synthetic.edge_strength.median() / texture_real.edge_strength.median(),
-           "slice mm synth [min, max]": f"{accepted.slice_spacing_mm.min():.1f}-{accepted.slice_spacing_mm.max():.1f}",
-           "slice mm real [min, max]": f"{real_spacing.min():.1f}-{real_spacing.max():.1f}",
-           "drawn": synthetic.record["n_drawn"], **timings}
+    row = {
+        "split": seed,
+        "variant": name,
+        "train PSNR": fidelity["train"].psnr_db.mean(),
+        "train myo": fidelity["train"].myocardium_dice.mean(),
+        "train fib": fidelity["train"].fibrosis_dice.mean(),
+        "held-out PSNR": fidelity["heldout"].psnr_db.mean(),
+        "held-out myo": fidelity["heldout"].myocardium_dice.mean(),
+        "held-out fib": fidelity["heldout"].fibrosis_dice.mean(),
+        "nearer than median test": nearer_than_median_test(audit),
+        "burden synth/real": accepted.scar_burden_pct.median() / max(real.scar_burden_pct.median(), 1e-9),
+        "closed rings %": 100 * accepted.closed_ring_slices.sum() / max(accepted.myocardium_slices.sum(), 1),
+        "fibrosis inside %": (
+            100 - np.average(accepted.fibrosis_outside_pct, weights=accepted.fibrosis_ml)
+            if fibrosis_voxels > 0
+            else float("nan")
+        ),
+        "HF synth/real": texture_synthetic.high_frequency_rms.median() / texture_real.high_frequency_rms.median(),
+        "edge synth/real": texture_synthetic.edge_strength.median() / texture_real.edge_strength.median(),
+        "slice mm synth [min, max]": f"{accepted.slice_spacing_mm.min():.1f}-{accepted.slice_spacing_mm.max():.1f}",
+        "slice mm real [min, max]": f"{real_spacing.min():.1f}-{real_spacing.max():.1f}",
+        "drawn": synthetic.record["n_drawn"],
+        **timings,
+    }
     if edm.selection is not None:  # the snapshot kept: share nearest one half, the later one on ties
         scores = (edm.selection.share_nearer - 0.5).abs().to_numpy()
         kept = edm.selection.iloc[np.flatnonzero(scores == scores.min())[-1]]
@@ -110,8 +120,10 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     cpu = platform.processor() or platform.machine()
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {args.manifest}, profile {args.profile}")
+    print(
+        f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {args.manifest}, profile {args.profile}"
+    )
     options = parse_options({"profile": args.profile, "manifest": args.manifest, "inr2vec_steps": args.inr2vec_steps})
     rows = []
     for seed in [int(s) for s in args.split_seeds.split(",")]:

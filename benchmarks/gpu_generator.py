@@ -37,9 +37,11 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name(0) if device.type == 'cuda' else 'cpu (no GPU found)'}", flush=True)
     base = get_profile("paper")
     base = dataclasses.replace(
-        base, inr=dataclasses.replace(base.inr, fit=dataclasses.replace(base.inr.fit, steps=args.inr_steps)),
+        base,
+        inr=dataclasses.replace(base.inr, fit=dataclasses.replace(base.inr.fit, steps=args.inr_steps)),
         inr2vec=dataclasses.replace(base.inr2vec, steps=args.inr2vec_steps),
-        edm=dataclasses.replace(base.edm, steps=args.edm_steps))
+        edm=dataclasses.replace(base.edm, steps=args.edm_steps),
+    )
     rows = []
     for name in args.variants.split(","):
         if name not in VARIANTS:

@@ -21,8 +21,9 @@ from lgelib.run import parse_options
 from lgelib.experiment import run_experiment
 from lgelib.segmentation import SegmentationSettings
 
-GPU_SHORT = SegmentationSettings(configuration="2d", epochs=20, iterations_per_epoch=100, val_iterations_per_epoch=5,
-                                 folds=("all",), save_every=10)
+GPU_SHORT = SegmentationSettings(
+    configuration="2d", epochs=20, iterations_per_epoch=100, val_iterations_per_epoch=5, folds=("all",), save_every=10
+)
 """nnU-Net's 2d plan as planned (spacing, patch, batch, channels), 2,000 iterations: minutes on one GPU."""
 
 
@@ -36,10 +37,15 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu (no GPU found)'}", flush=True)
     budget = dataclasses.replace(GPU_SHORT, epochs=args.epochs)
-    options = parse_options({"profile": "smoke", "manifest": args.manifest, "device": device,
-                             "seg_arms": ["N0", "N200-balanced"],
-                             "overrides": {f"segmentation.{key}": value
-                                           for key, value in dataclasses.asdict(budget).items()}})
+    options = parse_options(
+        {
+            "profile": "smoke",
+            "manifest": args.manifest,
+            "device": device,
+            "seg_arms": ["N0", "N200-balanced"],
+            "overrides": {f"segmentation.{key}": value for key, value in dataclasses.asdict(budget).items()},
+        }
+    )
     started = time.perf_counter()
     result = run_experiment(options, args.out, [args.split_seed])
     print(f"\nwall time {time.perf_counter() - started:.0f} s; per arm (train includes planning/preprocessing):")

@@ -34,16 +34,26 @@ def main() -> None:
     profile = get_profile(args.profile)
     name = Path(args.manifest).stem
     prepared = load_run_data(args.manifest, profile.grid, args.out / f"{name}-{args.profile}")
-    ids = [c for c in prepared.split.train
-           if not args.with_fibrosis or prepared.fibrosis[prepared.index([c])[0]].any()][:args.cases]
+    ids = [
+        c for c in prepared.split.train if not args.with_fibrosis or prepared.fibrosis[prepared.index([c])[0]].any()
+    ][: args.cases]
     started = time.perf_counter()
-    fitted = fit_inrs(prepared, args.out / f"{name}-{args.profile}" / "inr", profile.inr.spec, profile.inr.fit,
-                      case_ids=ids, cases_per_batch=profile.inr.cases_per_batch, device=args.device)
+    fitted = fit_inrs(
+        prepared,
+        args.out / f"{name}-{args.profile}" / "inr",
+        profile.inr.spec,
+        profile.inr.fit,
+        case_ids=ids,
+        cases_per_batch=profile.inr.cases_per_batch,
+        device=args.device,
+    )
     seconds = time.perf_counter() - started
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-    print(f"\n{args.profile} profile, {name}: {len(ids)} training cases, {profile.inr.fit.steps} steps x "
-          f"{profile.inr.fit.points_per_step} voxels, {profile.inr.spec.n_params:,} parameters; {seconds:.0f} s "
-          f"this run on {args.device or 'the default device'} ({machine})\n")
+    print(
+        f"\n{args.profile} profile, {name}: {len(ids)} training cases, {profile.inr.fit.steps} steps x "
+        f"{profile.inr.fit.points_per_step} voxels, {profile.inr.spec.n_params:,} parameters; {seconds:.0f} s "
+        f"this run on {args.device or 'the default device'} ({machine})\n"
+    )
     table = fitted.fidelity.drop(columns="seconds")
     print(table.to_markdown(index=False, floatfmt=".3f"))
     summary = table[["psnr_db", "myocardium_dice", "fibrosis_dice"]].agg(["mean", "min", "max"])

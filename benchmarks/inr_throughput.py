@@ -44,9 +44,11 @@ from lgelib.inr.siren import flops_per_point
 from lgelib.inr.step import SirenStep
 
 REPO = Path(__file__).resolve().parents[1]
-NETWORKS = {"smoke": lambda: (get_profile("smoke").inr, "smoke"),
-            "paper": lambda: (get_profile("paper").inr, "paper"),
-            "authors": lambda: (AUTHORS_INR, "paper")}
+NETWORKS = {
+    "smoke": lambda: (get_profile("smoke").inr, "smoke"),
+    "paper": lambda: (get_profile("paper").inr, "paper"),
+    "authors": lambda: (AUTHORS_INR, "paper"),
+}
 """name -> (INR stage, profile whose canonical grid it is fitted on)."""
 STEPS = {"smoke": 30, "paper": 6, "authors": 3}
 """Timed steps per row on a CPU (a GPU run multiplies them by 10)."""
@@ -75,14 +77,27 @@ def matmul_peak(n: int, rows: int, width: int, device: torch.device, precision: 
     return 2 * n * rows * width * width * count / elapsed / 1e9
 
 
-def dataloader_fit(init: torch.Tensor, spec: SirenSpec, settings: FitSettings, image: np.ndarray,
-                   myocardium: np.ndarray, fibrosis: np.ndarray, device: torch.device, seed: int) -> torch.Tensor:
+def dataloader_fit(
+    init: torch.Tensor,
+    spec: SirenSpec,
+    settings: FitSettings,
+    image: np.ndarray,
+    myocardium: np.ndarray,
+    fibrosis: np.ndarray,
+    device: torch.device,
+    seed: int,
+) -> torch.Tensor:
     """One module, one shuffled DataLoader over the volume's voxels, Eq. 1 loss, Adam: the public code's loop."""
     model = JointSiren(spec).load_flat(init).to(device)
     coords = grid_coordinates(image.shape)
     targets = stack_targets(image[None], myocardium[None], fibrosis[None])[0]
-    loader = DataLoader(TensorDataset(coords, targets), batch_size=settings.points_per_step, shuffle=True,
-                        drop_last=True, generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        TensorDataset(coords, targets),
+        batch_size=settings.points_per_step,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     bce = torch.nn.BCEWithLogitsLoss()
     w = settings.loss_weights
@@ -93,8 +108,11 @@ def dataloader_fit(init: torch.Tensor, spec: SirenSpec, settings: FitSettings, i
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(settings, step)
             out = model(x)
-            loss = (w[0] * ((out[:, 0] - y[:, 0]) ** 2).mean() + w[1] * bce(out[:, 1], y[:, 1])
-                    + w[2] * bce(out[:, 2], y[:, 2]))
+            loss = (
+                w[0] * ((out[:, 0] - y[:, 0]) ** 2).mean()
+                + w[1] * bce(out[:, 1], y[:, 1])
+                + w[2] * bce(out[:, 2], y[:, 2])
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -119,21 +137,34 @@ def seconds_per_step(function, steps: int, device: torch.device) -> float:
     return (timed(1 + steps) - one) / steps
 
 
-def run(network: str, manifest: str, volumes: list[int], steps: int, device: torch.device, precision: str,
-        data_dir: Path, loops: bool) -> list[dict]:
+def run(
+    network: str,
+    manifest: str,
+    volumes: list[int],
+    steps: int,
+    device: torch.device,
+    precision: str,
+    data_dir: Path,
+    loops: bool,
+) -> list[dict]:
     stage, grid_profile = NETWORKS[network]()
     spec = stage.spec
     prepared = load_run_data(manifest, get_profile(grid_profile).grid, data_dir / grid_profile)
     available = list(prepared.case_ids)
     volumes = [n for n in volumes if n <= len(available)]
-    ids = available[:max(volumes)]
+    ids = available[: max(volumes)]
     index = prepared.index(ids)
     images, myo, fib = prepared.images[index], prepared.myocardium[index], prepared.fibrosis[index]
     init = siren_init(spec, stage.fit.init_seed)
     points = stage.fit.points_per_step
     flops_per_step = 3 * flops_per_point(spec) * points
-    common = {"network": network, "params": spec.n_params, "points/step": points, "device": device.type,
-              "precision": precision}
+    common = {
+        "network": network,
+        "params": spec.n_params,
+        "points/step": points,
+        "device": device.type,
+        "precision": precision,
+    }
 
     def settings_for(n_steps: int) -> FitSettings:
         return dataclasses.replace(stage.fit, steps=n_steps)
@@ -141,25 +172,81 @@ def run(network: str, manifest: str, volumes: list[int], steps: int, device: tor
     rows = []
 
     def add(fitter: str, n: int, per_step: float) -> None:
-        peak = max(matmul_peak(n, rows_, spec.hidden, device, precision)
-                   for rows_ in {SirenStep.default_chunk(spec, n, points, device), points})
+        peak = max(
+            matmul_peak(n, rows_, spec.hidden, device, precision)
+            for rows_ in {SirenStep.default_chunk(spec, n, points, device), points}
+        )
         achieved = flops_per_step * n / per_step / 1e9
-        rows.append({**common, "fitter": fitter, "volumes": n, "s/volume-step": per_step / n,
-                     "volumes/hour at profile steps": 3600 * n / (per_step * stage.fit.steps),
-                     "GFLOP/s": achieved, "bmm peak GFLOP/s": peak, "% of peak": 100 * achieved / peak})
-        print(f"  {network:8s} {fitter:22s} x{n:<3d} {per_step / n * 1e3:9.1f} ms/volume-step "
-              f"{achieved:7.1f} GFLOP/s ({100 * achieved / peak:.0f}% of {peak:.0f})", flush=True)
+        rows.append(
+            {
+                **common,
+                "fitter": fitter,
+                "volumes": n,
+                "s/volume-step": per_step / n,
+                "volumes/hour at profile steps": 3600 * n / (per_step * stage.fit.steps),
+                "GFLOP/s": achieved,
+                "bmm peak GFLOP/s": peak,
+                "% of peak": 100 * achieved / peak,
+            }
+        )
+        print(
+            f"  {network:8s} {fitter:22s} x{n:<3d} {per_step / n * 1e3:9.1f} ms/volume-step "
+            f"{achieved:7.1f} GFLOP/s ({100 * achieved / peak:.0f}% of {peak:.0f})",
+            flush=True,
+        )
 
     if loops:
-        add("DataLoader loop", 1, seconds_per_step(
-            lambda k: dataloader_fit(init, spec, settings_for(k), images[0], myo[0], fib[0], device, 0), steps, device))
-    add("autograd, one volume", 1, seconds_per_step(
-        lambda k: fit_batch(init, spec, settings_for(k), ids[:1], images[:1], myo[:1], fib[:1], device=device,
-                            precision=precision, progress=False, engine="autograd"), steps, device))
+        add(
+            "DataLoader loop",
+            1,
+            seconds_per_step(
+                lambda k: dataloader_fit(init, spec, settings_for(k), images[0], myo[0], fib[0], device, 0),
+                steps,
+                device,
+            ),
+        )
+    add(
+        "autograd, one volume",
+        1,
+        seconds_per_step(
+            lambda k: fit_batch(
+                init,
+                spec,
+                settings_for(k),
+                ids[:1],
+                images[:1],
+                myo[:1],
+                fib[:1],
+                device=device,
+                precision=precision,
+                progress=False,
+                engine="autograd",
+            ),
+            steps,
+            device,
+        ),
+    )
     for n in volumes:
-        add(f"batched x{n}" if n > 1 else "batched x1", n, seconds_per_step(
-            lambda k, n=n: fit_batch(init, spec, settings_for(k), ids[:n], images[:n], myo[:n], fib[:n],
-                                     device=device, precision=precision, progress=False), steps, device))
+        add(
+            f"batched x{n}" if n > 1 else "batched x1",
+            n,
+            seconds_per_step(
+                lambda k, n=n: fit_batch(
+                    init,
+                    spec,
+                    settings_for(k),
+                    ids[:n],
+                    images[:n],
+                    myo[:n],
+                    fib[:n],
+                    device=device,
+                    precision=precision,
+                    progress=False,
+                ),
+                steps,
+                device,
+            ),
+        )
     baseline = rows[1 if loops else 0]["s/volume-step"]
     for row in rows:
         row["speed-up"] = baseline / row["s/volume-step"]
@@ -177,12 +264,15 @@ def main() -> None:
     parser.add_argument("--networks", default="smoke,paper,authors", help="comma-separated: smoke, paper, authors")
     parser.add_argument("--manifest", default=str(REPO / "data_manifest" / "phantom.yaml"))
     parser.add_argument("--volumes", default="1,2,4,8,16,32", help="batch sizes to time (default 1,2,4,8,16,32)")
-    parser.add_argument("--paper-volumes", default="1,2,4,8", help="batch sizes for the paper network on a CPU "
-                                                                   "(default 1,2,4,8)")
-    parser.add_argument("--authors-volumes", default="1,2,4", help="batch sizes for the authors' network on a CPU "
-                                                                   "(default 1,2,4)")
-    parser.add_argument("--steps", type=int, help="timed steps per row (default: 30 smoke, 6 paper, 3 authors; x10 "
-                                                  "on a GPU)")
+    parser.add_argument(
+        "--paper-volumes", default="1,2,4,8", help="batch sizes for the paper network on a CPU (default 1,2,4,8)"
+    )
+    parser.add_argument(
+        "--authors-volumes", default="1,2,4", help="batch sizes for the authors' network on a CPU (default 1,2,4)"
+    )
+    parser.add_argument(
+        "--steps", type=int, help="timed steps per row (default: 30 smoke, 6 paper, 3 authors; x10 on a GPU)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default=None, help="fp32 | tf32 | bf16 (default: fp32 CPU, tf32 CUDA)")
     parser.add_argument("--no-loops", action="store_true", help="skip the DataLoader loop (slow on a CPU)")
@@ -193,17 +283,39 @@ def main() -> None:
     precision = resolve_precision(args.precision, device)
     rows = []
     for network in args.networks.split(","):
-        sizes = (args.volumes if network == "smoke" or device.type == "cuda" else
-                 args.paper_volumes if network == "paper" else args.authors_volumes)
+        sizes = (
+            args.volumes
+            if network == "smoke" or device.type == "cuda"
+            else args.paper_volumes
+            if network == "paper"
+            else args.authors_volumes
+        )
         steps = args.steps or STEPS[network] * (10 if device.type == "cuda" else 1)
-        rows += run(network, args.manifest, [int(v) for v in sizes.split(",")], steps, device, precision,
-                    args.data_dir, loops=not args.no_loops)
+        rows += run(
+            network,
+            args.manifest,
+            [int(v) for v in sizes.split(",")],
+            steps,
+            device,
+            precision,
+            args.data_dir,
+            loops=not args.no_loops,
+        )
     table = pd.DataFrame(rows)
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.csv, index=False)
     print(f"\nmachine: {machine_name(device)}; torch {torch.__version__}; data: {Path(args.manifest).name}\n")
-    columns = ["network", "fitter", "volumes", "s/volume-step", "speed-up", "volumes/hour at profile steps",
-               "GFLOP/s", "bmm peak GFLOP/s", "% of peak"]
+    columns = [
+        "network",
+        "fitter",
+        "volumes",
+        "s/volume-step",
+        "speed-up",
+        "volumes/hour at profile steps",
+        "GFLOP/s",
+        "bmm peak GFLOP/s",
+        "% of peak",
+    ]
     print(table[columns].to_markdown(index=False, floatfmt=".3g"))
 
 

@@ -39,8 +39,18 @@ class Stop(Exception):
     """Raised from the step callback to end a run."""
 
 
-def measure(network: str, manifest: str, cases: int, eval_every: int, max_seconds: float, psnr_target: float,
-            dice_target: float, device: torch.device, precision: str, data_dir: Path) -> tuple[dict, list[dict]]:
+def measure(
+    network: str,
+    manifest: str,
+    cases: int,
+    eval_every: int,
+    max_seconds: float,
+    psnr_target: float,
+    dice_target: float,
+    device: torch.device,
+    precision: str,
+    data_dir: Path,
+) -> tuple[dict, list[dict]]:
     stage, grid_profile = NETWORKS[network]()
     prepared = load_run_data(manifest, get_profile(grid_profile).grid, data_dir / grid_profile)
     ids = list(prepared.split.train[:cases])
@@ -55,12 +65,21 @@ def measure(network: str, manifest: str, cases: int, eval_every: int, max_second
         nonlocal reached
         decoded = decode(params, spec, tuple(images.shape[1:]), device)
         rows = pd.DataFrame([case_fidelity(decoded, images[i], myo[i], fib[i], i) for i in range(len(ids))])
-        point = {"network": network, "step": step, "seconds/volume": clock["fit"] / len(ids),
-                 "psnr_db mean": rows.psnr_db.mean(), "psnr_db min": rows.psnr_db.min(),
-                 "myocardium_dice min": rows.myocardium_dice.min(), "fibrosis_dice mean": rows.fibrosis_dice.mean()}
+        point = {
+            "network": network,
+            "step": step,
+            "seconds/volume": clock["fit"] / len(ids),
+            "psnr_db mean": rows.psnr_db.mean(),
+            "psnr_db min": rows.psnr_db.min(),
+            "myocardium_dice min": rows.myocardium_dice.min(),
+            "fibrosis_dice mean": rows.fibrosis_dice.mean(),
+        }
         curve.append(point)
-        print(f"  {network:8s} step {step:5d}  {point['seconds/volume']:8.1f} s/volume  PSNR {point['psnr_db min']:5.1f}"
-              f"-{rows.psnr_db.max():5.1f} dB  myocardium Dice >= {point['myocardium_dice min']:.3f}", flush=True)
+        print(
+            f"  {network:8s} step {step:5d}  {point['seconds/volume']:8.1f} s/volume  PSNR {point['psnr_db min']:5.1f}"
+            f"-{rows.psnr_db.max():5.1f} dB  myocardium Dice >= {point['myocardium_dice min']:.3f}",
+            flush=True,
+        )
         if reached is None and point["psnr_db min"] >= psnr_target and point["myocardium_dice min"] >= dice_target:
             reached = point
             raise Stop
@@ -79,18 +98,36 @@ def measure(network: str, manifest: str, cases: int, eval_every: int, max_second
     synchronise(device)
     clock["since"] = time.perf_counter()
     try:
-        fit_batch(siren_init(spec, settings.init_seed), spec, settings, ids, images, myo, fib, device=device,
-                  precision=precision, progress=False, on_step=on_step)
+        fit_batch(
+            siren_init(spec, settings.init_seed),
+            spec,
+            settings,
+            ids,
+            images,
+            myo,
+            fib,
+            device=device,
+            precision=precision,
+            progress=False,
+            on_step=on_step,
+        )
     except Stop:
         pass
     last = curve[-1]
-    summary = {"network": network, "params": spec.n_params, "cases": len(ids), "points/step": settings.points_per_step,
-               "profile steps": settings.steps,
-               "steps to target": reached["step"] if reached else np.nan,
-               "s/volume to target": reached["seconds/volume"] if reached else np.nan,
-               "steps run": last["step"], "s/volume run": last["seconds/volume"],
-               "PSNR dB (min) at end": last["psnr_db min"], "myocardium Dice (min) at end": last["myocardium_dice min"],
-               "fibrosis Dice (mean) at end": last["fibrosis_dice mean"]}
+    summary = {
+        "network": network,
+        "params": spec.n_params,
+        "cases": len(ids),
+        "points/step": settings.points_per_step,
+        "profile steps": settings.steps,
+        "steps to target": reached["step"] if reached else np.nan,
+        "s/volume to target": reached["seconds/volume"] if reached else np.nan,
+        "steps run": last["step"],
+        "s/volume run": last["seconds/volume"],
+        "PSNR dB (min) at end": last["psnr_db min"],
+        "myocardium Dice (min) at end": last["myocardium_dice min"],
+        "fibrosis Dice (mean) at end": last["fibrosis_dice mean"],
+    }
     return summary, curve
 
 
@@ -112,16 +149,27 @@ def main() -> None:
     precision = resolve_precision(args.precision, device)
     summaries, curves = [], []
     for network in args.networks.split(","):
-        summary, curve = measure(network, args.manifest, args.cases or CASES[network],
-                                 args.eval_every or EVAL_EVERY[network], 60 * args.max_minutes, args.psnr, args.dice,
-                                 device, precision, args.data_dir)
+        summary, curve = measure(
+            network,
+            args.manifest,
+            args.cases or CASES[network],
+            args.eval_every or EVAL_EVERY[network],
+            60 * args.max_minutes,
+            args.psnr,
+            args.dice,
+            device,
+            precision,
+            args.data_dir,
+        )
         summaries.append(summary)
         curves += curve
     machine = f"{machine_name(device)}, {precision}; torch {torch.__version__}"
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(curves).assign(machine=machine, data=Path(args.manifest).name).to_csv(args.csv, index=False)
-    print(f"\nmachine: {machine}; data: {Path(args.manifest).name}; "
-          f"targets: PSNR >= {args.psnr} dB and myocardium Dice >= {args.dice} on every case\n")
+    print(
+        f"\nmachine: {machine}; data: {Path(args.manifest).name}; "
+        f"targets: PSNR >= {args.psnr} dB and myocardium Dice >= {args.dice} on every case\n"
+    )
     print(pd.DataFrame(summaries).to_markdown(index=False, floatfmt=".3g"))
 
 

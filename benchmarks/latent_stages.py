@@ -38,10 +38,24 @@ def smoke(args: argparse.Namespace, device: torch.device) -> None:
     profile = get_profile("smoke")
     prepared = load_run_data(args.manifest, profile.grid, args.run_dir)
     started = time.perf_counter()
-    train = fit_inrs(prepared, Path(args.run_dir) / "inr", profile.inr.spec, profile.inr.fit,
-                     case_ids=list(prepared.split.train), device=device, progress=False)
-    heldout = fit_inrs(prepared, Path(args.run_dir) / "inr-heldout", profile.inr.spec, profile.inr.fit,
-                       case_ids=list(prepared.split.test), device=device, progress=False)
+    train = fit_inrs(
+        prepared,
+        Path(args.run_dir) / "inr",
+        profile.inr.spec,
+        profile.inr.fit,
+        case_ids=list(prepared.split.train),
+        device=device,
+        progress=False,
+    )
+    heldout = fit_inrs(
+        prepared,
+        Path(args.run_dir) / "inr-heldout",
+        profile.inr.spec,
+        profile.inr.fit,
+        case_ids=list(prepared.split.test),
+        device=device,
+        progress=False,
+    )
     inr_seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch)
@@ -54,24 +68,46 @@ def smoke(args: argparse.Namespace, device: torch.device) -> None:
         timings["EDM training"] = time.perf_counter() - started
         started = time.perf_counter()
         settings = dataclasses.replace(profile.synthesis, n_volumes=args.n_synthetic)
-        synthetic = synthesize(edm, inr2vec, out / "synth", settings, profile.grid.shape,
-                               nominal_spacing(prepared, train.case_ids), True, device=device, progress=False)
+        synthetic = synthesize(
+            edm,
+            inr2vec,
+            out / "synth",
+            settings,
+            profile.grid.shape,
+            nominal_spacing(prepared, train.case_ids),
+            True,
+            device=device,
+            progress=False,
+        )
         timings[f"sampling, decoding, checking and writing {args.n_synthetic} volumes"] = time.perf_counter() - started
         started = time.perf_counter()
         report = validate_dataset(synthetic.manifest, grid=profile.grid, progress=False)
         timings["lgelib validate of the synthetic set"] = time.perf_counter() - started
         total = sum(timings.values())
-        fidelity = pd.concat([reconstruction_fidelity(inr2vec.model, train, prepared, device).assign(set="training"),
-                              reconstruction_fidelity(inr2vec.model, heldout, prepared, device).assign(set="held-out")])
-        qc = compare_qc({"real (training)": real_qc(prepared, train.case_ids),
-                         "synthetic": synthetic.qc[synthetic.qc.accepted]})
-    print(f"\n### Smoke profile: {len(train.case_ids)} training and {len(heldout.case_ids)} held-out INRs "
-          f"({inr_seconds:.0f} s to fit or load them, not counted below)\n")
-    table = pd.DataFrame({"stage": list(timings) + ["**total**"],
-                          "seconds": [f"{s:.1f}" for s in timings.values()] + [f"**{total:.1f}**"]})
+        fidelity = pd.concat(
+            [
+                reconstruction_fidelity(inr2vec.model, train, prepared, device).assign(set="training"),
+                reconstruction_fidelity(inr2vec.model, heldout, prepared, device).assign(set="held-out"),
+            ]
+        )
+        qc = compare_qc(
+            {"real (training)": real_qc(prepared, train.case_ids), "synthetic": synthetic.qc[synthetic.qc.accepted]}
+        )
+    print(
+        f"\n### Smoke profile: {len(train.case_ids)} training and {len(heldout.case_ids)} held-out INRs "
+        f"({inr_seconds:.0f} s to fit or load them, not counted below)\n"
+    )
+    table = pd.DataFrame(
+        {
+            "stage": list(timings) + ["**total**"],
+            "seconds": [f"{s:.1f}" for s in timings.values()] + [f"**{total:.1f}**"],
+        }
+    )
     print(table.to_markdown(index=False))
-    print(f"\nvalidation: {report.format().splitlines()[0].split(': ', 1)[0]}; "
-          f"{synthetic.record['n_drawn']} drawn for {len(synthetic.case_ids)} written\n")
+    print(
+        f"\nvalidation: {report.format().splitlines()[0].split(': ', 1)[0]}; "
+        f"{synthetic.record['n_drawn']} drawn for {len(synthetic.case_ids)} written\n"
+    )
     columns = ["psnr_db", "inr_psnr_db", "myocardium_dice", "fibrosis_dice"]
     summary = fidelity.groupby("set", sort=False)[columns].agg(["mean", "min"]).round(3)
     summary.columns = [f"{a} {b}" for a, b in summary.columns]
@@ -104,11 +140,19 @@ def paper(args: argparse.Namespace, device: torch.device) -> None:
     n = i2v.batch_size
     init = siren_init(spec, 0)
     params = init + 1e-3 * torch.randn(n, spec.n_params, generator=generator)
-    fitted = FittedINRs([f"random_{i:03d}" for i in range(n)], params, init, spec, profile.inr.fit,
-                        profile.grid.shape, pd.DataFrame({"case_id": [], "psnr_db": []}))
+    fitted = FittedINRs(
+        [f"random_{i:03d}" for i in range(n)],
+        params,
+        init,
+        spec,
+        profile.inr.fit,
+        profile.grid.shape,
+        pd.DataFrame({"case_id": [], "psnr_db": []}),
+    )
     rows = []
     runs = itertools.count()  # a fresh folder per run, so no run finds a finished model
     with tempfile.TemporaryDirectory() as scratch:
+
         def run_inr2vec(steps: int) -> None:
             settings = dataclasses.replace(i2v, steps=steps, checkpoint_every=10**9)
             train_inr2vec(fitted, Path(scratch) / f"inr2vec-{next(runs)}", settings, device=device, progress=False)
@@ -120,10 +164,19 @@ def paper(args: argparse.Namespace, device: torch.device) -> None:
 
         for name, function, full in (("inr2vec", run_inr2vec, i2v.steps), ("EDM", run_edm, edm_settings.steps)):
             per_step = seconds_per_step(function, args.paper_steps)
-            rows.append({"stage": name, "steps timed": args.paper_steps, "seconds per step": f"{per_step:.3f}",
-                         "profile steps": full, "extrapolated hours": f"{per_step * full / 3600:.2f}"})
-    print(f"\n### Paper profile, per step (inr2vec: {n} INRs x {i2v.points_per_inr} voxels per step; EDM: batch "
-          f"{edm_settings.batch_size})\n")
+            rows.append(
+                {
+                    "stage": name,
+                    "steps timed": args.paper_steps,
+                    "seconds per step": f"{per_step:.3f}",
+                    "profile steps": full,
+                    "extrapolated hours": f"{per_step * full / 3600:.2f}",
+                }
+            )
+    print(
+        f"\n### Paper profile, per step (inr2vec: {n} INRs x {i2v.points_per_inr} voxels per step; EDM: batch "
+        f"{edm_settings.batch_size})\n"
+    )
     print(pd.DataFrame(rows).to_markdown(index=False))
 
 

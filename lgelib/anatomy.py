@@ -37,12 +37,16 @@ def tissue_volumes(myocardium: np.ndarray, fibrosis: np.ndarray, voxel_ml: float
     """The one definition of a case's tissue volumes: ``myocardium_ml`` (the whole wall, scar included),
     ``fibrosis_ml`` and ``scar_burden_pct`` (fibrosis over myocardium volume, in %; NaN without myocardium)."""
     myo_voxels, fib_voxels = int(np.count_nonzero(myocardium)), int(np.count_nonzero(fibrosis))
-    return {"myocardium_ml": myo_voxels * voxel_ml, "fibrosis_ml": fib_voxels * voxel_ml,
-            "scar_burden_pct": 100.0 * fib_voxels / myo_voxels if myo_voxels else float("nan")}
+    return {
+        "myocardium_ml": myo_voxels * voxel_ml,
+        "fibrosis_ml": fib_voxels * voxel_ml,
+        "scar_burden_pct": 100.0 * fib_voxels / myo_voxels if myo_voxels else float("nan"),
+    }
 
 
-def mask_qc(myocardium: np.ndarray, fibrosis: np.ndarray, voxel_ml: float,
-            fibrosis_raw: np.ndarray | None = None) -> dict[str, float | int | str]:
+def mask_qc(
+    myocardium: np.ndarray, fibrosis: np.ndarray, voxel_ml: float, fibrosis_raw: np.ndarray | None = None
+) -> dict[str, float | int | str]:
     """Quality-control numbers of one case's masks.
 
     Args:

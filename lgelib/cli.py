@@ -50,20 +50,26 @@ def _add_quiet(parser: argparse.ArgumentParser) -> None:
 
 def _add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
     _add_quiet(parser)
-    parser.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST,
-                        help=f"data manifest (YAML; default: {DEFAULT_MANIFEST})")
+    parser.add_argument(
+        "manifest", nargs="?", default=DEFAULT_MANIFEST, help=f"data manifest (YAML; default: {DEFAULT_MANIFEST})"
+    )
     parser.add_argument("--root", help="data folder; overrides the manifest's source.root (EMIDEC or NIfTI data)")
     parser.add_argument("--split-seed", type=int, help="overrides split.seed (seeded splits only)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override any manifest key, e.g. --set split.n_test=10 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any manifest key, e.g. --set split.n_test=10 (repeatable)",
+    )
 
 
 def _command_validate(args: argparse.Namespace) -> int:
     from lgelib.config import get_profile
     from lgelib.data.validate import validate_dataset
 
-    report = validate_dataset(args.manifest, _overrides(args), grid=get_profile(args.profile).grid,
-                              progress=not args.quiet)
+    report = validate_dataset(
+        args.manifest, _overrides(args), grid=get_profile(args.profile).grid, progress=not args.quiet
+    )
     print(report.format())
     failed = not report.ok or (args.strict and report.warnings)
     return 1 if failed else 0
@@ -120,7 +126,11 @@ def _command_book(args: argparse.Namespace) -> int:
     if getattr(args, "root", None):
         os.environ["EMIDEC_ROOT"] = str(Path(args.root).expanduser().resolve())  # the notebooks' kernels inherit it
     run_dir = Path(args.run_dir or default_run_dir(args.profile, args.split_seed))
-    parameters = {"profile": args.profile, "manifest": str(Path(args.manifest).resolve()), "split_seed": args.split_seed}
+    parameters = {
+        "profile": args.profile,
+        "manifest": str(Path(args.manifest).resolve()),
+        "split_seed": args.split_seed,
+    }
     if args.device:
         parameters["device"] = args.device
     for item in (args.param or []) + (args.set or []):
@@ -140,8 +150,14 @@ def _run_options(args: argparse.Namespace, **extra: Any):
     from lgelib.data.manifest import parse_override
     from lgelib.run import parse_options
 
-    items = {"profile": args.profile, "seg_budget": args.seg_budget, "seg_epochs": args.epochs,
-             "generator": getattr(args, "generator", None), "inr": getattr(args, "inr", None), **extra}
+    items = {
+        "profile": args.profile,
+        "seg_budget": args.seg_budget,
+        "seg_epochs": args.epochs,
+        "generator": getattr(args, "generator", None),
+        "inr": getattr(args, "inr", None),
+        **extra,
+    }
     items.update(dict(parse_override(item) for item in getattr(args, "setting", None) or []))
     return parse_options(items)
 
@@ -161,8 +177,9 @@ def _command_segment(args: argparse.Namespace) -> int:
     real = open_dataset(load_manifest(args.manifest, _overrides(args)), progress=False)
     uses_synthetic = any(a.n_added and a.source == "synthetic" for a in arms)
     try:
-        result = run_segmentation(real, synthetic if uses_synthetic else None, run_dir / "seg", settings, arms,
-                                  args.device)
+        result = run_segmentation(
+            real, synthetic if uses_synthetic else None, run_dir / "seg", settings, arms, args.device
+        )
     except NnunetStageFailed as error:
         print(f"lgelib segment: {error}", file=sys.stderr)
         return 1
@@ -179,8 +196,9 @@ def _command_experiment(args: argparse.Namespace) -> int:
 
     if args.root:
         os.environ["EMIDEC_ROOT"] = str(Path(args.root).resolve())
-    options = _run_options(args, manifest=str(Path(args.manifest).resolve()), device=args.device,
-                           n_train=args.n_train, seg_arms=args.arms)
+    options = _run_options(
+        args, manifest=str(Path(args.manifest).resolve()), device=args.device, n_train=args.n_train, seg_arms=args.arms
+    )
     seeds = [int(s) for s in args.split_seeds.split(",")]
     try:
         result = run_experiment(options, args.out, seeds)
@@ -198,10 +216,13 @@ def _command_experiment(args: argparse.Namespace) -> int:
 
 
 def _add_arm_arguments(parser: argparse.ArgumentParser, default_arms: str = "N0,N100,N200") -> None:
-    parser.add_argument("--arms", default=default_arms,
-                        help="comma-separated arms: N<n> (n synthetic volumes added), D<n> (n duplicates of real "
-                             "training cases: the control), -balanced for a fixed real share of every batch; "
-                             f"N0 is always run (default {default_arms})")
+    parser.add_argument(
+        "--arms",
+        default=default_arms,
+        help="comma-separated arms: N<n> (n synthetic volumes added), D<n> (n duplicates of real "
+        "training cases: the control), -balanced for a fixed real share of every batch; "
+        f"N0 is always run (default {default_arms})",
+    )
     parser.add_argument("--seg-budget", help="nnU-Net budget: smoke, real-cpu or paper (default: the profile's)")
     parser.add_argument("--epochs", type=int, help="override the budget's nnU-Net epochs")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available)")
@@ -211,16 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lgelib",
         description="Companion library of 'Synthesis of LGE images via implicit neural representations for "
-                    "cardiac scar segmentation': data manifests, the embedded synthetic LGE cohort, and the "
-                    "pipeline stages.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "cardiac scar segmentation': data manifests, the embedded synthetic LGE cohort, and the "
+        "pipeline stages.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"lgelib {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    validate = commands.add_parser("validate", help="check a dataset: every problem of every case; exit 1 if any error",
-                                   description="Read every case a manifest names and report every problem found, "
-                                               "per case, naming the file. Exit status 1 if there is any error.")
+    validate = commands.add_parser(
+        "validate",
+        help="check a dataset: every problem of every case; exit 1 if any error",
+        description="Read every case a manifest names and report every problem found, "
+        "per case, naming the file. Exit status 1 if there is any error.",
+    )
     _add_manifest_arguments(validate)
     validate.add_argument("--profile", default="smoke", help="whose canonical grid to check against (smoke, paper)")
     validate.add_argument("--strict", action="store_true", help="also fail on warnings")
@@ -230,11 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_manifest_arguments(split)
     split.set_defaults(handler=_command_split)
 
-    prepare = commands.add_parser("prepare", help="put a dataset on the canonical grid (NIfTI + manifest)",
-                                  description="Read, check, orient (base first), normalise and resample every case "
-                                              "onto the profile's canonical grid; write NIfTI files, a manifest and "
-                                              "the mapping back to each scan's own grid. Nothing is written if any "
-                                              "case fails.")
+    prepare = commands.add_parser(
+        "prepare",
+        help="put a dataset on the canonical grid (NIfTI + manifest)",
+        description="Read, check, orient (base first), normalise and resample every case "
+        "onto the profile's canonical grid; write NIfTI files, a manifest and "
+        "the mapping back to each scan's own grid. Nothing is written if any "
+        "case fails.",
+    )
     _add_manifest_arguments(prepare)
     prepare.add_argument("--profile", default="smoke", help="smoke (8x64x64, 2.5 mm) or paper (12x128x128, 1.25 mm)")
     prepare.add_argument("--z-mode", choices=["lv_extent", "native"], help="through-plane sampling (default lv_extent)")
@@ -249,25 +278,33 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
     phantom.set_defaults(handler=_command_phantom)
     segment = commands.add_parser(
-        "segment", help="train nnU-Net on the real training cases + N synthetic volumes; Dice on the test cases",
+        "segment",
+        help="train nnU-Net on the real training cases + N synthetic volumes; Dice on the test cases",
         description="The Table 1 experiment on its own: one nnU-Net per N (real training cases plus the first N "
-                    "volumes of the synthesis folder), predictions on each test scan's own grid, regional Dice. "
-                    "Trained models are reused, interrupted training resumes. Prints Table 1.")
+        "volumes of the synthesis folder), predictions on each test scan's own grid, regional Dice. "
+        "Trained models are reused, interrupted training resumes. Prints Table 1.",
+    )
     _add_manifest_arguments(segment)
-    segment.add_argument("--profile", default="smoke", help="nnU-Net budget: smoke (small 2d, CPU) or paper "
-                                                            "(nnU-Net's default, GPU)")
-    segment.add_argument("--run-dir", help="run directory (default: runs/<profile>, or runs/<profile>-split<N> "
-                                              "with --split-seed N); writes RUN_DIR/seg")
+    segment.add_argument(
+        "--profile", default="smoke", help="nnU-Net budget: smoke (small 2d, CPU) or paper (nnU-Net's default, GPU)"
+    )
+    segment.add_argument(
+        "--run-dir",
+        help="run directory (default: runs/<profile>, or runs/<profile>-split<N> "
+        "with --split-seed N); writes RUN_DIR/seg",
+    )
     segment.add_argument("--synthetic", help="synthesis folder (default: RUN_DIR/synth)")
     _add_arm_arguments(segment)
     segment.set_defaults(handler=_command_segment)
 
     experiment = commands.add_parser(
-        "experiment", help="every stage on several splits, every arm, Table 1 with paired statistics",
+        "experiment",
+        help="every stage on several splits, every arm, Table 1 with paired statistics",
         description="The whole experiment on each split seed: canonical grid, INRs (shared between splits), "
-                    "inr2vec, EDM and synthesis on that split's training cases, then one nnU-Net per arm; Table 1 "
-                    "over all splits, and each arm against N0 as paired differences with cluster-bootstrap "
-                    "intervals and Holm-adjusted split-level p-values. Finished work is reused.")
+        "inr2vec, EDM and synthesis on that split's training cases, then one nnU-Net per arm; Table 1 "
+        "over all splits, and each arm against N0 as paired differences with cluster-bootstrap "
+        "intervals and Holm-adjusted split-level p-values. Finished work is reused.",
+    )
     _add_quiet(experiment)
     experiment.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST, help="data manifest")
     experiment.add_argument("--root", help="data folder of an EMIDEC-layout manifest (sets EMIDEC_ROOT)")
@@ -275,35 +312,60 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--split-seeds", default="0,1,2", help="comma-separated split seeds (default 0,1,2)")
     experiment.add_argument("--out", required=True, help="experiment folder (one run directory per split inside)")
     experiment.add_argument("--n-train", type=int, help="only the first N training cases of each split")
-    experiment.add_argument("--generator", help="generator choices (lgelib.config.GENERATORS): paper (default), data, "
-                                                "data+film+select+geometry or weights+select+geometry")
-    experiment.add_argument("--inr", help="INR network and fit settings (lgelib.config.INRS): lgelib (default, the "
-                                          "profile's own) or authors (the authors' published network)")
+    experiment.add_argument(
+        "--generator",
+        help="generator choices (lgelib.config.GENERATORS): paper (default), data, "
+        "data+film+select+geometry or weights+select+geometry",
+    )
+    experiment.add_argument(
+        "--inr",
+        help="INR network and fit settings (lgelib.config.INRS): lgelib (default, the "
+        "profile's own) or authors (the authors' published network)",
+    )
     _add_arm_arguments(experiment, default_arms="N0,N100,N200,N100-balanced,N200-balanced,D200")
-    experiment.add_argument("--set", dest="setting", action="append", metavar="KEY=VALUE",
-                            help="any setting of the run by dotted key, e.g. --set edm.steps=10000 (repeatable; "
-                                 "lgelib.run.RunOptions)")
+    experiment.add_argument(
+        "--set",
+        dest="setting",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any setting of the run by dotted key, e.g. --set edm.steps=10000 (repeatable; lgelib.run.RunOptions)",
+    )
     experiment.set_defaults(handler=_command_experiment)
 
-    book = commands.add_parser("book", help="run every notebook with papermill and build the Jupyter Book",
-                               description="Execute the notebooks in order (papermill) into RUN_DIR/notebooks, then "
-                                           "build the book from the executed copies into RUN_DIR/book/_build/html. "
-                                           "A failing notebook stops the run and names the cell and the error.")
+    book = commands.add_parser(
+        "book",
+        help="run every notebook with papermill and build the Jupyter Book",
+        description="Execute the notebooks in order (papermill) into RUN_DIR/notebooks, then "
+        "build the book from the executed copies into RUN_DIR/book/_build/html. "
+        "A failing notebook stops the run and names the cell and the error.",
+    )
     _add_quiet(book)
     book.add_argument("--profile", default="smoke", help="smoke (CPU, minutes; default) or paper (GPU)")
     book.add_argument("--manifest", default=DEFAULT_MANIFEST, help=f"data manifest (default: {DEFAULT_MANIFEST})")
-    book.add_argument("--run-dir", help="where stages and the book are written (default: runs/<profile>, or "
-                                                  "runs/<profile>-split<N> with --split-seed N)")
+    book.add_argument(
+        "--run-dir",
+        help="where stages and the book are written (default: runs/<profile>, or "
+        "runs/<profile>-split<N> with --split-seed N)",
+    )
     book.add_argument("--split-seed", type=int, help="rerun with another train/test split (seeded splits)")
     book.add_argument("--device", help="cpu, cuda or cuda:N for the training stages (default: CUDA if available)")
     book.add_argument("--root", help="data folder of an EMIDEC-layout manifest (sets EMIDEC_ROOT for every chapter)")
-    book.add_argument("--set", action="append", metavar="KEY=VALUE",
-                      help="any setting of the run by dotted key, e.g. --set edm.steps=10000, or a run option "
-                           "(seg_arms=N0,N100) or a chapter's parameter (n_examples=5); repeatable. Written to "
-                           "RUN_DIR/run.json, which every chapter reads")
-    book.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                      help="the same as --set; the short names steps, inr2vec_steps, edm_steps, n_synthetic, "
-                           "training_seed, synthesis_seed and seg_epochs stand for their dotted keys")
+    book.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any setting of the run by dotted key, e.g. --set edm.steps=10000, or a run option "
+        "(seg_arms=N0,N100) or a chapter's parameter (n_examples=5); repeatable. Written to "
+        "RUN_DIR/run.json, which every chapter reads",
+    )
+    book.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="the same as --set; the short names steps, inr2vec_steps, edm_steps, n_synthetic, "
+        "training_seed, synthesis_seed and seg_epochs stand for their dotted keys",
+    )
     book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
     book.set_defaults(handler=_command_book)
     return parser

@@ -47,9 +47,13 @@ def _groups(values: np.ndarray, clusters: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def cluster_bootstrap(values: Sequence[float] | np.ndarray, clusters: Sequence | np.ndarray,
-                      n_resamples: int = 4000, confidence: float = 0.95,
-                      seed: int = 0) -> dict[str, float]:
+def cluster_bootstrap(
+    values: Sequence[float] | np.ndarray,
+    clusters: Sequence | np.ndarray,
+    n_resamples: int = 4000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
     """Two-stage bootstrap of the mean of ``values`` grouped by ``clusters`` (e.g. split seeds).
 
     Each resample draws as many clusters as there are, with replacement, and within each drawn cluster as many
@@ -83,8 +87,14 @@ def cluster_bootstrap(values: Sequence[float] | np.ndarray, clusters: Sequence |
     means = sums / counts
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return {"mean": mean, "se": float(means.std(ddof=1)), "ci_low": float(low), "ci_high": float(high), "n": n,
-            "n_clusters": len(groups)}
+    return {
+        "mean": mean,
+        "se": float(means.std(ddof=1)),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "n": n,
+        "n_clusters": len(groups),
+    }
 
 
 def sign_flip_test(cluster_means: Sequence[float] | np.ndarray) -> tuple[float, float]:
@@ -158,12 +168,16 @@ def paired_differences(per_case: pd.DataFrame, baseline: str, value: str = "dice
     if baseline not in wide.columns:
         raise ValueError(f"no results for the baseline arm {baseline!r} (arms: {sorted(wide.columns)})")
     differences = wide.drop(columns=baseline).sub(wide[baseline], axis=0)
-    return differences.reset_index().melt(id_vars=keys, var_name="arm", value_name="difference").dropna(
-        subset=["difference"])
+    return (
+        differences.reset_index()
+        .melt(id_vars=keys, var_name="arm", value_name="difference")
+        .dropna(subset=["difference"])
+    )
 
 
-def compare_arms(per_case: pd.DataFrame, baseline: str, n_resamples: int = 4000, seed: int = 0,
-                 value: str = "dice") -> pd.DataFrame:
+def compare_arms(
+    per_case: pd.DataFrame, baseline: str, n_resamples: int = 4000, seed: int = 0, value: str = "dice"
+) -> pd.DataFrame:
     """Each arm against ``baseline`` on the same (split, case, region) rows: mean paired difference, its
     cluster-bootstrap interval and standard error, the minimum detectable effect, the split-level sign-flip p,
     its Holm-adjusted value over the whole table, and the smallest p the number of splits allows.
@@ -175,12 +189,39 @@ def compare_arms(per_case: pd.DataFrame, baseline: str, n_resamples: int = 4000,
     for (structure, region, arm), group in differences.groupby(["structure", "region", "arm"], sort=False):
         stats = cluster_bootstrap(group["difference"], group["split_seed"], n_resamples=n_resamples, seed=seed)
         p, p_min = sign_flip_test(group.groupby("split_seed")["difference"].mean())
-        rows.append({"structure": structure, "region": region, "arm": arm, "difference": stats["mean"],
-                     "ci_low": stats["ci_low"], "ci_high": stats["ci_high"], "se": stats["se"],
-                     "mde": minimum_detectable_effect(stats["se"]), "n_pairs": stats["n"],
-                     "n_splits": stats["n_clusters"], "p": p, "p_min": p_min})
-    table = pd.DataFrame(rows, columns=["structure", "region", "arm", "difference", "ci_low", "ci_high", "se", "mde",
-                                        "n_pairs", "n_splits", "p", "p_min"])
+        rows.append(
+            {
+                "structure": structure,
+                "region": region,
+                "arm": arm,
+                "difference": stats["mean"],
+                "ci_low": stats["ci_low"],
+                "ci_high": stats["ci_high"],
+                "se": stats["se"],
+                "mde": minimum_detectable_effect(stats["se"]),
+                "n_pairs": stats["n"],
+                "n_splits": stats["n_clusters"],
+                "p": p,
+                "p_min": p_min,
+            }
+        )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "structure",
+            "region",
+            "arm",
+            "difference",
+            "ci_low",
+            "ci_high",
+            "se",
+            "mde",
+            "n_pairs",
+            "n_splits",
+            "p",
+            "p_min",
+        ],
+    )
     table.insert(table.columns.get_loc("p_min"), "p_holm", holm(table["p"].to_numpy()))
     return table
 
@@ -189,8 +230,9 @@ def false_scar(per_case: pd.DataFrame) -> pd.DataFrame:
     """Predicted scar volume (mL) on each test case without reference scar, per arm (and split): the false
     positives that a Dice over scar-positive cases does not see. Columns: arm, [split_seed,] case_id,
     false_scar_ml."""
-    rows = per_case[(per_case["region"] == "Volume") & (per_case["structure"] == "fibrosis")
-                    & ~per_case["has_scar"].astype(bool)]
+    rows = per_case[
+        (per_case["region"] == "Volume") & (per_case["structure"] == "fibrosis") & ~per_case["has_scar"].astype(bool)
+    ]
     keys = [k for k in ("arm", "split_seed", "case_id") if k in rows.columns]
     return rows[keys + ["predicted_ml"]].rename(columns={"predicted_ml": "false_scar_ml"}).reset_index(drop=True)
 
@@ -202,8 +244,14 @@ def headline(per_case: pd.DataFrame) -> pd.DataFrame:
     volume = volume[volume["region"] == "Volume"]
     dice = volume.pivot_table(index="arm", columns="structure", values="dice", aggfunc="mean", sort=False)
     counts = volume.pivot_table(index="arm", columns="structure", values="dice", aggfunc="count", sort=False)
-    table = pd.DataFrame({"myocardium_dice": dice.get("myocardium"), "fibrosis_dice": dice.get("fibrosis"),
-                          "n_cases": counts.get("myocardium"), "n_scar_cases": counts.get("fibrosis")})
+    table = pd.DataFrame(
+        {
+            "myocardium_dice": dice.get("myocardium"),
+            "fibrosis_dice": dice.get("fibrosis"),
+            "n_cases": counts.get("myocardium"),
+            "n_scar_cases": counts.get("fibrosis"),
+        }
+    )
     false = false_scar(per_case).groupby("arm", sort=False)["false_scar_ml"]
     table["false_scar_ml"] = false.mean()
     table["n_scar_free"] = false.count()
@@ -221,16 +269,24 @@ def verdict(per_case: pd.DataFrame, baseline: str = "N0", n_resamples: int = 200
     smallest p the number of splits allows, the minimum detectable effect)."""
     numbers = headline(per_case).set_index("arm")
     n_splits = int(per_case["split_seed"].nunique()) if "split_seed" in per_case.columns else 1
-    n_scar = int(numbers.loc[baseline, "n_scar_cases"]) if baseline in numbers.index and pd.notna(
-        numbers.loc[baseline, "n_scar_cases"]) else 0
-    design = (f"1 split ({n_scar} test cases with scar)" if n_splits == 1
-              else f"{n_splits} splits ({n_scar} test case-split pairs with scar)")
+    n_scar = (
+        int(numbers.loc[baseline, "n_scar_cases"])
+        if baseline in numbers.index and pd.notna(numbers.loc[baseline, "n_scar_cases"])
+        else 0
+    )
+    design = (
+        f"1 split ({n_scar} test cases with scar)"
+        if n_splits == 1
+        else f"{n_splits} splits ({n_scar} test case-split pairs with scar)"
+    )
     base = float(numbers.loc[baseline, "fibrosis_dice"]) if baseline in numbers.index else float("nan")
     if n_scar == 0:
         return f"No test case has scar ({design}), so this run cannot measure fibrosis segmentation."
     if not base >= LEARNED_FIBROSIS_DICE:
-        return (f"The real-only baseline has not learned scar (Volume fibrosis Dice {base:.2f} on {design}), so this "
-                "run cannot say whether synthetic volumes help: a larger nnU-Net budget is needed first.")
+        return (
+            f"The real-only baseline has not learned scar (Volume fibrosis Dice {base:.2f} on {design}), so this "
+            "run cannot say whether synthetic volumes help: a larger nnU-Net budget is needed first."
+        )
     synthetic = [a for a in numbers.index if re.fullmatch(r"N\d+", a) and a != baseline]
     if not synthetic:
         return f"Only the baseline ran (Volume fibrosis Dice {base:.3f} on {design}): nothing to compare."
@@ -238,18 +294,30 @@ def verdict(per_case: pd.DataFrame, baseline: str = "N0", n_resamples: int = 200
     table = compare_arms(per_case, baseline, n_resamples=n_resamples).set_index(["structure", "region", "arm"])
     row = table.loc[("fibrosis", "Volume", arm)]
     control_arm = "D" + arm[1:]
-    control = (f" (the control, {control_arm}: as many duplicates of real cases, "
-               f"{table.loc[('fibrosis', 'Volume', control_arm), 'difference']:+.3f})"
-               if ("fibrosis", "Volume", control_arm) in table.index else "")
-    change = (f"{arm} changed Volume fibrosis Dice by {row.difference:+.3f} (95% CI {row.ci_low:+.3f} to "
-              f"{row.ci_high:+.3f}) against {baseline}'s {base:.3f}{control}")
+    control = (
+        f" (the control, {control_arm}: as many duplicates of real cases, "
+        f"{table.loc[('fibrosis', 'Volume', control_arm), 'difference']:+.3f})"
+        if ("fibrosis", "Volume", control_arm) in table.index
+        else ""
+    )
+    change = (
+        f"{arm} changed Volume fibrosis Dice by {row.difference:+.3f} (95% CI {row.ci_low:+.3f} to "
+        f"{row.ci_high:+.3f}) against {baseline}'s {base:.3f}{control}"
+    )
     if row.p_holm < 0.05 and (row.ci_low > 0 or row.ci_high < 0):
         direction = "helped" if row.difference > 0 else "hurt"
         return f"On {design}, {change}: synthetic volumes {direction} (Holm-adjusted p = {row.p_holm:.3f})."
     if n_splits == 1:
-        return (f"On {design}, {change}; one split trains one model per arm, so the interval covers the choice of "
-                "test cases but not retraining, and no effect can be claimed (repeat the experiment over splits).")
-    reason = (f"with {n_splits} splits no p-value can fall below {row.p_min:.2f}" if row.p_min >= 0.05
-              else f"Holm-adjusted p = {row.p_holm:.2f}")
-    return (f"On {design}, {change}; this is not a claimable effect ({reason}; the smallest effect this design "
-            f"detects is about {row.mde:.2f} Dice).")
+        return (
+            f"On {design}, {change}; one split trains one model per arm, so the interval covers the choice of "
+            "test cases but not retraining, and no effect can be claimed (repeat the experiment over splits)."
+        )
+    reason = (
+        f"with {n_splits} splits no p-value can fall below {row.p_min:.2f}"
+        if row.p_min >= 0.05
+        else f"Holm-adjusted p = {row.p_holm:.2f}"
+    )
+    return (
+        f"On {design}, {change}; this is not a claimable effect ({reason}; the smallest effect this design "
+        f"detects is about {row.mde:.2f} Dice)."
+    )

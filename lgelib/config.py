@@ -43,18 +43,36 @@ HEUN_64 = SamplerSettings(num_steps=64)
 inflate the sampled variance by about 8% and 64 by about 1% (tests/test_edm.py); a latent MLP costs little."""
 
 SMOKE_SEGMENTATION = SegmentationSettings(
-    configuration="2d", epochs=40, iterations_per_epoch=15, val_iterations_per_epoch=2, folds=("all",),
-    target_spacing_mm=(8.0, 3.0, 3.0), batch_size=12, patch_size=(64, 64), max_features=64,
-    foreground_oversampling=0.66, save_every=20)
+    configuration="2d",
+    epochs=40,
+    iterations_per_epoch=15,
+    val_iterations_per_epoch=2,
+    folds=("all",),
+    target_spacing_mm=(8.0, 3.0, 3.0),
+    batch_size=12,
+    patch_size=(64, 64),
+    max_features=64,
+    foreground_oversampling=0.66,
+    save_every=20,
+)
 """A small 2d nnU-Net for 2 CPU cores: one model on every training case (no cross-validation), 600 iterations of
 12 patches of 64 x 64 pixels at 3 mm (192 mm, the whole heart), channels capped at 64, two thirds of the patches
 centred on a label. Measured choices in benchmarks/README.md: 480 iterations of 8 patches never learned the
 fibrosis label."""
 
 REAL_CPU_SEGMENTATION = SegmentationSettings(
-    configuration="2d", epochs=30, iterations_per_epoch=50, val_iterations_per_epoch=2, folds=("all",),
-    target_spacing_mm=(8.0, 3.0, 3.0), batch_size=4, patch_size=(128, 128), max_features=64,
-    foreground_oversampling=0.33, save_every=10)
+    configuration="2d",
+    epochs=30,
+    iterations_per_epoch=50,
+    val_iterations_per_epoch=2,
+    folds=("all",),
+    target_spacing_mm=(8.0, 3.0, 3.0),
+    batch_size=4,
+    patch_size=(128, 128),
+    max_features=64,
+    foreground_oversampling=0.33,
+    save_every=10,
+)
 """The nnU-Net budget of every real-data run on a CPU: whole slices at 3 mm (128 x 128 patches cover a 384 mm field
 of view, so the network sees what lies far from the heart), batches of 4, 1,500 iterations (about 8 minutes on 2
 cores), nnU-Net's share of foreground patches, float32 (bfloat16 autocast was 1.4x faster but then did not learn
@@ -74,43 +92,81 @@ SEGMENTATION_BUDGETS: dict[str, SegmentationSettings] = {
 PROFILES: dict[str, Profile] = {
     # Same 160 mm field of view in both; the smoke grid is coarser so every later stage runs on a CPU.
     "smoke": Profile(
-        name="smoke", grid=GridSpec(shape=(8, 64, 64), inplane_spacing_mm=2.5),
+        name="smoke",
+        grid=GridSpec(shape=(8, 64, 64), inplane_spacing_mm=2.5),
         # 15,907 parameters; about 4 s per volume on 2 CPU cores (5.2 ms per volume and step; benchmarks/README.md).
-        inr=InrStage(spec=SirenSpec(hidden=64, backbone_layers=4, head_hidden=16),
-                     fit=FitSettings(steps=800, points_per_step=4096, lr=1e-3, lr_final=1e-4), cases_per_batch=32),
+        inr=InrStage(
+            spec=SirenSpec(hidden=64, backbone_layers=4, head_hidden=16),
+            fit=FitSettings(steps=800, points_per_step=4096, lr=1e-3, lr_final=1e-4),
+            cases_per_batch=32,
+        ),
         # Narrower encoder and decoder, fewer steps and points than the paper's (measured in benchmarks/README.md).
-        inr2vec=Inr2VecSettings(encoder_hidden=(128, 128, 128), decoder_hidden=256, frequencies=8,
-                                max_frequency_log2=7, steps=600, batch_size=32, points_per_inr=512, lr=1e-3,
-                                lr_final=1e-4),
-        edm=EdmSettings(width=256, blocks=3, embedding_dim=128, dropout=0.1, steps=3000, batch_size=128, lr=1e-3,
-                        warmup_steps=200, ema_halflife_samples=20_000),
+        inr2vec=Inr2VecSettings(
+            encoder_hidden=(128, 128, 128),
+            decoder_hidden=256,
+            frequencies=8,
+            max_frequency_log2=7,
+            steps=600,
+            batch_size=32,
+            points_per_inr=512,
+            lr=1e-3,
+            lr_final=1e-4,
+        ),
+        edm=EdmSettings(
+            width=256,
+            blocks=3,
+            embedding_dim=128,
+            dropout=0.1,
+            steps=3000,
+            batch_size=128,
+            lr=1e-3,
+            warmup_steps=200,
+            ema_halflife_samples=20_000,
+        ),
         synthesis=SynthesisSettings(n_volumes=200, sampler=HEUN_64),
-        segmentation=SMOKE_SEGMENTATION),
+        segmentation=SMOKE_SEGMENTATION,
+    ),
     "paper": Profile(
-        name="paper", grid=GridSpec(shape=(12, 128, 128), inplane_spacing_mm=1.25),
+        name="paper",
+        grid=GridSpec(shape=(12, 128, 128), inplane_spacing_mm=1.25),
         # The paper's 4 x 256 backbone; 260,323 parameters (layout in lgelib/inr/siren.py).
-        inr=InrStage(spec=SirenSpec(hidden=256, backbone_layers=4, head_hidden=80),
-                     fit=FitSettings(steps=2000, points_per_step=16384, lr=3e-4, lr_final=3e-5),
-                     cases_per_batch=32),
+        inr=InrStage(
+            spec=SirenSpec(hidden=256, backbone_layers=4, head_hidden=80),
+            fit=FitSettings(steps=2000, points_per_step=16384, lr=3e-4, lr_final=3e-5),
+            cases_per_batch=32,
+        ),
         # inr2vec's published sizes (encoder 512-512-1024 -> 512, decoder 512 wide, 2 + 2 layers, PE 10 x 2^0..2^9).
         inr2vec=Inr2VecSettings(),
         edm=EdmSettings(),
         synthesis=SynthesisSettings(n_volumes=200, sampler=HEUN_64),
         # nnU-Net's default: 3d_fullres, 1000 epochs x 250 iterations, 5 folds ensembled (a GPU job).
-        segmentation=SegmentationSettings()),
+        segmentation=SegmentationSettings(),
+    ),
 }
 
 
 GENERATOR_CHOICES: dict[str, tuple[dict, dict, dict]] = {
     # name: (Inr2VecSettings fields, EdmSettings fields, SynthesisSettings fields)
-    "paper": (dict(targets="inr", decoder="relu-pe", latent="inr2vec"), dict(holdout_fraction=0.0),
-              dict(geometry="nominal")),
-    "data": (dict(targets="data", decoder="relu-pe", latent="inr2vec"), dict(holdout_fraction=0.0),
-             dict(geometry="nominal")),
-    "data+film+select+geometry": (dict(targets="data", decoder="film-siren", latent="inr2vec"),
-                                  dict(holdout_fraction=0.15), dict(geometry="sampled")),
-    "weights+select+geometry": (dict(targets="inr", decoder="relu-pe", latent="weights"), dict(holdout_fraction=0.15),
-                                dict(geometry="sampled")),
+    "paper": (
+        dict(targets="inr", decoder="relu-pe", latent="inr2vec"),
+        dict(holdout_fraction=0.0),
+        dict(geometry="nominal"),
+    ),
+    "data": (
+        dict(targets="data", decoder="relu-pe", latent="inr2vec"),
+        dict(holdout_fraction=0.0),
+        dict(geometry="nominal"),
+    ),
+    "data+film+select+geometry": (
+        dict(targets="data", decoder="film-siren", latent="inr2vec"),
+        dict(holdout_fraction=0.15),
+        dict(geometry="sampled"),
+    ),
+    "weights+select+geometry": (
+        dict(targets="inr", decoder="relu-pe", latent="weights"),
+        dict(holdout_fraction=0.15),
+        dict(geometry="sampled"),
+    ),
 }
 """Named generator choices (`with_generator`): the settings each name fixes. ``paper`` is every profile's default.
 Measured side by side in benchmarks/README.md ("The generator, variant by variant")."""
@@ -132,8 +188,12 @@ def with_generator(profile: Profile, name: str) -> Profile:
     if name not in GENERATOR_CHOICES:
         raise ValueError(f"unknown generator {name!r}; known: {', '.join(GENERATORS)}")
     inr2vec, edm, synthesis = GENERATOR_CHOICES[name]
-    return replace(profile, inr2vec=replace(profile.inr2vec, **inr2vec), edm=replace(profile.edm, **edm),
-                   synthesis=replace(profile.synthesis, **synthesis))
+    return replace(
+        profile,
+        inr2vec=replace(profile.inr2vec, **inr2vec),
+        edm=replace(profile.edm, **edm),
+        synthesis=replace(profile.synthesis, **synthesis),
+    )
 
 
 def generator_name(profile: Profile) -> str:
@@ -143,11 +203,26 @@ def generator_name(profile: Profile) -> str:
 
 
 AUTHORS_INR = InrStage(
-    spec=SirenSpec(hidden=512, backbone_layers=5, head_hidden=0, first_omega=1.0, hidden_omega=1.0,
-                   encoding_frequencies=10, init="authors"),
-    fit=FitSettings(steps=3000, points_per_step=65536, lr=1e-4, lr_final=1e-4, loss_weights=(1.0, 0.5, 0.5),
-                    myocardium_fraction=0.0, fibrosis_fraction=0.0),
-    cases_per_batch=32)
+    spec=SirenSpec(
+        hidden=512,
+        backbone_layers=5,
+        head_hidden=0,
+        first_omega=1.0,
+        hidden_omega=1.0,
+        encoding_frequencies=10,
+        init="authors",
+    ),
+    fit=FitSettings(
+        steps=3000,
+        points_per_step=65536,
+        lr=1e-4,
+        lr_final=1e-4,
+        loss_weights=(1.0, 0.5, 0.5),
+        myocardium_fraction=0.0,
+        fibrosis_fraction=0.0,
+    ),
+    cases_per_batch=32,
+)
 """The authors' public ``fit_inr.py`` and ``model.py`` at their defaults, re-implemented: 10 Fourier-feature
 frequencies of the coordinates (63 inputs), five 512-wide sine layers with omega 1 (``torch.sin(x)``), one linear
 output layer for the three channels, their initialisation (drawn for omega 30, biases 0), MSE + BCE averaged over
@@ -202,6 +277,7 @@ def setting_keys(settings: Any, prefix: str = "") -> list[str]:
 
 def _coerced(current: Any, value: Any, key: str) -> Any:
     """``value`` as the type of the setting it replaces; a wrong type names the key."""
+
     def wrong(expected: str) -> ValueError:
         return ValueError(f"setting {key} = {value!r}: expected {expected} (its value now is {current!r})")
 
@@ -242,13 +318,15 @@ def override(settings: Any, key: str, value: Any) -> Any:
         if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
             where = ".".join(path) or "the settings"
             known = [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else []
-            raise ValueError(f"unknown setting {key!r}: {where} has no {part!r}"
-                             + (f" (it has {', '.join(known)})" if known else ""))
+            raise ValueError(
+                f"unknown setting {key!r}: {where} has no {part!r}" + (f" (it has {', '.join(known)})" if known else "")
+            )
         path.append(part)
         node = getattr(node, part)
     if dataclasses.is_dataclass(node):
-        raise ValueError(f"setting {key!r} is a group; set one of its keys: "
-                         + ", ".join(setting_keys(node, f"{key}.")))
+        raise ValueError(
+            f"setting {key!r} is a group; set one of its keys: " + ", ".join(setting_keys(node, f"{key}."))
+        )
 
     def replaced(tree: Any, rest: list[str]) -> Any:
         head = rest[0]

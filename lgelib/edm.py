@@ -99,8 +99,10 @@ class EdmSettings:
         if self.width < 1 or self.blocks < 0 or self.steps < 1 or self.batch_size < 1 or not self.sigma_data > 0:
             raise ValueError(f"invalid EDM settings {self}")
         if not 0 <= self.holdout_fraction < 1 or self.select_every < 1 or self.select_samples < 1:
-            raise ValueError(f"invalid EDM selection settings: holdout_fraction {self.holdout_fraction} must be in "
-                             f"[0, 1), select_every {self.select_every} and select_samples {self.select_samples} >= 1")
+            raise ValueError(
+                f"invalid EDM selection settings: holdout_fraction {self.holdout_fraction} must be in "
+                f"[0, 1), select_every {self.select_every} and select_samples {self.select_samples} >= 1"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -253,13 +255,19 @@ def sigma_steps(settings: SamplerSettings, device: torch.device | str | None = N
     """The sampler's noise levels sigma_0 = sigma_max > ... > sigma_{N-1} = sigma_min, then sigma_N = 0 (float64)."""
     s = settings
     step_indices = torch.arange(s.num_steps, dtype=torch.float64, device=device)
-    t_steps = (s.sigma_max ** (1 / s.rho) + step_indices / max(s.num_steps - 1, 1)
-               * (s.sigma_min ** (1 / s.rho) - s.sigma_max ** (1 / s.rho))) ** s.rho
+    t_steps = (
+        s.sigma_max ** (1 / s.rho)
+        + step_indices / max(s.num_steps - 1, 1) * (s.sigma_min ** (1 / s.rho) - s.sigma_max ** (1 / s.rho))
+    ) ** s.rho
     return torch.cat([t_steps, torch.zeros_like(t_steps[:1])])
 
 
-def edm_sampler(net: Callable[[Tensor, Tensor], Tensor], latents: Tensor, settings: SamplerSettings = SamplerSettings(),
-                randn_like: Callable[[Tensor], Tensor] = torch.randn_like) -> Tensor:
+def edm_sampler(
+    net: Callable[[Tensor, Tensor], Tensor],
+    latents: Tensor,
+    settings: SamplerSettings = SamplerSettings(),
+    randn_like: Callable[[Tensor], Tensor] = torch.randn_like,
+) -> Tensor:
     """EDM Algorithm 2: Heun steps from sigma_max to 0; ``latents`` ~ N(0, I) (N, dim), returns samples (float64)."""
     s = settings
     t_steps = sigma_steps(s, latents.device)
@@ -333,20 +341,31 @@ class HeldOutSelection:
         """Sample from the snapshot after ``step``, record the audit row, keep the snapshot if it is the best."""
         noise = PerSampleNoise(self.seeds)
         start = noise(torch.empty(len(self.seeds), self.train.shape[1], dtype=torch.float64, device=self.train.device))
-        samples = edm_sampler(ema_model, start, SamplerSettings(num_steps=self.settings.select_sampler_steps),
-                              randn_like=noise)
+        samples = edm_sampler(
+            ema_model, start, SamplerSettings(num_steps=self.settings.select_sampler_steps), randn_like=noise
+        )
         distances = nearest_distances(samples, self.train)
         share = float((distances < self.threshold).double().mean())
-        self.rows.append({"step": step + 1, "share_nearer": share, "median_distance": float(distances.median()),
-                          "heldout_median_distance": self.threshold})
+        self.rows.append(
+            {
+                "step": step + 1,
+                "share_nearer": share,
+                "median_distance": float(distances.median()),
+                "heldout_median_distance": self.threshold,
+            }
+        )
         if abs(share - 0.5) <= self.best_score:
             self.best_score, self.best_step = abs(share - 0.5), step + 1
             self.best.load_state_dict(ema_model.state_dict())
         return share
 
     def state_dict(self) -> dict:
-        return {"rows": [list(r.values()) for r in self.rows], "best_score": self.best_score,
-                "best_step": self.best_step, "best": self.best.state_dict()}
+        return {
+            "rows": [list(r.values()) for r in self.rows],
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "best": self.best.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         keys = ("step", "share_nearer", "median_distance", "heldout_median_distance")
@@ -390,8 +409,12 @@ class TrainedEdm:
     extra_columns: tuple[str, ...] = ()
     """Names of the trailing input columns that are not latent dimensions (e.g. `lgelib.geometry.GEOMETRY_COLUMNS`)."""
 
-    def sample(self, seeds: Sequence[int], sampler: SamplerSettings = SamplerSettings(),
-               device: torch.device | str | None = None) -> Tensor:
+    def sample(
+        self,
+        seeds: Sequence[int],
+        sampler: SamplerSettings = SamplerSettings(),
+        device: torch.device | str | None = None,
+    ) -> Tensor:
         """One latent per seed (N, dim) in the original (unstandardised) latent space, on the CPU, float32."""
         device = resolve_device(device)
         net = self.net.to(device).eval()
@@ -414,9 +437,15 @@ def _seeded_net(dim: int, settings: EdmSettings) -> EDMPrecond:
     return EDMPrecond(model, settings.sigma_data)
 
 
-def train_edm(latents: Tensor, out_dir: Path | str, settings: EdmSettings, device: torch.device | str | None = None,
-              progress: bool = True, on_step: Callable[[int, float], None] | None = None,
-              extra_columns: tuple[str, ...] = ()) -> TrainedEdm:
+def train_edm(
+    latents: Tensor,
+    out_dir: Path | str,
+    settings: EdmSettings,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+    extra_columns: tuple[str, ...] = (),
+) -> TrainedEdm:
     """Train EDM on latents (N, dim) and write ``edm.safetensors`` (EMA weights, standardisation, settings) and
     ``history.csv``; a finished run with the same inputs is loaded, an interrupted one resumed from its checkpoint.
     ``on_step(step, loss)`` is called after every step (for logging, or to stop by raising).
@@ -425,13 +454,16 @@ def train_edm(latents: Tensor, out_dir: Path | str, settings: EdmSettings, devic
     saved weights are the EMA snapshot `HeldOutSelection` keeps (its audit in ``selection.csv``).
     ``extra_columns`` names trailing columns of ``latents`` that are not latent dimensions (saved with the model)."""
     if latents.dim() != 2 or len(latents) < 2 or not torch.isfinite(latents).all():
-        raise ValueError(f"EDM needs at least 2 finite latent vectors as an (N, dim) tensor, got shape "
-                         f"{tuple(latents.shape)}{'' if torch.isfinite(latents).all() else ' with NaN or Inf values'}")
+        raise ValueError(
+            f"EDM needs at least 2 finite latent vectors as an (N, dim) tensor, got shape "
+            f"{tuple(latents.shape)}{'' if torch.isfinite(latents).all() else ' with NaN or Inf values'}"
+        )
     out = Path(out_dir)
     device = resolve_device(device)
     extra_columns = tuple(extra_columns)
-    key = fingerprint({**settings.to_dict(), **({"extra_columns": list(extra_columns)} if extra_columns else {})},
-                      latents)
+    key = fingerprint(
+        {**settings.to_dict(), **({"extra_columns": list(extra_columns)} if extra_columns else {})}, latents
+    )
     if (out / MODEL_FILE).is_file() and load_tensors(out / MODEL_FILE)[1].get("fingerprint") == key:
         return load_edm(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -446,11 +478,13 @@ def train_edm(latents: Tensor, out_dir: Path | str, settings: EdmSettings, devic
     stateful = {"net": net, "ema": ema.model, "optimizer": optimizer}
     selection = None
     if len(held_rows):
-        selection = HeldOutSelection(data, standardizer.standardize(latents[held_rows].float()).to(device), ema.model,
-                                     settings)
+        selection = HeldOutSelection(
+            data, standardizer.standardize(latents[held_rows].float()).to(device), ema.model, settings
+        )
         stateful["selection"] = selection
-    loop = TrainingLoop(out, key, settings.steps, settings.checkpoint_every, stateful, generator, "EDM", progress,
-                        on_step)
+    loop = TrainingLoop(
+        out, key, settings.steps, settings.checkpoint_every, stateful, generator, "EDM", progress, on_step
+    )
     net.train()
     for step in loop:
         for group in optimizer.param_groups:
@@ -469,8 +503,13 @@ def train_edm(latents: Tensor, out_dir: Path | str, settings: EdmSettings, devic
     kept = ema.model if selection is None else selection.best
     tensors = {f"ema.{k}": v.cpu() for k, v in kept.state_dict().items()}
     tensors |= {"latent_mean": standardizer.mean, "latent_std": standardizer.std}
-    metadata = {"fingerprint": key, "settings": json.dumps(settings.to_dict()), "dim": str(latents.shape[1]),
-                "seconds": str(seconds), "extra_columns": json.dumps(list(extra_columns))}
+    metadata = {
+        "fingerprint": key,
+        "settings": json.dumps(settings.to_dict()),
+        "dim": str(latents.shape[1]),
+        "seconds": str(seconds),
+        "extra_columns": json.dumps(list(extra_columns)),
+    }
     table = None
     (out / SELECTION_FILE).unlink(missing_ok=True)
     if selection is not None:
@@ -489,9 +528,15 @@ def load_edm(folder: Path | str) -> TrainedEdm:
     tensors, metadata = load_tensors(folder / MODEL_FILE)
     settings = EdmSettings(**json.loads(metadata["settings"]))
     net = _seeded_net(int(metadata["dim"]), settings)
-    net.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
+    net.load_state_dict({k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")})
     history = pd.read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else pd.DataFrame()
     selection = pd.read_csv(folder / SELECTION_FILE) if (folder / SELECTION_FILE).is_file() else None
-    return TrainedEdm(net.eval(), LatentStandardizer(tensors["latent_mean"], tensors["latent_std"]), settings, history,
-                      float(metadata.get("seconds", "nan")), selection,
-                      tuple(json.loads(metadata.get("extra_columns", "[]"))))
+    return TrainedEdm(
+        net.eval(),
+        LatentStandardizer(tensors["latent_mean"], tensors["latent_std"]),
+        settings,
+        history,
+        float(metadata.get("seconds", "nan")),
+        selection,
+        tuple(json.loads(metadata.get("extra_columns", "[]"))),
+    )

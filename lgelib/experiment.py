@@ -2,9 +2,9 @@
 
 The chapters run these stages one at a time and show each; repeating the segmentation experiment over other
 split seeds needs every generative stage again (the generator may only see that split's training cases): each
-split is one `lgelib.run.Run`, whose stage chain this module calls. Every stage reuses finished work in its folder, so a repeat that was run before costs only the
-reading; a case's INR does not depend on the split, so the splits of one experiment share their fitted INRs
-(``<root>/inr-cases``).
+split is one `lgelib.run.Run`, whose stage chain this module calls. Every stage reuses finished work in its
+folder, so a repeat that was run before costs only the reading; a case's INR does not depend on the split, so the
+splits of one experiment share their fitted INRs (``<root>/inr-cases``).
 
 Layout of an experiment folder (:func:`run_experiment`)::
 
@@ -45,8 +45,11 @@ def split_run(options: RunOptions, root: Path | str, split_seed: int) -> Run:
     """The run of ``options`` on ``split_seed`` inside an experiment folder (``split-<seed>``), sharing the
     experiment's fitted INRs; its settings are written to its ``run.json``."""
     root = Path(root)
-    run = Run(dataclasses.replace(options, split_seed=int(split_seed), repeat_split_seeds=()),
-              RunLayout(root / f"split-{int(split_seed)}"), inr_cache=root / "inr-cases")
+    run = Run(
+        dataclasses.replace(options, split_seed=int(split_seed), repeat_split_seeds=()),
+        RunLayout(root / f"split-{int(split_seed)}"),
+        inr_cache=root / "inr-cases",
+    )
     run.write()
     return run
 

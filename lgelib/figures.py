@@ -25,7 +25,11 @@ FIBROSIS_COLOUR = "blue"
 def slice_levels(n_slices: int) -> dict[str, int]:
     """Basal, mid-ventricular and apical slice indices (0-based) of a base-first stack (the paper shows 3, 6, 9 of
     12). Figures print them 1-based, "slice k of n", counted from the base."""
-    return {"basal": round((n_slices - 1) * 0.2), "mid": round((n_slices - 1) * 0.5), "apical": round((n_slices - 1) * 0.8)}
+    return {
+        "basal": round((n_slices - 1) * 0.2),
+        "mid": round((n_slices - 1) * 0.5),
+        "apical": round((n_slices - 1) * 0.8),
+    }
 
 
 def _contoured(axis, image: np.ndarray, myo: np.ndarray | None, fib: np.ndarray | None, title: str) -> None:
@@ -43,8 +47,12 @@ SliceMasks = tuple[np.ndarray, np.ndarray, np.ndarray]
 """One slice: image (intensities 0 to 1), myocardium and fibrosis masks."""
 
 
-def figure1(stages: Sequence[str], real: SliceMasks | None = None, synthetic: SliceMasks | None = None,
-            latent: np.ndarray | None = None) -> Figure:
+def figure1(
+    stages: Sequence[str],
+    real: SliceMasks | None = None,
+    synthetic: SliceMasks | None = None,
+    latent: np.ndarray | None = None,
+) -> Figure:
     """The paper's Figure 1 drawn from a run: real volume -> joint SIREN -> inr2vec latent -> EDM -> synthetic volume
     -> nnU-Net, six panels labelled by ``stages`` (one text per panel). Panels whose data are not given (a private
     dataset's real slice) are drawn as labelled boxes."""
@@ -62,33 +70,66 @@ def figure1(stages: Sequence[str], real: SliceMasks | None = None, synthetic: Sl
             _contoured(axis, *data, title="")
     if latent is not None:
         axes[2].imshow(np.asarray(latent, dtype=float).reshape(16, -1), cmap="coolwarm", aspect="auto")
-    for index, (axis, label) in enumerate(zip(axes, ("volume", "joint SIREN", "latent", "EDM", "synthetic", "nnU-Net"))):
+    for index, (axis, label) in enumerate(
+        zip(axes, ("volume", "joint SIREN", "latent", "EDM", "synthetic", "nnU-Net"))
+    ):
         if not axis.images:
-            axis.text(0.5, 0.5, label, ha="center", va="center", fontsize=12, transform=axis.transAxes,
-                      bbox={"boxstyle": "round", "facecolor": "#eef3fb" if index % 5 else "#f2f2f2"})
+            axis.text(
+                0.5,
+                0.5,
+                label,
+                ha="center",
+                va="center",
+                fontsize=12,
+                transform=axis.transAxes,
+                bbox={"boxstyle": "round", "facecolor": "#eef3fb" if index % 5 else "#f2f2f2"},
+            )
             axis.set_frame_on(False)
         if index:
-            axis.annotate("", xy=(-0.05, 0.5), xytext=(-0.45, 0.5), xycoords="axes fraction",
-                          arrowprops={"arrowstyle": "-|>", "color": "0.3", "lw": 1.5}, annotation_clip=False)
+            axis.annotate(
+                "",
+                xy=(-0.05, 0.5),
+                xytext=(-0.45, 0.5),
+                xycoords="axes fraction",
+                arrowprops={"arrowstyle": "-|>", "color": "0.3", "lw": 1.5},
+                annotation_clip=False,
+            )
     return figure
 
 
-def plot_cases(images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray], fibrosis: Sequence[np.ndarray],
-               titles: Sequence[str], contours: bool = True) -> Figure:
+def plot_cases(
+    images: Sequence[np.ndarray],
+    myocardium: Sequence[np.ndarray],
+    fibrosis: Sequence[np.ndarray],
+    titles: Sequence[str],
+    contours: bool = True,
+) -> Figure:
     """One row per case: basal, mid and apical slices with myocardium (red) and fibrosis (blue) contours."""
     rows = len(images)
     figure, axes = plt.subplots(rows, 3, figsize=(7.5, 2.6 * rows), squeeze=False)
     for row, (image, myo, fib, title) in enumerate(zip(images, myocardium, fibrosis, titles)):
         for column, (level, index) in enumerate(slice_levels(image.shape[0]).items()):
-            _contoured(axes[row, column], image[index], myo[index] if contours else None,
-                       fib[index] if contours else None, f"{title}: {level} (slice {index + 1} of {image.shape[0]})")
+            _contoured(
+                axes[row, column],
+                image[index],
+                myo[index] if contours else None,
+                fib[index] if contours else None,
+                f"{title}: {level} (slice {index + 1} of {image.shape[0]})",
+            )
     figure.tight_layout()
     return figure
 
 
-def plot_reconstructions(images: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray,
-                         decoded_images: np.ndarray, decoded_myocardium: np.ndarray, decoded_fibrosis: np.ndarray,
-                         titles: Sequence[str], fine_images: np.ndarray | None = None) -> Figure:
+def plot_reconstructions(
+    images: np.ndarray,
+    myocardium: np.ndarray,
+    fibrosis: np.ndarray,
+    decoded_images: np.ndarray,
+    decoded_myocardium: np.ndarray,
+    decoded_fibrosis: np.ndarray,
+    titles: Sequence[str],
+    fine_images: np.ndarray | None = None,
+) -> Figure:
     """One column per case, one row per view: the mid slice as fitted, the INR's decoding with its own masks, their
     difference, the myocardium voxels it gets wrong, and (with ``fine_images``, decoded on a finer through-plane
     grid) a long-axis cut through the data and through the INR. Drawn at the book's column width."""
@@ -97,23 +138,45 @@ def plot_reconstructions(images: np.ndarray, myocardium: np.ndarray, fibrosis: n
     figure, axes = plt.subplots(rows, cases, figsize=(2.3 * max(cases, 2), 2.2 * rows), squeeze=False)
     for column in range(cases):
         mid = slice_levels(images[column].shape[0])["mid"]
-        _contoured(axes[0, column], images[column][mid], myocardium[column][mid], fibrosis[column][mid],
-                   f"{titles[column]}\ndata, slice {mid + 1} of {images[column].shape[0]}")
-        _contoured(axes[1, column], decoded_images[column][mid], decoded_myocardium[column][mid],
-                   decoded_fibrosis[column][mid], "INR, its own masks")
-        axes[2, column].imshow(np.abs(decoded_images[column][mid] - images[column][mid]), cmap="magma", vmin=0,
-                               vmax=0.25, interpolation="nearest")
+        _contoured(
+            axes[0, column],
+            images[column][mid],
+            myocardium[column][mid],
+            fibrosis[column][mid],
+            f"{titles[column]}\ndata, slice {mid + 1} of {images[column].shape[0]}",
+        )
+        _contoured(
+            axes[1, column],
+            decoded_images[column][mid],
+            decoded_myocardium[column][mid],
+            decoded_fibrosis[column][mid],
+            "INR, its own masks",
+        )
+        axes[2, column].imshow(
+            np.abs(decoded_images[column][mid] - images[column][mid]),
+            cmap="magma",
+            vmin=0,
+            vmax=0.25,
+            interpolation="nearest",
+        )
         axes[2, column].set_title("|INR - data| (0 to 0.25)", fontsize=8)
         error = np.abs(decoded_myocardium[column].astype(int) - myocardium[column].astype(int)).sum(0)
         axes[3, column].imshow(error, cmap="viridis", interpolation="nearest")
         axes[3, column].set_title("myocardium voxels wrong,\nsummed over slices", fontsize=8)
         if fine_images is not None:
             cut = images[column].shape[2] // 2
-            axes[4, column].imshow(images[column][:, :, cut], cmap="gray", vmin=0, vmax=1, aspect="auto",
-                                   interpolation="nearest")
+            axes[4, column].imshow(
+                images[column][:, :, cut], cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest"
+            )
             axes[4, column].set_title(f"long-axis cut, {images[column].shape[0]} slices", fontsize=8)
-            axes[5, column].imshow(fine_images[column][:, :, fine_images[column].shape[2] // 2], cmap="gray", vmin=0,
-                                   vmax=1, aspect="auto", interpolation="nearest")
+            axes[5, column].imshow(
+                fine_images[column][:, :, fine_images[column].shape[2] // 2],
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                aspect="auto",
+                interpolation="nearest",
+            )
             axes[5, column].set_title(f"INR queried at {fine_images[column].shape[0]} slices", fontsize=8)
     for axis in axes.ravel():
         axis.set_axis_off()
@@ -127,8 +190,12 @@ def plot_loss(history: Sequence[float], title: str, smooth: int = 50) -> Figure:
     figure, axis = plt.subplots(figsize=(6, 2.6))
     axis.plot(values, lw=0.4, alpha=0.5, color="grey", label="per step")
     if len(values) >= smooth:
-        axis.plot(np.arange(smooth - 1, len(values)), np.convolve(values, np.ones(smooth) / smooth, "valid"),
-                  color="black", label=f"mean of {smooth}")
+        axis.plot(
+            np.arange(smooth - 1, len(values)),
+            np.convolve(values, np.ones(smooth) / smooth, "valid"),
+            color="black",
+            label=f"mean of {smooth}",
+        )
     axis.set_yscale("log")
     axis.set_xlabel("step")
     axis.set_ylabel("loss")
@@ -138,8 +205,11 @@ def plot_loss(history: Sequence[float], title: str, smooth: int = 50) -> Figure:
     return figure
 
 
-def plot_comparison(volumes: Sequence[Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]], row_titles: Sequence[str],
-                    column_titles: Sequence[str]) -> Figure:
+def plot_comparison(
+    volumes: Sequence[Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]],
+    row_titles: Sequence[str],
+    column_titles: Sequence[str],
+) -> Figure:
     """A grid of mid-ventricular slices: rows are cases, columns are versions of each (e.g. data, INR, inr2vec),
     each an (image, myocardium, fibrosis) triple drawn with red and blue contours."""
     rows, columns = len(volumes), len(column_titles)
@@ -161,21 +231,28 @@ MESH_MYOCARDIUM_COLOUR = MYOCARDIUM_COLOUR  # one meaning in every figure (the p
 MESH_FIBROSIS_COLOUR = FIBROSIS_COLOUR
 
 
-def figure2(synthetic: ImageMasks, real: ImageMasks | None = None, synthetic_title: str = "synthetic",
-            real_title: str = "real") -> Figure:
+def figure2(
+    synthetic: ImageMasks, real: ImageMasks | None = None, synthetic_title: str = "synthetic", real_title: str = "real"
+) -> Figure:
     """The paper's Figure 2: basal, mid and apical slices of (image, myocardium, fibrosis) volumes, first with
     contours (red myocardium, blue fibrosis), then without, so the image itself can be judged.
 
     Rows: real and synthetic with contours, then real and synthetic without. With ``real=None`` (a dataset whose
     images may not be shown) only the two synthetic rows are drawn. Each volume uses its own slice count."""
     with_contours = ([(real_title, real)] if real is not None else []) + [(synthetic_title, synthetic)]
-    rows = [(name, volume, True) for name, volume in with_contours] + [(name, volume, False)
-                                                                        for name, volume in with_contours]
+    rows = [(name, volume, True) for name, volume in with_contours] + [
+        (name, volume, False) for name, volume in with_contours
+    ]
     figure, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows)), squeeze=False)
     for row, (name, (image, myo, fib), contours) in enumerate(rows):
         for column, (level, index) in enumerate(slice_levels(image.shape[0]).items()):
-            _contoured(axes[row, column], image[index], myo[index] if contours else None,
-                       fib[index] if contours else None, f"{level} (slice {index + 1} of {image.shape[0]})")
+            _contoured(
+                axes[row, column],
+                image[index],
+                myo[index] if contours else None,
+                fib[index] if contours else None,
+                f"{level} (slice {index + 1} of {image.shape[0]})",
+            )
         axes[row, 0].set_ylabel(f"{name}\n{'with' if contours else 'without'} contours", fontsize=8)
     figure.tight_layout()
     return figure
@@ -196,15 +273,28 @@ def grouped_boxes(axis, groups: Sequence[str], sets: dict[str, dict[str, np.ndar
             if values.size == 0:
                 continue
             position = i + (j - (count - 1) / 2) * width
-            box = axis.boxplot(values, positions=[position], widths=width * 0.85, patch_artist=True,
-                               showfliers=not points, flierprops={"markersize": 2},
-                               medianprops={"color": "black"})
+            box = axis.boxplot(
+                values,
+                positions=[position],
+                widths=width * 0.85,
+                patch_artist=True,
+                showfliers=not points,
+                flierprops={"markersize": 2},
+                medianprops={"color": "black"},
+            )
             for patch in box["boxes"]:
                 patch.set_facecolor(colour)
                 patch.set_alpha(0.5 if points else 0.7)
             if points:
-                axis.scatter(position + rng.uniform(-0.25, 0.25, values.size) * width, values, s=6, color=colour,
-                             edgecolors="none", alpha=0.8, zorder=3)
+                axis.scatter(
+                    position + rng.uniform(-0.25, 0.25, values.size) * width,
+                    values,
+                    s=6,
+                    color=colour,
+                    edgecolors="none",
+                    alpha=0.8,
+                    zorder=3,
+                )
         handles.append(plt.Rectangle((0, 0), 1, 1, facecolor=colour, alpha=0.7, label=name))
     axis.set_xticks(range(len(groups)))
     axis.set_xticklabels(groups, fontsize=8)
@@ -222,8 +312,10 @@ def figure3(pairs: dict[str, pd.DataFrame]) -> Figure:
         regions += [region for region in pd.unique(frame["region"]) if region not in regions]
     figure, axes = plt.subplots(1, 2, figsize=(4.2 + 1.3 * len(pairs), 3.4))
     for axis, (column, label) in zip(axes, (("psnr_db", "PSNR (dB)"), ("ssim", "SSIM"))):
-        sets = {name: {region: frame.loc[frame["region"] == region, column].to_numpy(dtype=float)
-                       for region in regions} for name, frame in pairs.items()}
+        sets = {
+            name: {region: frame.loc[frame["region"] == region, column].to_numpy(dtype=float) for region in regions}
+            for name, frame in pairs.items()
+        }
         grouped_boxes(axis, regions, sets)
         axis.set_ylabel(label)
         axis.set_title(label, fontsize=9)
@@ -231,8 +323,9 @@ def figure3(pairs: dict[str, pd.DataFrame]) -> Figure:
     return figure
 
 
-def mask_mesh(mask: np.ndarray, spacing: tuple[float, float, float],
-              smooth_sigma: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+def mask_mesh(
+    mask: np.ndarray, spacing: tuple[float, float, float], smooth_sigma: float = 0.6
+) -> tuple[np.ndarray, np.ndarray]:
     """Triangle surface of a boolean (slices, rows, cols) mask: vertices in mm as x, y, z = cols, rows, slices
     (``spacing`` is given in (slice, row, col) order) and faces indexing them.
 
@@ -257,8 +350,10 @@ def mask_mesh(mask: np.ndarray, spacing: tuple[float, float, float],
 
 def _case_meshes(myocardium: np.ndarray, fibrosis: np.ndarray, spacing: tuple[float, float, float]):
     """(structure, colour, opacity, vertices, faces) for the non-empty structures of a case."""
-    for structure, mask, colour, opacity in (("myocardium", myocardium, MESH_MYOCARDIUM_COLOUR, 0.35),
-                                             ("fibrosis", fibrosis, MESH_FIBROSIS_COLOUR, 1.0)):
+    for structure, mask, colour, opacity in (
+        ("myocardium", myocardium, MESH_MYOCARDIUM_COLOUR, 0.35),
+        ("fibrosis", fibrosis, MESH_FIBROSIS_COLOUR, 1.0),
+    ):
         vertices, faces = mask_mesh(mask, spacing)
         if len(faces):
             yield structure, colour, opacity, vertices, faces
@@ -267,18 +362,37 @@ def _case_meshes(myocardium: np.ndarray, fibrosis: np.ndarray, spacing: tuple[fl
 def mesh_figure(cases: Sequence[MeshCase]) -> go.Figure:
     """The paper's Figure 4, interactive: one 3D scene per (title, myocardium, fibrosis, spacing) case, the
     myocardium as a semi-transparent red surface and the fibrosis inside it opaque blue, at true proportions."""
-    figure = make_subplots(rows=1, cols=len(cases), specs=[[{"type": "scene"}] * len(cases)],
-                           subplot_titles=[case[0] for case in cases], horizontal_spacing=0.02)
+    figure = make_subplots(
+        rows=1,
+        cols=len(cases),
+        specs=[[{"type": "scene"}] * len(cases)],
+        subplot_titles=[case[0] for case in cases],
+        horizontal_spacing=0.02,
+    )
     for column, (title, myocardium, fibrosis, spacing) in enumerate(cases, start=1):
         for structure, colour, opacity, vertices, faces in _case_meshes(myocardium, fibrosis, spacing):
-            figure.add_trace(go.Mesh3d(x=vertices[:, 0], y=vertices[:, 1], z=vertices[:, 2], i=faces[:, 0],
-                                       j=faces[:, 1], k=faces[:, 2], color=colour, opacity=opacity,
-                                       name=f"{title}: {structure}", showlegend=True, hoverinfo="name"),
-                             row=1, col=column)
+            figure.add_trace(
+                go.Mesh3d(
+                    x=vertices[:, 0],
+                    y=vertices[:, 1],
+                    z=vertices[:, 2],
+                    i=faces[:, 0],
+                    j=faces[:, 1],
+                    k=faces[:, 2],
+                    color=colour,
+                    opacity=opacity,
+                    name=f"{title}: {structure}",
+                    showlegend=True,
+                    hoverinfo="name",
+                ),
+                row=1,
+                col=column,
+            )
     figure.update_scenes(aspectmode="data", xaxis_title="x (mm)", yaxis_title="y (mm)", zaxis_title="z (mm)")
     # No fixed width: the figure fills the book's column (and a notebook's cell) whatever its width.
-    figure.update_layout(height=420, autosize=True, margin={"l": 0, "r": 0, "t": 40, "b": 0},
-                         legend={"orientation": "h", "y": -0.02})
+    figure.update_layout(
+        height=420, autosize=True, margin={"l": 0, "r": 0, "t": 40, "b": 0}, legend={"orientation": "h", "y": -0.02}
+    )
     return figure
 
 
@@ -291,8 +405,7 @@ def mesh_figure_static(cases: Sequence[MeshCase]) -> Figure:
         axis = figure.add_subplot(1, len(cases), column, projection="3d")
         lows, highs = [], []
         for _, colour, opacity, vertices, faces in _case_meshes(myocardium, fibrosis, spacing):
-            axis.add_collection3d(Poly3DCollection(vertices[faces], facecolor=colour, alpha=opacity,
-                                                   edgecolor="none"))
+            axis.add_collection3d(Poly3DCollection(vertices[faces], facecolor=colour, alpha=opacity, edgecolor="none"))
             lows.append(vertices.min(0))
             highs.append(vertices.max(0))
         if lows:
@@ -315,8 +428,10 @@ def plotly_bundle(figure: go.Figure) -> dict[str, object]:
     HTML div that does not load plotly.js (shipped once in the book's ``_static`` folder) nor MathJax.
 
     Show it with ``IPython.display.display(bundle, raw=True)``."""
-    return {"application/vnd.plotly.v1+json": json.loads(pio.to_json(figure)),
-            "text/html": figure.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False)}
+    return {
+        "application/vnd.plotly.v1+json": json.loads(pio.to_json(figure)),
+        "text/html": figure.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False),
+    }
 
 
 def plot_time_to_fidelity(curves: pd.DataFrame, psnr_target: float = 30.0) -> Figure:
@@ -326,8 +441,15 @@ def plot_time_to_fidelity(curves: pd.DataFrame, psnr_target: float = 30.0) -> Fi
     for network, curve in curves.groupby("network", sort=False):
         axis.plot(curve["seconds/volume"], curve["psnr_db min"], marker="o", markersize=3, label=network)
     axis.axhline(psnr_target, color="grey", linestyle="--", linewidth=0.8)
-    axis.text(axis.get_xlim()[1], psnr_target, f" {psnr_target:g} dB target", va="bottom", ha="right", fontsize=8,
-              color="grey")
+    axis.text(
+        axis.get_xlim()[1],
+        psnr_target,
+        f" {psnr_target:g} dB target",
+        va="bottom",
+        ha="right",
+        fontsize=8,
+        color="grey",
+    )
     axis.set_xscale("log")
     axis.set_xlabel("fitting time per volume (s, log scale)")
     axis.set_ylabel("image PSNR, worst case (dB)")
@@ -350,15 +472,21 @@ def plot_per_case(table: pd.DataFrame, measures: dict[str, str], group: str | No
             rows_of = table if value is None else table[table[group] == value]
             values = rows_of[column].to_numpy(dtype=float)
             values = values[np.isfinite(values)]
-            axis.scatter(position + jitter.uniform(-0.15, 0.15, values.size), values, s=12, alpha=0.7,
-                         color=f"C{position}", edgecolor="none")
+            axis.scatter(
+                position + jitter.uniform(-0.15, 0.15, values.size),
+                values,
+                s=12,
+                alpha=0.7,
+                color=f"C{position}",
+                edgecolor="none",
+            )
             if values.size:
                 axis.hlines(np.median(values), position - 0.3, position + 0.3, color="black", lw=1.5)
         axis.set_xticks(range(len(groups)), ["all" if g is None else str(g) for g in groups], fontsize=8)
         axis.set_xlim(-0.6, len(groups) - 0.4)
         axis.set_title(label, fontsize=9)
         axis.tick_params(axis="y", labelsize=8)
-    for axis in axes.ravel()[len(measures):]:
+    for axis in axes.ravel()[len(measures) :]:
         axis.set_visible(False)
     figure.tight_layout()
     return figure

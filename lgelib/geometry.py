@@ -40,13 +40,15 @@ def split_geometry(vectors: Tensor, columns: tuple[str, ...]) -> tuple[Tensor, n
     if not columns:
         return vectors, None
     if tuple(columns) != GEOMETRY_COLUMNS:
-        raise ValueError(f"unknown extra columns {columns} of the diffusion model; this version knows "
-                         f"{GEOMETRY_COLUMNS}")
+        raise ValueError(
+            f"unknown extra columns {columns} of the diffusion model; this version knows {GEOMETRY_COLUMNS}"
+        )
     return vectors[:, :-1], np.exp(vectors[:, -1].double().numpy())
 
 
-def diffusion_inputs(latents: Tensor, prepared: PreparedDataset, case_ids: list[str],
-                     geometry: str) -> tuple[Tensor, tuple[str, ...]]:
+def diffusion_inputs(
+    latents: Tensor, prepared: PreparedDataset, case_ids: list[str], geometry: str
+) -> tuple[Tensor, tuple[str, ...]]:
     """What the diffusion stage trains on for `lgelib.synthesis.SynthesisSettings.geometry`: the latents alone
     (``"nominal"``) or with each case's log slice spacing (``"sampled"``), and the names of the extra columns."""
     if geometry == "sampled":

@@ -132,8 +132,10 @@ class Inr2VecSettings:
 def check_params(params: Tensor, spec: SirenSpec, reader: str) -> None:
     """Fail early, naming the profile mismatch, unless ``params`` is (N, P) flat parameters of ``spec``."""
     if params.dim() != 2 or params.shape[1] != spec.n_params:
-        raise ValueError(f"this {reader} reads INRs of {spec.n_params:,} parameters ({spec}); got parameters shaped "
-                         f"{tuple(params.shape)}: were they fitted with another profile?")
+        raise ValueError(
+            f"this {reader} reads INRs of {spec.n_params:,} parameters ({spec}); got parameters shaped "
+            f"{tuple(params.shape)}: were they fitted with another profile?"
+        )
 
 
 class WeightRows:
@@ -282,10 +284,15 @@ class ModulatedSirenDecoder(nn.Module):
 def build_decoder(settings: Inr2VecSettings) -> nn.Module:
     """The implicit decoder ``settings.decoder`` names."""
     if settings.decoder == "film-siren":
-        return ModulatedSirenDecoder(settings.latent_dim, settings.decoder_hidden, sum(settings.decoder_layers),
-                                     settings.decoder_omega)
-    return ImplicitDecoder(settings.latent_dim, settings.decoder_hidden, settings.decoder_layers,
-                           PositionalEncoding(settings.frequencies, settings.max_frequency_log2))
+        return ModulatedSirenDecoder(
+            settings.latent_dim, settings.decoder_hidden, sum(settings.decoder_layers), settings.decoder_omega
+        )
+    return ImplicitDecoder(
+        settings.latent_dim,
+        settings.decoder_hidden,
+        settings.decoder_layers,
+        PositionalEncoding(settings.frequencies, settings.max_frequency_log2),
+    )
 
 
 class Inr2Vec(nn.Module):
@@ -385,8 +392,13 @@ def build_model(spec: SirenSpec, settings: Inr2VecSettings) -> LatentModel:
 
 
 @torch.no_grad()
-def decode_latents(model: LatentModel, latents: Tensor, shape: tuple[int, int, int],
-                   device: torch.device | str | None = None, points_per_chunk: int | None = None) -> Decoded:
+def decode_latents(
+    model: LatentModel,
+    latents: Tensor,
+    shape: tuple[int, int, int],
+    device: torch.device | str | None = None,
+    points_per_chunk: int | None = None,
+) -> Decoded:
     """Volumes (intensity, mask probabilities) on a (slices, rows, cols) grid from latents (N, latent_dim)."""
     device = resolve_device(device)
     model = model.to(device).eval()
@@ -397,8 +409,11 @@ def decode_latents(model: LatentModel, latents: Tensor, shape: tuple[int, int, i
     for part in latents.to(device, torch.float32).split(group):
         volumes.append(torch.cat([model.decode(part, c).cpu() for c in coords.split(chunk)], dim=1))
     out = torch.cat(volumes).reshape(len(latents), *shape, 3).numpy()
-    return Decoded(intensity=out[..., 0].astype(np.float32), myocardium=expit(out[..., 1]).astype(np.float32),
-                   fibrosis=expit(out[..., 2]).astype(np.float32))
+    return Decoded(
+        intensity=out[..., 0].astype(np.float32),
+        myocardium=expit(out[..., 1]).astype(np.float32),
+        fibrosis=expit(out[..., 2]).astype(np.float32),
+    )
 
 
 @torch.no_grad()
@@ -433,31 +448,42 @@ def inr_targets(fitted: FittedINRs, device: torch.device) -> tuple[Tensor, np.nd
     """The INRs' own outputs at every voxel centre: targets (N, V, 3) and their masks (N, Z, R, C) for sampling."""
     decoded = decode(fitted.params, fitted.spec, fitted.grid_shape, device)
     n = len(fitted.case_ids)
-    targets = np.stack([decoded.intensity.reshape(n, -1), decoded.myocardium.reshape(n, -1),
-                        decoded.fibrosis.reshape(n, -1)], axis=-1)
+    targets = np.stack(
+        [decoded.intensity.reshape(n, -1), decoded.myocardium.reshape(n, -1), decoded.fibrosis.reshape(n, -1)], axis=-1
+    )
     myocardium, fibrosis = decoded.masks()
     return torch.from_numpy(targets).to(device), myocardium, fibrosis
 
 
-def data_targets(prepared: PreparedDataset, fitted: FittedINRs,
-                 device: torch.device) -> tuple[Tensor, np.ndarray, np.ndarray]:
+def data_targets(
+    prepared: PreparedDataset, fitted: FittedINRs, device: torch.device
+) -> tuple[Tensor, np.ndarray, np.ndarray]:
     """The prepared volumes the INRs were fitted to, in the INRs' order: targets (N, V, 3) and masks (N, Z, R, C)."""
     missing = [c for c in fitted.case_ids if c not in prepared.case_ids]
     if missing:
-        raise ValueError(f"inr2vec with targets='data' needs the prepared volume of every fitted INR; the prepared "
-                         f"dataset has no {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        raise ValueError(
+            f"inr2vec with targets='data' needs the prepared volume of every fitted INR; the prepared "
+            f"dataset has no {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
     if tuple(prepared.images.shape[1:]) != tuple(fitted.grid_shape):
-        raise ValueError(f"the prepared volumes are on a {prepared.images.shape[1:]} grid but the INRs were fitted on "
-                         f"{tuple(fitted.grid_shape)}: prepare the data with the INRs' profile")
+        raise ValueError(
+            f"the prepared volumes are on a {prepared.images.shape[1:]} grid but the INRs were fitted on "
+            f"{tuple(fitted.grid_shape)}: prepare the data with the INRs' profile"
+        )
     rows = prepared.index(fitted.case_ids)
     myocardium, fibrosis = prepared.myocardium[rows].astype(bool), prepared.fibrosis[rows].astype(bool)
     return stack_targets(prepared.images[rows], myocardium, fibrosis).to(device), myocardium, fibrosis
 
 
-def train_inr2vec(fitted: FittedINRs, out_dir: Path | str, settings: Inr2VecSettings,
-                  device: torch.device | str | None = None, progress: bool = True,
-                  on_step: Callable[[int, float], None] | None = None,
-                  prepared: PreparedDataset | None = None) -> TrainedInr2Vec:
+def train_inr2vec(
+    fitted: FittedINRs,
+    out_dir: Path | str,
+    settings: Inr2VecSettings,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+    prepared: PreparedDataset | None = None,
+) -> TrainedInr2Vec:
     """Train inr2vec on the fitted INRs and write the stage folder (a finished run is loaded, an interrupted one
     resumed).
 
@@ -470,18 +496,31 @@ def train_inr2vec(fitted: FittedINRs, out_dir: Path | str, settings: Inr2VecSett
     device = resolve_device(device)
     supervised_by_data = settings.targets == "data" and settings.latent == "inr2vec"
     if supervised_by_data and prepared is None:
-        raise ValueError("inr2vec with targets='data' trains against the prepared volumes: pass prepared=... "
-                         "(lgelib.data.prepare.load_run_data), or use targets='inr'")
-    targets, myocardium, fibrosis = (data_targets(prepared, fitted, device) if supervised_by_data
-                                     else (None, None, None))
-    key = fingerprint({"settings": settings.to_dict(), "spec": fitted.spec.to_dict(), "grid": fitted.grid_shape,
-                       "cases": fitted.case_ids}, fitted.params, fitted.init,
-                      *([] if targets is None else [targets]))
+        raise ValueError(
+            "inr2vec with targets='data' trains against the prepared volumes: pass prepared=... "
+            "(lgelib.data.prepare.load_run_data), or use targets='inr'"
+        )
+    targets, myocardium, fibrosis = data_targets(prepared, fitted, device) if supervised_by_data else (None, None, None)
+    key = fingerprint(
+        {
+            "settings": settings.to_dict(),
+            "spec": fitted.spec.to_dict(),
+            "grid": fitted.grid_shape,
+            "cases": fitted.case_ids,
+        },
+        fitted.params,
+        fitted.init,
+        *([] if targets is None else [targets]),
+    )
     if (out / MODEL_FILE).is_file() and load_tensors(out / MODEL_FILE)[1].get("fingerprint") == key:
         return load_inr2vec(out)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"settings": settings.to_dict(), "siren": fitted.spec.to_dict(), "grid_shape": fitted.grid_shape,
-              "cases": fitted.case_ids}
+    record = {
+        "settings": settings.to_dict(),
+        "siren": fitted.spec.to_dict(),
+        "grid_shape": fitted.grid_shape,
+        "cases": fitted.case_ids,
+    }
     (out / "settings.json").write_text(json.dumps(record, indent=1))
     with seeded(settings.seed):
         model = build_model(fitted.spec, settings).to(device)
@@ -491,12 +530,30 @@ def train_inr2vec(fitted: FittedINRs, out_dir: Path | str, settings: Inr2VecSett
         return _save_stage(out, key, model, fitted, settings, pd.DataFrame(columns=["step", "loss"]), 0.0, device)
     if targets is None:
         targets, myocardium, fibrosis = inr_targets(fitted, device)
-    sampler = VoxelSampler(fitted.case_ids, myocardium, fibrosis, settings.points_per_inr, settings.seed,
-                           settings.myocardium_fraction, settings.fibrosis_fraction, settings.band_voxels, device)
+    sampler = VoxelSampler(
+        fitted.case_ids,
+        myocardium,
+        fibrosis,
+        settings.points_per_inr,
+        settings.seed,
+        settings.myocardium_fraction,
+        settings.fibrosis_fraction,
+        settings.band_voxels,
+        device,
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
-    loop = TrainingLoop(out, key, settings.steps, settings.checkpoint_every,
-                        {"model": model, "optimizer": optimizer}, generator, "inr2vec", progress, on_step)
+    loop = TrainingLoop(
+        out,
+        key,
+        settings.steps,
+        settings.checkpoint_every,
+        {"model": model, "optimizer": optimizer},
+        generator,
+        "inr2vec",
+        progress,
+        on_step,
+    )
     n, batch_size = len(fitted.case_ids), min(settings.batch_size, len(fitted.case_ids))
     model.train()
     for step in loop:
@@ -516,13 +573,25 @@ def train_inr2vec(fitted: FittedINRs, out_dir: Path | str, settings: Inr2VecSett
     return _save_stage(out, key, model, fitted, settings, history, seconds, device)
 
 
-def _save_stage(out: Path, key: str, model: LatentModel, fitted: FittedINRs, settings: Inr2VecSettings,
-                history: pd.DataFrame, seconds: float, device: torch.device) -> TrainedInr2Vec:
+def _save_stage(
+    out: Path,
+    key: str,
+    model: LatentModel,
+    fitted: FittedINRs,
+    settings: Inr2VecSettings,
+    history: pd.DataFrame,
+    seconds: float,
+    device: torch.device,
+) -> TrainedInr2Vec:
     """Encode the training INRs and write the model and the latents (safetensors)."""
     latents = encode(model, fitted.params, device)
-    metadata = {"fingerprint": key, "settings": json.dumps(settings.to_dict()),
-                "siren": json.dumps(fitted.spec.to_dict()),
-                "grid_shape": json.dumps(fitted.grid_shape), "seconds": str(seconds)}
+    metadata = {
+        "fingerprint": key,
+        "settings": json.dumps(settings.to_dict()),
+        "siren": json.dumps(fitted.spec.to_dict()),
+        "grid_shape": json.dumps(fitted.grid_shape),
+        "seconds": str(seconds),
+    }
     save_tensors(out / MODEL_FILE, {k: v.cpu() for k, v in model.state_dict().items()}, metadata)
     save_tensors(out / LATENTS_FILE, {"latents": latents}, {"case_ids": json.dumps(fitted.case_ids)})
     return TrainedInr2Vec(model.cpu().eval(), list(fitted.case_ids), latents, history, seconds)
@@ -539,12 +608,18 @@ def load_inr2vec(folder: Path | str) -> TrainedInr2Vec:
     model.load_state_dict(weights)
     latents, latent_meta = load_tensors(folder / LATENTS_FILE)
     history = pd.read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else pd.DataFrame()
-    return TrainedInr2Vec(model.eval(), json.loads(latent_meta["case_ids"]), latents["latents"], history,
-                          float(metadata.get("seconds", "nan")))
+    return TrainedInr2Vec(
+        model.eval(),
+        json.loads(latent_meta["case_ids"]),
+        latents["latents"],
+        history,
+        float(metadata.get("seconds", "nan")),
+    )
 
 
-def reconstruction_fidelity(model: LatentModel, fitted: FittedINRs, prepared: PreparedDataset,
-                            device: torch.device | str | None = None) -> pd.DataFrame:
+def reconstruction_fidelity(
+    model: LatentModel, fitted: FittedINRs, prepared: PreparedDataset, device: torch.device | str | None = None
+) -> pd.DataFrame:
     """Per case: PSNR and Dice of decode(encode(INR)) against the original volumes, beside the INR's own.
 
     Columns: case_id, psnr_db, myocardium_dice, fibrosis_dice, fibrosis_voxels (of the original), inr_psnr_db
@@ -553,8 +628,10 @@ def reconstruction_fidelity(model: LatentModel, fitted: FittedINRs, prepared: Pr
     decoded = decode_latents(model, encode(model, fitted.params, device), fitted.grid_shape, device)
     rows = []
     for j, (case_id, i) in enumerate(zip(fitted.case_ids, prepared.index(fitted.case_ids))):
-        row = {"case_id": case_id, **case_fidelity(decoded, prepared.images[i], prepared.myocardium[i],
-                                                   prepared.fibrosis[i], j)}
+        row = {
+            "case_id": case_id,
+            **case_fidelity(decoded, prepared.images[i], prepared.myocardium[i], prepared.fibrosis[i], j),
+        }
         own = fitted.fidelity.set_index("case_id").loc[case_id]
         rows.append({**row, "inr_psnr_db": float(own["psnr_db"])})
     return pd.DataFrame(rows)

@@ -39,24 +39,35 @@ def draw_figure1(run: RunLayout, settings: Profile, out: Path, shareable: list[s
     latents, _ = load_tensors(run.inr2vec / "latents.safetensors")
     n_train, n_synthetic = len(real.split.train), len(synthetic.case_ids)
     segmentation = settings.segmentation
-    stages = [f"{n_train} real training volumes\\nimage + myocardium + fibrosis",
-              f"one joint SIREN per volume\\n{settings.inr.spec.n_params:,} parameters",
-              f"inr2vec: {latents['latents'].shape[1]}-d latent\\nper INR",
-              f"EDM on the latents\\n{settings.edm.steps:,} training steps",
-              f"{n_synthetic} synthetic volumes\\nwith their own masks",
-              f"nnU-Net ({segmentation.configuration})\\nreal + N synthetic"]
+    stages = [
+        f"{n_train} real training volumes\\nimage + myocardium + fibrosis",
+        f"one joint SIREN per volume\\n{settings.inr.spec.n_params:,} parameters",
+        f"inr2vec: {latents['latents'].shape[1]}-d latent\\nper INR",
+        f"EDM on the latents\\n{settings.edm.steps:,} training steps",
+        f"{n_synthetic} synthetic volumes\\nwith their own masks",
+        f"nnU-Net ({segmentation.configuration})\\nreal + N synthetic",
+    ]
     stages = [text.replace("\\n", "\n") for text in stages]
-    figure = figure1(stages, _mid_slice(real, real.split.train[0]) if real.publishable else None,
-                     _mid_slice(synthetic, shareable[0]) if shareable else None, latents["latents"][0].numpy())
+    figure = figure1(
+        stages,
+        _mid_slice(real, real.split.train[0]) if real.publishable else None,
+        _mid_slice(synthetic, shareable[0]) if shareable else None,
+        latents["latents"][0].numpy(),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(figure)
-    shown = ("a real training case's mid-ventricular slice (left) and a synthetic one (right), with their "
-             "myocardium (red) and fibrosis (blue) contours" if real.publishable else
-             f"the real slice is not shown (the dataset is {PRIVATE_MARK})"
-             + ("; right: a synthetic slice with its own contours" if shareable else ""))
-    return (f"Overview of the framework, drawn from this run (the paper's Figure 1): {shown}; in the middle, the "
-            "first training latent as a 16 x 32 heat map.")
+    shown = (
+        "a real training case's mid-ventricular slice (left) and a synthetic one (right), with their "
+        "myocardium (red) and fibrosis (blue) contours"
+        if real.publishable
+        else f"the real slice is not shown (the dataset is {PRIVATE_MARK})"
+        + ("; right: a synthetic slice with its own contours" if shareable else "")
+    )
+    return (
+        f"Overview of the framework, drawn from this run (the paper's Figure 1): {shown}; in the middle, the "
+        "first training latent as a 16 x 32 heat map."
+    )
 
 
 def table1_side_by_side(per_case: pd.DataFrame, decimals: int = 3) -> str:
@@ -84,35 +95,48 @@ def stage_numbers(run: RunLayout) -> list[str]:
     fidelity = run.inr / "fidelity.csv"
     if fidelity.is_file():
         table = pd.read_csv(fidelity)
-        lines.append(f"Stage 1: {len(table)} INRs, median PSNR {table.psnr_db.median():.1f} dB, median myocardium "
-                     f"Dice {table.myocardium_dice.median():.3f} on the canonical grid.")
+        lines.append(
+            f"Stage 1: {len(table)} INRs, median PSNR {table.psnr_db.median():.1f} dB, median myocardium "
+            f"Dice {table.myocardium_dice.median():.3f} on the canonical grid."
+        )
     record_path = run.synth / "synthesis.json"
     if record_path.is_file():
         record = json.loads(record_path.read_text())
-        lines.append(f"Stage 3: {record['n_written']} synthetic volumes written ({record['n_drawn']} drawn), "
-                     f"seed {record['settings']['seed']}.")
+        lines.append(
+            f"Stage 3: {record['n_written']} synthetic volumes written ({record['n_drawn']} drawn), "
+            f"seed {record['settings']['seed']}."
+        )
     per_case = run.per_case_dice
     if per_case.is_file():
         table = read_per_case(per_case)
         volume = table1(table).loc["Volume", "fibrosis"]
         means = volume.xs("mean", level="stat")
         paper = PAPER_TABLE1.loc["Volume", "fibrosis"]
-        lines.append("Segmentation: volume fibrosis Dice (cases with scar) " + ", ".join(
-            f"{m:.3f} for {n}" for n, m in means.items()) + " (paper: " + ", ".join(
-            f"{v:.3f} for {n}" for n, v in paper.items()) + ").")
+        lines.append(
+            "Segmentation: volume fibrosis Dice (cases with scar) "
+            + ", ".join(f"{m:.3f} for {n}" for n, m in means.items())
+            + " (paper: "
+            + ", ".join(f"{v:.3f} for {n}" for n, v in paper.items())
+            + ")."
+        )
     return lines
 
 
-def reproduction_markdown(run: RunLayout, settings: Profile, provenance: Provenance, figure_file: str,
-                          shareable: list[str]) -> str:
+def reproduction_markdown(
+    run: RunLayout, settings: Profile, provenance: Provenance, figure_file: str, shareable: list[str]
+) -> str:
     """The landing page's section about this run; draws Figure 1 into the run's book source at ``figure_file``,
     with a synthetic slice only from ``shareable`` (`lgelib.run.Run.shareable_synthetic_ids`)."""
     caption = draw_figure1(run, settings, run.book / figure_file, shareable)
     per_case = run.per_case_dice
-    table = (table1_side_by_side(read_per_case(per_case)) if per_case.is_file()
-             else "*The segmentation chapter has not run: no Table 1 yet.*")
-    split = (f"split seed {provenance.split_seed}" if provenance.split_seed is not None
-             else "the manifest's listed split")
+    table = (
+        table1_side_by_side(read_per_case(per_case))
+        if per_case.is_file()
+        else "*The segmentation chapter has not run: no Table 1 yet.*"
+    )
+    split = (
+        f"split seed {provenance.split_seed}" if provenance.split_seed is not None else "the manifest's listed split"
+    )
     stages = "\n".join(f"- {line}" for line in stage_numbers(run))
     all_splits = run.per_case_dice_all_splits
     results = all_splits if all_splits.is_file() else per_case

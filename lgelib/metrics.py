@@ -106,9 +106,7 @@ def _slice_stack(stack: tuple[np.ndarray, np.ndarray, np.ndarray], name: str) ->
     if len(stack) != 3:
         raise ValueError(f"{name} must be (images, myocardium, fibrosis), got {len(stack)} arrays")
     images, myocardium, fibrosis = (np.asarray(array) for array in stack)
-    check_same_shape(
-        {f"{name} images": images, f"{name} myocardium": myocardium, f"{name} fibrosis": fibrosis}, ndim=3
-    )
+    check_same_shape({f"{name} images": images, f"{name} myocardium": myocardium, f"{name} fibrosis": fibrosis}, ndim=3)
     return images.astype(np.float64), myocardium.astype(bool), fibrosis.astype(bool)
 
 
@@ -197,4 +195,3 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str], name: str = "pe
     missing = [column for column in columns if column not in table.columns]
     if missing:
         raise ValueError(f"{name} lacks columns {missing}; it has {list(table.columns)}")
-

@@ -25,7 +25,6 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from lgelib.nnunet_stages import safe_load, say
 
 
-
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where autocast to it pays off."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -68,16 +67,20 @@ class LgeTrainer(nnUNetTrainer):
             return super().validation_step(batch)
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
-        checkpoint = (filename_or_checkpoint if isinstance(filename_or_checkpoint, dict)
-                      else safe_load(filename_or_checkpoint, self.device))
+        checkpoint = (
+            filename_or_checkpoint
+            if isinstance(filename_or_checkpoint, dict)
+            else safe_load(filename_or_checkpoint, self.device)
+        )
         if not self.was_initialized:
             self.initialize()
         self.my_init_kwargs = checkpoint["init_args"]
         self.current_epoch = checkpoint["current_epoch"]
         self.logger.load_checkpoint(checkpoint["logging"])
         self._best_ema = checkpoint["_best_ema"]
-        self.inference_allowed_mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes",
-                                                               self.inference_allowed_mirroring_axes)
+        self.inference_allowed_mirroring_axes = checkpoint.get(
+            "inference_allowed_mirroring_axes", self.inference_allowed_mirroring_axes
+        )
         self.network.load_state_dict(checkpoint["network_weights"])
         self.optimizer.load_state_dict(checkpoint["optimizer_state"])
         if self.grad_scaler is not None and checkpoint.get("grad_scaler_state") is not None:
@@ -86,8 +89,10 @@ class LgeTrainer(nnUNetTrainer):
     def on_epoch_end(self) -> None:
         super().on_epoch_end()
         losses = self.logger.get_checkpoint()["train_losses"]
-        say(f"{self.plans_manager.dataset_name} fold {self.fold}: epoch {self.current_epoch}/{self.num_epochs}, "
-            f"train loss {float(losses[-1]):.3f}")
+        say(
+            f"{self.plans_manager.dataset_name} fold {self.fold}: epoch {self.current_epoch}/{self.num_epochs}, "
+            f"train loss {float(losses[-1]):.3f}"
+        )
 
 
 class BalancedDataLoader(nnUNetDataLoader):
@@ -106,8 +111,12 @@ class BalancedDataLoader(nnUNetDataLoader):
         if not self.real_indices or not self.added_indices:
             return super().get_indices()
         n_real = int(round(self.batch_size * self.real_share))
-        chosen = np.concatenate([np.random.choice(self.real_indices, n_real, replace=True),
-                                 np.random.choice(self.added_indices, self.batch_size - n_real, replace=True)])
+        chosen = np.concatenate(
+            [
+                np.random.choice(self.real_indices, n_real, replace=True),
+                np.random.choice(self.added_indices, self.batch_size - n_real, replace=True),
+            ]
+        )
         return list(np.random.permutation(chosen))
 
 

@@ -20,8 +20,14 @@ from lgelib.layout import RunLayout
 from lgelib.log import logger
 from lgelib.run import ALIASES, OPTION_NAMES, REPO_ROOT, Run, load_run, parse_options
 
-NOTEBOOKS: tuple[str, ...] = ("01_data.ipynb", "02_inr.ipynb", "03_inr2vec.ipynb", "04_synthesis.ipynb",
-                               "05_quality.ipynb", "06_segmentation.ipynb")
+NOTEBOOKS: tuple[str, ...] = (
+    "01_data.ipynb",
+    "02_inr.ipynb",
+    "03_inr2vec.ipynb",
+    "04_synthesis.ipynb",
+    "05_quality.ipynb",
+    "06_segmentation.ipynb",
+)
 """The book's notebooks in reading (and execution) order."""
 
 
@@ -36,13 +42,17 @@ def require_book() -> None:
 
     missing = [name for name in ("notebooks", "book") if not (REPO_ROOT / name).is_dir()]
     if missing:
-        raise RuntimeError(f"lgelib book runs the notebooks of a clone of the repository; {', '.join(missing)}/ "
-                           f"is not next to this lgelib ({REPO_ROOT}). Clone the repository and install it with "
-                           "pip install -e '.[book,segmentation]'.")
+        raise RuntimeError(
+            f"lgelib book runs the notebooks of a clone of the repository; {', '.join(missing)}/ "
+            f"is not next to this lgelib ({REPO_ROOT}). Clone the repository and install it with "
+            "pip install -e '.[book,segmentation]'."
+        )
     absent = [name for name in ("papermill", "jupyter_book", "ipykernel") if importlib.util.find_spec(name) is None]
     if absent:
-        raise RuntimeError(f"lgelib book needs the book extra ({', '.join(absent)} not installed): "
-                           "pip install -e '.[book,segmentation]'")
+        raise RuntimeError(
+            f"lgelib book needs the book extra ({', '.join(absent)} not installed): "
+            "pip install -e '.[book,segmentation]'"
+        )
 
 
 def notebook_parameters(notebooks: tuple[str, ...] = NOTEBOOKS) -> dict[str, list[str]]:
@@ -71,14 +81,21 @@ def split_parameters(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[s
         elif name in chapters:
             chapter[name] = value
         elif name != "run_dir":
-            raise ValueError(f"unknown parameter {name!r}: not a run option ({', '.join(OPTION_NAMES)}; short "
-                             f"names {', '.join(ALIASES)}; any setting by dotted key) nor a chapter's parameter "
-                             f"({', '.join(sorted(chapters))})")
+            raise ValueError(
+                f"unknown parameter {name!r}: not a run option ({', '.join(OPTION_NAMES)}; short "
+                f"names {', '.join(ALIASES)}; any setting by dotted key) nor a chapter's parameter "
+                f"({', '.join(sorted(chapters))})"
+            )
     return run, chapter
 
 
-def execute_notebooks(run: RunLayout, parameters: dict[str, Any], notebooks: tuple[str, ...] = NOTEBOOKS,
-                      kernel: str = "python3", progress: bool = True) -> list[Path]:
+def execute_notebooks(
+    run: RunLayout,
+    parameters: dict[str, Any],
+    notebooks: tuple[str, ...] = NOTEBOOKS,
+    kernel: str = "python3",
+    progress: bool = True,
+) -> list[Path]:
     """Execute each notebook with papermill (from the repository root) and stop at the first failure; the
     notebooks read the run's settings from ``run.json`` and get ``parameters`` (``run_dir`` and chapter
     parameters). With ``progress`` each chapter's printed lines stream to this terminal as they happen, under a
@@ -94,13 +111,21 @@ def execute_notebooks(run: RunLayout, parameters: dict[str, Any], notebooks: tup
         started = time.perf_counter()
         logger.info("book: executing %s ...", name)
         try:
-            papermill.execute_notebook(str(REPO_ROOT / "notebooks" / name), str(output), parameters=parameters,
-                                       kernel_name=kernel, cwd=str(REPO_ROOT), progress_bar=progress,
-                                       stdout_file=sys.stdout if progress else None,
-                                       stderr_file=sys.stderr if progress else None)
+            papermill.execute_notebook(
+                str(REPO_ROOT / "notebooks" / name),
+                str(output),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(REPO_ROOT),
+                progress_bar=progress,
+                stdout_file=sys.stdout if progress else None,
+                stderr_file=sys.stderr if progress else None,
+            )
         except PapermillExecutionError as error:
-            raise NotebookFailed(f"notebook {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
-                                 f"the executed copy with the full traceback is {output}") from None
+            raise NotebookFailed(
+                f"notebook {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
+                f"the executed copy with the full traceback is {output}"
+            ) from None
         logger.info("book: %s done in %.0f s", name, time.perf_counter() - started)
         done.append(output)
     return done
@@ -134,8 +159,9 @@ def write_landing(run: Run) -> None:
     text = intro.read_text()
     if MARKER not in text:
         raise RuntimeError(f"{intro}: the line {MARKER!r} that receives the run's account is missing")
-    account = reproduction_markdown(run.layout, run.settings, run.provenance(), "figures/figure1.png",
-                                    run.shareable_synthetic_ids())
+    account = reproduction_markdown(
+        run.layout, run.settings, run.provenance(), "figures/figure1.png", run.shareable_synthetic_ids()
+    )
     intro.write_text(text.replace(MARKER, account))
 
 
@@ -147,8 +173,10 @@ def _without_local_paths(value: Any, replacements: list[tuple[str, str]]) -> Any
     if isinstance(value, list):
         return [_without_local_paths(item, replacements) for item in value]
     if isinstance(value, dict):
-        return {key: item if key.startswith("image/") else _without_local_paths(item, replacements)
-                for key, item in value.items()}
+        return {
+            key: item if key.startswith("image/") else _without_local_paths(item, replacements)
+            for key, item in value.items()
+        }
     return value
 
 
@@ -179,8 +207,14 @@ def reader_page(notebook: dict[str, Any], run_dir: Path, folders: dict[Path, str
         shown = str(run_dir.relative_to(REPO_ROOT))
     except ValueError:
         shown = "RUN_DIR"
-    named = {run_dir: shown, **{folder: name for folder, name in (folders or {}).items()
-                                if len(folder.parts) > 2 and not str(folder).startswith(str(REPO_ROOT))}}
+    named = {
+        run_dir: shown,
+        **{
+            folder: name
+            for folder, name in (folders or {}).items()
+            if len(folder.parts) > 2 and not str(folder).startswith(str(REPO_ROOT))
+        },
+    }
     # Longest first, so a folder inside another is replaced before its parent.
     replacements = [(str(folder), name) for folder, name in sorted(named.items(), key=lambda item: -len(str(item[0])))]
     replacements += [(str(REPO_ROOT) + "/", ""), (str(REPO_ROOT), ".")]
@@ -191,8 +225,11 @@ def reader_page(notebook: dict[str, Any], run_dir: Path, folders: dict[Path, str
             tags.append("remove-cell")
         if "parameters" in tags and "hide-cell" not in tags:
             tags.append("hide-cell")
-        cell = {**cell, "metadata": {**cell.get("metadata", {}), "tags": tags},
-                "source": _without_local_paths(cell.get("source", ""), replacements)}
+        cell = {
+            **cell,
+            "metadata": {**cell.get("metadata", {}), "tags": tags},
+            "source": _without_local_paths(cell.get("source", ""), replacements),
+        }
         if "outputs" in cell:
             cell["outputs"] = _without_local_paths(cell["outputs"], replacements)
         cells.append(cell)

@@ -20,8 +20,9 @@ PRIVATE_MARK = "not marked publishable"
 """The phrase every page of a private dataset carries (tests look for it)."""
 
 
-def shareable_synthetic_ids(synthetic: PreparedDataset, real: PreparedDataset,
-                            latent: pd.DataFrame | None = None) -> list[str]:
+def shareable_synthetic_ids(
+    synthetic: PreparedDataset, real: PreparedDataset, latent: pd.DataFrame | None = None
+) -> list[str]:
     """Synthetic cases a book may show: all of them for a publishable dataset; for a private one, those no nearer
     to a training case than the median real test case is, by every yardstick: 1 - myocardium Dice
     (`lgelib.quality.mask_audit`), RMS image difference (`lgelib.quality.image_audit`) and, when given, the latent
@@ -45,12 +46,16 @@ def private_note(dataset: str, synthetic_shown: int | None = None) -> str:
     if synthetic_shown is None:
         return note + ": aggregate numbers only; synthetic examples are in the synthesis and quality chapters.*"
     if synthetic_shown == 0:
-        return note + (", and no synthetic volume passed the memorisation check that would let it stand in "
-                       "(none is as far from every training case as the median real test case is, by myocardium "
-                       "overlap, image and latent).*")
-    return note + (f". The images are synthetic volumes generated from it, {synthetic_shown} of which pass the "
-                   "memorisation check: none is nearer to a training case than the median real test case is, by "
-                   "myocardium overlap, by image or by latent.*")
+        return note + (
+            ", and no synthetic volume passed the memorisation check that would let it stand in "
+            "(none is as far from every training case as the median real test case is, by myocardium "
+            "overlap, image and latent).*"
+        )
+    return note + (
+        f". The images are synthetic volumes generated from it, {synthetic_shown} of which pass the "
+        "memorisation check: none is nearer to a training case than the median real test case is, by "
+        "myocardium overlap, by image or by latent.*"
+    )
 
 
 def per_case_view(table: pd.DataFrame, publishable: bool) -> object:
@@ -61,5 +66,7 @@ def per_case_view(table: pd.DataFrame, publishable: bool) -> object:
         return table
     from IPython.display import Markdown
 
-    return Markdown(f"*{len(table)} per-case rows not shown: the dataset is {PRIVATE_MARK}, and its case ids may "
-                    "identify patients; the summary above aggregates them.*")
+    return Markdown(
+        f"*{len(table)} per-case rows not shown: the dataset is {PRIVATE_MARK}, and its case ids may "
+        "identify patients; the summary above aggregates them.*"
+    )

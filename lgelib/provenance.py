@@ -47,26 +47,33 @@ class Provenance:
 
     def markdown(self) -> str:
         """One paragraph for the top of a page (plain markdown, so it renders in Jupyter and in the book)."""
-        split = (f"split seed {self.split_seed}" if self.split_seed is not None else "the manifest's listed split")
+        split = f"split seed {self.split_seed}" if self.split_seed is not None else "the manifest's listed split"
         code = f"lgelib {self.lgelib}" + (f" (git `{self.git}`)" if self.git else "")
         software = ", ".join(f"{name} {version}" for name, version in self.software.items())
-        return (f"**Provenance.** Profile `{self.profile}`, INR `{self.inr}`, generator `{self.generator}`; "
-                f"data `{self.dataset}` (manifest `{self.manifest}`, sha256 `{self.manifest_sha256}`, "
-                f"{'publishable' if self.publishable else 'not publishable'}); "
-                f"{split}: {self.n_train} training / {self.n_test} test cases; training seed {self.training_seed}, "
-                f"synthesis seed {self.synthesis_seed}; {code}, {software}; device `{self.device}`; "
-                f"executed {self.executed}.")
+        return (
+            f"**Provenance.** Profile `{self.profile}`, INR `{self.inr}`, generator `{self.generator}`; "
+            f"data `{self.dataset}` (manifest `{self.manifest}`, sha256 `{self.manifest_sha256}`, "
+            f"{'publishable' if self.publishable else 'not publishable'}); "
+            f"{split}: {self.n_train} training / {self.n_test} test cases; training seed {self.training_seed}, "
+            f"synthesis seed {self.synthesis_seed}; {code}, {software}; device `{self.device}`; "
+            f"executed {self.executed}."
+        )
 
 
 def git_revision(root: Path = REPO_ROOT) -> str | None:
     """The repository's short commit, with "+changes" when tracked files differ from it; None outside a clone."""
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10)
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if commit.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
@@ -96,9 +103,21 @@ def collect(settings: Profile, manifest: str | Path, split: Split, device: str |
     except ValueError:
         shown = path.name  # outside the repository: the file name only, no private folder names on a page
     return Provenance(
-        profile=settings.name, inr=inr_name(settings), generator=generator_name(settings), dataset=data.name, manifest=shown,
+        profile=settings.name,
+        inr=inr_name(settings),
+        generator=generator_name(settings),
+        dataset=data.name,
+        manifest=shown,
         manifest_sha256=file_digest(path, 12),
-        publishable=data.publishable, split_seed=split.seed, n_train=len(split.train), n_test=len(split.test),
-        training_seed=settings.inr.fit.seed, synthesis_seed=settings.synthesis.seed, lgelib=__version__,
-        git=git_revision(), software=software_versions(), device=str(resolve_device(device)),
-        executed=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+        publishable=data.publishable,
+        split_seed=split.seed,
+        n_train=len(split.train),
+        n_test=len(split.test),
+        training_seed=settings.inr.fit.seed,
+        synthesis_seed=settings.synthesis.seed,
+        lgelib=__version__,
+        git=git_revision(),
+        software=software_versions(),
+        device=str(resolve_device(device)),
+        executed=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from lgelib.data.prepare import PreparedDataset
 from lgelib.figures import slice_levels
-from lgelib.metrics import (nearest_neighbour_distances, nearest_pairs, slice_similarity, volume_wall_thickness_mm)
+from lgelib.metrics import nearest_neighbour_distances, nearest_pairs, slice_similarity, volume_wall_thickness_mm
 from lgelib.synthesis import canonical_spacing, real_qc
 
 Stack = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -37,8 +37,9 @@ def similarity_sets(synthetic: PreparedDataset, real: PreparedDataset) -> dict[s
     every_pair = slice_similarity(middle_slices(synthetic, synthetic.case_ids), training)
     sets = {"synthetic vs nearest real": nearest_pairs(every_pair), "all synthetic-real pairs": every_pair}
     if real.split.test:
-        sets["real test vs nearest real"] = nearest_pairs(slice_similarity(middle_slices(real, list(real.split.test)),
-                                                                           training))
+        sets["real test vs nearest real"] = nearest_pairs(
+            slice_similarity(middle_slices(real, list(real.split.test)), training)
+        )
     return sets
 
 
@@ -48,13 +49,24 @@ def similarity_summary(sets: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for name, table in sets.items():
         for region, group in table.groupby("region", sort=False):
             psnr = group.psnr_db[np.isfinite(group.psnr_db)]
-            rows.append({"set": name, "region": region, "pairs": len(group), "median PSNR (dB)": psnr.median(),
-                         "median SSIM": group.ssim.median()})
+            rows.append(
+                {
+                    "set": name,
+                    "region": region,
+                    "pairs": len(group),
+                    "median PSNR (dB)": psnr.median(),
+                    "median SSIM": group.ssim.median(),
+                }
+            )
     return pd.DataFrame(rows).set_index(["set", "region"])
 
 
-def anatomy_table(data: PreparedDataset, case_ids: list[str], qc: pd.DataFrame | None = None,
-                  spacing: tuple[float, float, float] | None = None) -> pd.DataFrame:
+def anatomy_table(
+    data: PreparedDataset,
+    case_ids: list[str],
+    qc: pd.DataFrame | None = None,
+    spacing: tuple[float, float, float] | None = None,
+) -> pd.DataFrame:
     """Per case: `lgelib.anatomy.mask_qc`'s numbers (from ``qc`` when given, e.g. a synthesis QC table) plus
     the median wall thickness and the share of myocardial slices that are one closed ring. ``spacing`` (mm) is
     every case's voxel size (synthetic sets share one); None reads each real case's own."""
@@ -69,8 +81,14 @@ def anatomy_table(data: PreparedDataset, case_ids: list[str], qc: pd.DataFrame |
     return table.reset_index()
 
 
-def latent_audit(synthetic_latents: np.ndarray, test_latents: np.ndarray, training_latents: np.ndarray,
-                 synthetic_ids: list[str], test_ids: list[str], training_ids: list[str]) -> pd.DataFrame:
+def latent_audit(
+    synthetic_latents: np.ndarray,
+    test_latents: np.ndarray,
+    training_latents: np.ndarray,
+    synthetic_ids: list[str],
+    test_ids: list[str],
+    training_ids: list[str],
+) -> pd.DataFrame:
     """Nearest training latent of each synthetic and each real test latent, distances divided by the median
     distance between a training latent and its nearest other training latent (1 = as far as training cases are
     from each other)."""
@@ -83,16 +101,23 @@ def mask_audit(synthetic: PreparedDataset, real: PreparedDataset) -> pd.DataFram
     """Nearest training case of each synthetic and each real test case by myocardium overlap (distance
     1 - Dice of the myocardium masks on the canonical grid; 0 = an exact copy of a training mask)."""
     train, test = list(real.split.train), list(real.split.test)
-    return mask_overlap_audit(synthetic.myocardium, real.myocardium[real.index(test)], real.myocardium[real.index(train)],
-                              synthetic.case_ids, test, train)
+    return mask_overlap_audit(
+        synthetic.myocardium,
+        real.myocardium[real.index(test)],
+        real.myocardium[real.index(train)],
+        synthetic.case_ids,
+        test,
+        train,
+    )
 
 
 def image_audit(synthetic: PreparedDataset, real: PreparedDataset) -> pd.DataFrame:
     """Nearest training case of each synthetic and each real test case by image: the RMS intensity difference of
     the two volumes on the canonical grid (intensities in [0, 1]; 0 = an exact copy of a training image)."""
     train, test = list(real.split.train), list(real.split.test)
-    audit = memorisation_audit(synthetic.images, real.images[real.index(test)], real.images[real.index(train)],
-                               synthetic.case_ids, test, train)
+    audit = memorisation_audit(
+        synthetic.images, real.images[real.index(test)], real.images[real.index(train)], synthetic.case_ids, test, train
+    )
     scale = float(np.sqrt(np.prod(real.images.shape[1:])))  # Euclidean distance -> RMS difference
     return audit.assign(distance=audit.distance / scale, second_distance=audit.second_distance / scale)
 
@@ -133,8 +158,13 @@ def edge_strength(images: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
 def texture_table(data: PreparedDataset, case_ids: list[str]) -> pd.DataFrame:
     """Per case: `high_frequency_rms` and `edge_strength` on the canonical grid (real and synthetic alike)."""
     index = data.index(case_ids)
-    return pd.DataFrame({"case_id": case_ids, "high_frequency_rms": high_frequency_rms(data.images[index]),
-                         "edge_strength": edge_strength(data.images[index], data.myocardium[index])})
+    return pd.DataFrame(
+        {
+            "case_id": case_ids,
+            "high_frequency_rms": high_frequency_rms(data.images[index]),
+            "edge_strength": edge_strength(data.images[index], data.myocardium[index]),
+        }
+    )
 
 
 def audit_summary(audit: pd.DataFrame) -> pd.DataFrame:
@@ -159,9 +189,7 @@ def _as_rows(array: np.ndarray, ids: Sequence, name: str) -> np.ndarray:
     return array.reshape(array.shape[0], -1)
 
 
-def _nearest_table(
-    distances: dict[str, np.ndarray], ids: dict[str, Sequence], training_ids: Sequence
-) -> pd.DataFrame:
+def _nearest_table(distances: dict[str, np.ndarray], ids: dict[str, Sequence], training_ids: Sequence) -> pd.DataFrame:
     """Long table of each query's nearest and second-nearest training row from query x training distances."""
     training_ids = list(training_ids)
     rows = []
@@ -220,9 +248,7 @@ def mask_overlap_audit(
     if trn.shape[0] == 0:
         raise ValueError("training_masks must have at least one volume")
     if not syn.shape[1] == tst.shape[1] == trn.shape[1]:
-        raise ValueError(
-            f"mask sizes differ: synthetic {syn.shape[1]}, test {tst.shape[1]}, training {trn.shape[1]}"
-        )
+        raise ValueError(f"mask sizes differ: synthetic {syn.shape[1]}, test {tst.shape[1]}, training {trn.shape[1]}")
 
     def one_minus_dice(queries: np.ndarray) -> np.ndarray:
         # scipy's "dice" dissimilarity is exactly 1 - Dice; it is 0/0 (NaN) only when both masks are empty.
@@ -244,8 +270,15 @@ def _overlaid_histograms(axis, samples: dict[str, np.ndarray], bins: int = 30) -
         if values.size == 0:
             continue
         median = float(np.median(values))
-        axis.hist(values, bins=edges, density=True, histtype="step", color=f"C{j}", lw=1.4,
-                  label=f"{name} (n={values.size}, median {median:.3g})")
+        axis.hist(
+            values,
+            bins=edges,
+            density=True,
+            histtype="step",
+            color=f"C{j}",
+            lw=1.4,
+            label=f"{name} (n={values.size}, median {median:.3g})",
+        )
         axis.axvline(median, color=f"C{j}", ls="--", lw=1)
     axis.set_ylabel("density")
     axis.legend(fontsize=7)
@@ -257,10 +290,11 @@ def plot_distributions(tables: dict[str, pd.DataFrame], measures: dict[str, str]
     rows = (len(measures) + 1) // 2  # two panels a row: legible at the book's column width
     figure, axes = plt.subplots(rows, 2, figsize=(7.2, 3.0 * rows), squeeze=False)
     for axis, (column, label) in zip(axes.ravel(), measures.items()):
-        _overlaid_histograms(axis, {name: table[column].to_numpy(dtype=float)
-                                    for name, table in tables.items() if column in table})
+        _overlaid_histograms(
+            axis, {name: table[column].to_numpy(dtype=float) for name, table in tables.items() if column in table}
+        )
         axis.set_xlabel(label)
-    for axis in axes.ravel()[len(measures):]:
+    for axis in axes.ravel()[len(measures) :]:
         axis.set_visible(False)
     figure.tight_layout()
     return figure
@@ -270,8 +304,10 @@ def plot_memorisation(audit: pd.DataFrame, label: str = "distance to nearest tra
     """Memorisation check: distance of each synthetic case, and of each held-out real case, to its nearest training
     case. Synthetic cases no closer than real test ones are not copies of the training set."""
     figure, axis = plt.subplots(figsize=(5.5, 3.2))
-    _overlaid_histograms(axis, {kind: audit.loc[audit["kind"] == kind, "distance"].to_numpy(dtype=float)
-                                for kind in pd.unique(audit["kind"])})
+    _overlaid_histograms(
+        axis,
+        {kind: audit.loc[audit["kind"] == kind, "distance"].to_numpy(dtype=float) for kind in pd.unique(audit["kind"])},
+    )
     axis.set_xlabel(label)
     figure.tight_layout()
     return figure

@@ -28,8 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from lgelib.config import (Profile, get_profile, override, setting_keys, with_generator, with_inr,
-                           with_seg_budget)
+from lgelib.config import Profile, get_profile, override, setting_keys, with_generator, with_inr, with_seg_budget
 from lgelib.fsutil import write_text_atomic
 from lgelib.layout import RunLayout
 from lgelib.log import show_progress
@@ -38,8 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = "data_manifest/phantom.yaml"
 DEFAULT_ARMS: tuple[str, ...] = ("N0", "N200", "N200-balanced", "D200")
 
-TRAINING_SEEDS: tuple[str, ...] = ("inr.fit.seed", "inr.fit.init_seed", "inr2vec.seed", "edm.seed",
-                                   "segmentation.seed")
+TRAINING_SEEDS: tuple[str, ...] = ("inr.fit.seed", "inr.fit.init_seed", "inr2vec.seed", "edm.seed", "segmentation.seed")
 """The settings ``training_seed`` sets: each INR's initialisation and voxel draws, inr2vec, EDM and nnU-Net."""
 
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -130,8 +128,10 @@ def parse_options(items: Mapping[str, Any] | None = None) -> RunOptions:
             if value is not None:
                 options[name] = value
         else:
-            raise ValueError(f"unknown run option {name!r}; options: {', '.join(OPTION_NAMES)}; short names: "
-                             f"{', '.join(ALIASES)}; or any setting by dotted key (e.g. edm.steps)")
+            raise ValueError(
+                f"unknown run option {name!r}; options: {', '.join(OPTION_NAMES)}; short names: "
+                f"{', '.join(ALIASES)}; or any setting by dotted key (e.g. edm.steps)"
+            )
     for name in ("split_seed", "n_train"):
         if name in options:
             options[name] = _integer(name, options[name])
@@ -141,8 +141,9 @@ def parse_options(items: Mapping[str, Any] | None = None) -> RunOptions:
     if "seg_arms" in options:
         options["seg_arms"] = _names(options["seg_arms"])
     if "repeat_split_seeds" in options:
-        options["repeat_split_seeds"] = tuple(_integer("repeat_split_seeds", s)
-                                              for s in _names(options["repeat_split_seeds"]))
+        options["repeat_split_seeds"] = tuple(
+            _integer("repeat_split_seeds", s) for s in _names(options["repeat_split_seeds"])
+        )
     return RunOptions(**options, overrides=tuple(overrides.items()))
 
 
@@ -211,8 +212,12 @@ class Run:
         """What run.json holds: the options as given and every setting they resolved to."""
         from lgelib import __version__
 
-        return {"lgelib": __version__, "options": self.options.to_dict(),
-                "settings": _settings_tree(self.settings), "setting_keys": setting_keys(self.settings)}
+        return {
+            "lgelib": __version__,
+            "options": self.options.to_dict(),
+            "settings": _settings_tree(self.settings),
+            "setting_keys": setting_keys(self.settings),
+        }
 
     def write(self) -> Path:
         """Write ``run.json`` (atomically); returns its path."""
@@ -243,8 +248,9 @@ class Run:
         """The dataset on the canonical grid (``data/``), prepared first where it is not there yet."""
         from lgelib.data.prepare import load_run_data
 
-        return load_run_data(self.manifest, self.settings.grid, self.root, self.options.split_seed,
-                             n_train=self.options.n_train)
+        return load_run_data(
+            self.manifest, self.settings.grid, self.root, self.options.split_seed, n_train=self.options.n_train
+        )
 
     def provenance(self):
         """What a page says produced it (`lgelib.provenance.Provenance`)."""
@@ -258,10 +264,18 @@ class Run:
         from lgelib.inr import fit_inrs
 
         inr = self.settings.inr
-        return fit_inrs(self.prepared, out_dir or self.layout.inr, inr.spec, inr.fit,
-                        case_ids=list(self.split.train) if case_ids is None else list(case_ids),
-                        cases_per_batch=inr.cases_per_batch, device=self.device, precision=self.options.precision,
-                        progress=progress, case_cache=self.inr_cache)
+        return fit_inrs(
+            self.prepared,
+            out_dir or self.layout.inr,
+            inr.spec,
+            inr.fit,
+            case_ids=list(self.split.train) if case_ids is None else list(case_ids),
+            cases_per_batch=inr.cases_per_batch,
+            device=self.device,
+            precision=self.options.precision,
+            progress=progress,
+            case_cache=self.inr_cache,
+        )
 
     def fit_heldout_inrs(self, progress: bool = False):
         """INRs of the test cases in ``inr-heldout/``: what a new patient's INR looks like to inr2vec."""
@@ -277,8 +291,14 @@ class Run:
         """Stage 2: inr2vec on the training INRs, in ``inr2vec/``."""
         from lgelib.inr2vec import train_inr2vec
 
-        return train_inr2vec(self.fitted_inrs() if fitted is None else fitted, self.layout.inr2vec, self.settings.inr2vec,
-                             device=self.device, progress=progress, prepared=self.prepared)
+        return train_inr2vec(
+            self.fitted_inrs() if fitted is None else fitted,
+            self.layout.inr2vec,
+            self.settings.inr2vec,
+            device=self.device,
+            progress=progress,
+            prepared=self.prepared,
+        )
 
     def trained_inr2vec(self):
         from lgelib.inr2vec import load_inr2vec
@@ -291,10 +311,12 @@ class Run:
         from lgelib.geometry import diffusion_inputs
 
         inr2vec = self.trained_inr2vec() if inr2vec is None else inr2vec
-        vectors, columns = diffusion_inputs(inr2vec.latents, self.prepared, inr2vec.case_ids,
-                                            self.settings.synthesis.geometry)
-        return train_edm(vectors, self.layout.edm, self.settings.edm, device=self.device, progress=progress,
-                         extra_columns=columns)
+        vectors, columns = diffusion_inputs(
+            inr2vec.latents, self.prepared, inr2vec.case_ids, self.settings.synthesis.geometry
+        )
+        return train_edm(
+            vectors, self.layout.edm, self.settings.edm, device=self.device, progress=progress, extra_columns=columns
+        )
 
     def trained_edm(self):
         from lgelib.edm import load_edm
@@ -309,10 +331,18 @@ class Run:
         settings = self.settings.synthesis
         if n_volumes is not None:
             settings = dataclasses.replace(settings, n_volumes=int(n_volumes))
-        return synthesize(self.trained_edm() if edm is None else edm, inr2vec, self.layout.synth, settings,
-                          tuple(self.settings.grid.shape), nominal_spacing(self.prepared, inr2vec.case_ids),
-                          publishable=self.prepared.publishable, name=self.root.name, device=self.device,
-                          progress=progress)
+        return synthesize(
+            self.trained_edm() if edm is None else edm,
+            inr2vec,
+            self.layout.synth,
+            settings,
+            tuple(self.settings.grid.shape),
+            nominal_spacing(self.prepared, inr2vec.case_ids),
+            publishable=self.prepared.publishable,
+            name=self.root.name,
+            device=self.device,
+            progress=progress,
+        )
 
     def generate(self, n_volumes: int | None = None):
         """Stages 1-3 in order (each reused where finished): the synthetic set."""
@@ -333,8 +363,14 @@ class Run:
         inr2vec, heldout = self.trained_inr2vec(), load_fitted(self.layout.inr_heldout)
         synthesis = load_synthetic(self.layout.synth)
         test_latents = encode(inr2vec.model, heldout.params, self.device).numpy()
-        return latent_audit(synthesis.latents.numpy(), test_latents, inr2vec.latents.numpy(), synthesis.case_ids,
-                            heldout.case_ids, inr2vec.case_ids)
+        return latent_audit(
+            synthesis.latents.numpy(),
+            test_latents,
+            inr2vec.latents.numpy(),
+            synthesis.case_ids,
+            heldout.case_ids,
+            inr2vec.case_ids,
+        )
 
     def shareable_synthetic_ids(self) -> list[str]:
         """The synthetic volumes a page may show (`lgelib.privacy.shareable_synthetic_ids`, with the latent audit
@@ -364,10 +400,17 @@ class Run:
         needed = self.synthetic_needed()
         if needed and generate:
             self.generate(needed)
-        result = run_segmentation(self.dataset, self.layout.synth if needed else None, self.layout.seg,
-                                  self.settings.segmentation, self.arms, self.device)
-        return SegmentationResult(result.per_case.assign(split_seed=self.split.seed),
-                                  result.seconds.assign(split_seed=self.split.seed))
+        result = run_segmentation(
+            self.dataset,
+            self.layout.synth if needed else None,
+            self.layout.seg,
+            self.settings.segmentation,
+            self.arms,
+            self.device,
+        )
+        return SegmentationResult(
+            result.per_case.assign(split_seed=self.split.seed), result.seconds.assign(split_seed=self.split.seed)
+        )
 
 
 def load_run(run_dir: Path | str) -> Run:
@@ -376,7 +419,9 @@ def load_run(run_dir: Path | str) -> Run:
     try:
         record = json.loads(layout.settings_file.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{layout.settings_file}: no run here yet (open_run or lgelib book writes it)") from None
+        raise FileNotFoundError(
+            f"{layout.settings_file}: no run here yet (open_run or lgelib book writes it)"
+        ) from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{layout.settings_file}: not a run file ({error})") from None
     return Run(parse_options(record.get("options")), layout)

@@ -118,15 +118,22 @@ class Arm:
         match = _ARM.match(str(text).strip())
         if match is None:
             raise ValueError(f"arm {text!r} is not N<n>, D<n>, N<n>-balanced or D<n>-balanced (e.g. N200-balanced)")
-        return cls(int(match["n"]), "duplicates" if match["kind"] == "D" else "synthetic",
-                   match["sampling"] or "uniform")
+        return cls(
+            int(match["n"]), "duplicates" if match["kind"] == "D" else "synthetic", match["sampling"] or "uniform"
+        )
 
 
 BASELINE = Arm(0)
 PAPER_ARMS = (Arm(0), Arm(100), Arm(200))
 """The paper's three models."""
-FULL_ARMS = (Arm(0), Arm(100), Arm(200), Arm(100, sampling="balanced"), Arm(200, sampling="balanced"),
-             Arm(200, "duplicates"))
+FULL_ARMS = (
+    Arm(0),
+    Arm(100),
+    Arm(200),
+    Arm(100, sampling="balanced"),
+    Arm(200, sampling="balanced"),
+    Arm(200, "duplicates"),
+)
 """The paper's three, the same N with balanced batches, and the real-duplicate control at the largest N."""
 
 
@@ -183,8 +190,10 @@ class SegmentationSettings:
 
     def plan_dict(self) -> dict:
         """What the plan and preprocessing depend on."""
-        return {k: getattr(self, k) for k in ("configuration", "target_spacing_mm", "batch_size", "patch_size",
-                                                "max_features")}
+        return {
+            k: getattr(self, k)
+            for k in ("configuration", "target_spacing_mm", "batch_size", "patch_size", "max_features")
+        }
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -210,12 +219,19 @@ class NnunetFolders:
 
     def environment(self, device: torch.device, stage: str) -> dict[str, str]:
         cores = str(os.cpu_count() or 1)
-        env = {**os.environ, "nnUNet_raw": str(self.raw), "nnUNet_preprocessed": str(self.preprocessed),
-               "nnUNet_results": str(self.results), "nnUNet_compile": "false", "nnUNet_def_n_proc": cores,
-               "PYTHONUNBUFFERED": "1",
-               # The stage processes import lgelib from wherever this one did, installed or not.
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                           os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "nnUNet_raw": str(self.raw),
+            "nnUNet_preprocessed": str(self.preprocessed),
+            "nnUNet_results": str(self.results),
+            "nnUNet_compile": "false",
+            "nnUNet_def_n_proc": cores,
+            "PYTHONUNBUFFERED": "1",
+            # The stage processes import lgelib from wherever this one did, installed or not.
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+            ),
+        }
         # Training augments in the training process itself on a CPU (no worker processes competing for the two
         # cores); nnU-Net's default worker count on CUDA. Planning needs at least 1 (0 crashes it).
         if device.type == "cpu":
@@ -224,6 +240,7 @@ class NnunetFolders:
 
 
 # --- export --------------------------------------------------------------------------------------------------
+
 
 def slice_axis_last(affine: np.ndarray) -> np.ndarray:
     """nibabel ornt that moves the axis with the largest voxel spacing (the slice axis) to the third position,
@@ -258,8 +275,9 @@ def export_real_case(case: ScanCase, images_dir: Path, labels_dir: Path | None) 
     ornt = slice_axis_last(case.affine)
     _write(images_dir / f"{case.case_id}_0000{FILE_ENDING}", normalize_intensity(case.image), case.affine, ornt)
     if labels_dir is not None:
-        _write(labels_dir / f"{case.case_id}{FILE_ENDING}", label_map(case.myocardium, case.fibrosis), case.affine,
-               ornt)
+        _write(
+            labels_dir / f"{case.case_id}{FILE_ENDING}", label_map(case.myocardium, case.fibrosis), case.affine, ornt
+        )
 
 
 def _digest(paths: list[Path], extra: dict) -> str:
@@ -281,14 +299,17 @@ def duplicate_ids(train_ids: list[str], n: int) -> dict[str, str]:
     return {f"dup{k:03d}_{train_ids[k % len(train_ids)]}": train_ids[k % len(train_ids)] for k in range(n)}
 
 
-def cross_validation_splits(real_ids: list[str], added: dict[str, str | None], n_folds: int = 5,
-                            seed: int = 12345) -> list[dict[str, list[str]]]:
+def cross_validation_splits(
+    real_ids: list[str], added: dict[str, str | None], n_folds: int = 5, seed: int = 12345
+) -> list[dict[str, list[str]]]:
     """nnU-Net ``splits_final.json`` folds in which only real cases are validated: the real cases are split into
     ``n_folds`` seeded folds; every added case trains in every fold, except a duplicate (``added`` maps it to its
     real case) whose real case is validated in that fold, which would leak it."""
     if len(real_ids) < n_folds:
-        raise ValueError(f"{n_folds}-fold cross-validation needs at least {n_folds} real training cases, got "
-                         f"{len(real_ids)}: train on every case instead (folds=('all',))")
+        raise ValueError(
+            f"{n_folds}-fold cross-validation needs at least {n_folds} real training cases, got "
+            f"{len(real_ids)}: train on every case instead (folds=('all',))"
+        )
     order = list(np.random.default_rng(seed).permutation(sorted(real_ids)))
     folds = [order[k::n_folds] for k in range(n_folds)]
     splits = []
@@ -300,8 +321,9 @@ def cross_validation_splits(real_ids: list[str], added: dict[str, str | None], n
     return splits
 
 
-def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Path | None, arm: Arm,
-                        settings: SegmentationSettings) -> tuple[str, bool]:
+def export_training_set(
+    folders: NnunetFolders, real: Dataset, synthetic_dir: Path | None, arm: Arm, settings: SegmentationSettings
+) -> tuple[str, bool]:
     """nnU-Net's raw dataset of the real training cases plus the arm's added cases (the first ``n_added``
     synthetic volumes, or as many duplicates of the real training cases).
 
@@ -318,17 +340,24 @@ def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Pa
             raise ValueError(f"arm {arm}: {arm.n_added} synthetic volumes asked for but no synthesis folder given")
         synthetic = load_prepared(synthetic_dir)
         if len(synthetic.case_ids) < arm.n_added:
-            raise ValueError(f"{synthetic_dir} holds {len(synthetic.case_ids)} synthetic volumes, fewer than the "
-                             f"{arm.n_added} of arm {arm}: synthesise more (n_synthetic)")
-        synthetic_ids = synthetic.case_ids[:arm.n_added]
+            raise ValueError(
+                f"{synthetic_dir} holds {len(synthetic.case_ids)} synthetic volumes, fewer than the "
+                f"{arm.n_added} of arm {arm}: synthesise more (n_synthetic)"
+            )
+        synthetic_ids = synthetic.case_ids[: arm.n_added]
     elif arm.n_added:
         duplicates = duplicate_ids([c.case_id for c in train_files], arm.n_added)
     sources = [p for c in train_files for p in c.paths]
     if synthetic_ids:
-        sources += [synthetic_dir / "cases" / c / f"{role}.nii.gz" for c in synthetic_ids
-                    for role in ("image", "myocardium", "fibrosis")]
-    key = _digest(sources, {"labels": LABELS, "format": 3, "channel": CHANNEL, "duplicates": duplicates,
-                            "budget": settings.to_dict()})
+        sources += [
+            synthetic_dir / "cases" / c / f"{role}.nii.gz"
+            for c in synthetic_ids
+            for role in ("image", "myocardium", "fibrosis")
+        ]
+    key = _digest(
+        sources,
+        {"labels": LABELS, "format": 3, "channel": CHANNEL, "duplicates": duplicates, "budget": settings.to_dict()},
+    )
     name = dataset_name(folders, arm.training_set)
     target = folders.raw / name
     record = target / "export.json"
@@ -350,18 +379,34 @@ def export_training_set(folders: NnunetFolders, real: Dataset, synthetic_dir: Pa
                 affine = nib.load(str(synthetic_dir / "cases" / case_id / "image.nii.gz")).affine
                 ornt = slice_axis_last(affine)
                 _write(images / f"{case_id}_0000{FILE_ENDING}", synthetic.images[i], affine, ornt)
-                _write(labels / f"{case_id}{FILE_ENDING}", label_map(synthetic.myocardium[i], synthetic.fibrosis[i]),
-                       affine, ornt)
+                _write(
+                    labels / f"{case_id}{FILE_ENDING}",
+                    label_map(synthetic.myocardium[i], synthetic.fibrosis[i]),
+                    affine,
+                    ornt,
+                )
         added = synthetic_ids + list(duplicates)
-        dataset_json = {"channel_names": {"0": CHANNEL}, "labels": LABELS,
-                        "numTraining": len(train_files) + len(added), "file_ending": FILE_ENDING,
-                        "description": f"{len(train_files)} real training cases of {real.manifest.name} + "
-                                       f"{len(synthetic_ids)} synthetic volumes + {len(duplicates)} duplicates of "
-                                       "real training cases"}
+        dataset_json = {
+            "channel_names": {"0": CHANNEL},
+            "labels": LABELS,
+            "numTraining": len(train_files) + len(added),
+            "file_ending": FILE_ENDING,
+            "description": f"{len(train_files)} real training cases of {real.manifest.name} + "
+            f"{len(synthetic_ids)} synthetic volumes + {len(duplicates)} duplicates of "
+            "real training cases",
+        }
         (staging / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
-        (staging / "export.json").write_text(json.dumps(
-            {"key": key, "real": [c.case_id for c in train_files], "synthetic": synthetic_ids,
-             "duplicates": duplicates}, indent=1))
+        (staging / "export.json").write_text(
+            json.dumps(
+                {
+                    "key": key,
+                    "real": [c.case_id for c in train_files],
+                    "synthetic": synthetic_ids,
+                    "duplicates": duplicates,
+                },
+                indent=1,
+            )
+        )
     return name, True
 
 
@@ -377,6 +422,7 @@ def export_test_images(real: Dataset, out: Path) -> dict[str, Path]:
 
 
 # --- running the stages --------------------------------------------------------------------------------------
+
 
 class NnunetStageFailed(RuntimeError):
     """An nnU-Net stage exited with an error: names the stage, the dataset and the log file with its output."""
@@ -394,17 +440,23 @@ def _worth_showing(line: str) -> bool:
     return epoch == epochs or epoch % max(1, epochs // 4) == 0
 
 
-def run_stage(folders: NnunetFolders, stage: str, arguments: dict, log: Path, device: torch.device,
-              echo: bool = True) -> None:
+def run_stage(
+    folders: NnunetFolders, stage: str, arguments: dict, log: Path, device: torch.device, echo: bool = True
+) -> None:
     """Run one stage in a fresh Python process; its output goes to ``log``, its progress lines to stdout."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=log.parent, delete=False) as handle:
         json.dump(arguments, handle)
     try:
         with open(log, "a", encoding="utf-8") as sink:
-            process = subprocess.Popen([sys.executable, "-m", "lgelib.nnunet_stages", stage, handle.name],
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                       env=folders.environment(device, stage), cwd=folders.root)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "lgelib.nnunet_stages", stage, handle.name],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=folders.environment(device, stage),
+                cwd=folders.root,
+            )
             assert process.stdout is not None
             for line in process.stdout:
                 sink.write(line)
@@ -442,12 +494,20 @@ def training_curves(out_dir: Path | str, settings: SegmentationSettings, arms: "
                 continue
             logged = safe_load(checkpoint)["logging"]
             seconds = np.subtract(logged["epoch_end_timestamps"], logged["epoch_start_timestamps"])
-            for epoch, values in enumerate(zip(logged["train_losses"], logged["val_losses"], logged["ema_fg_dice"],
-                                               seconds)):
-                rows.append({"model": arm.name, "fold": fold, "epoch": epoch + 1,
-                             **dict(zip(("train_loss", "val_loss", "ema_pseudo_dice", "epoch_s"), map(float, values)))})
-    return pd.DataFrame(rows, columns=["model", "fold", "epoch", "train_loss", "val_loss", "ema_pseudo_dice",
-                                       "epoch_s"])
+            for epoch, values in enumerate(
+                zip(logged["train_losses"], logged["val_losses"], logged["ema_fg_dice"], seconds)
+            ):
+                rows.append(
+                    {
+                        "model": arm.name,
+                        "fold": fold,
+                        "epoch": epoch + 1,
+                        **dict(zip(("train_loss", "val_loss", "ema_pseudo_dice", "epoch_s"), map(float, values))),
+                    }
+                )
+    return pd.DataFrame(
+        rows, columns=["model", "fold", "epoch", "train_loss", "val_loss", "ema_pseudo_dice", "epoch_s"]
+    )
 
 
 def _checkpoint_loads(folders: NnunetFolders, checkpoint: Path, device: torch.device) -> bool:
@@ -486,15 +546,28 @@ def preprocessed_is_current(folders: NnunetFolders, name: str, expected: dict) -
     return written.get("settings") == expected and written.get("content") == preprocessed_content_key(folders, name)
 
 
-def preprocess(folders: NnunetFolders, name: str, settings: SegmentationSettings, device: torch.device,
-               plans_from: str | None = None, echo: bool = True) -> None:
+def preprocess(
+    folders: NnunetFolders,
+    name: str,
+    settings: SegmentationSettings,
+    device: torch.device,
+    plans_from: str | None = None,
+    echo: bool = True,
+) -> None:
     """Plan (``plans_from`` None) or receive the plans of dataset ``plans_from``, and preprocess dataset ``name``;
     write the cross-validation splits for numbered folds. Redone, with its models removed, when the budget's plan
     settings or the source plans changed, or when its files are not the ones this machine wrote
     (`preprocessed_is_current`: a run directory copied from elsewhere is preprocessed again, not unpickled)."""
     source_plans = None if plans_from is None else folders.preprocessed / plans_from / "nnUNetPlans.json"
-    expected = json.loads(json.dumps({"plan": settings.plan_dict(), "plans_from": plans_from,
-                                      "source_plans": None if source_plans is None else file_digest(source_plans)}))
+    expected = json.loads(
+        json.dumps(
+            {
+                "plan": settings.plan_dict(),
+                "plans_from": plans_from,
+                "source_plans": None if source_plans is None else file_digest(source_plans),
+            }
+        )
+    )
     record = folders.preprocessed / name / "planned.json"
     if preprocessed_is_current(folders, name, expected):
         return
@@ -502,20 +575,38 @@ def preprocess(folders: NnunetFolders, name: str, settings: SegmentationSettings
     shutil.rmtree(folders.results / name, ignore_errors=True)
     export = json.loads((folders.raw / name / "export.json").read_text())
     added = {**{c: None for c in export["synthetic"]}, **export["duplicates"]}
-    splits = (None if settings.folds == ("all",) else cross_validation_splits(export["real"], added))
+    splits = None if settings.folds == ("all",) else cross_validation_splits(export["real"], added)
     # (slice, row, col) is also nnU-Net's axis order here: SimpleITK reverses the exported file axes.
     spacing = None if settings.target_spacing_mm is None else [float(v) for v in settings.target_spacing_mm]
-    run_stage(folders, "plan", {"dataset_id": int(name[7:10]), "configuration": settings.configuration,
-                                "target_spacing": spacing, "batch_size": settings.batch_size,
-                                "patch_size": settings.patch_size, "max_features": settings.max_features,
-                                "processes": os.cpu_count() or 1,
-                                "plans_from": None if plans_from is None else int(plans_from[7:10]),
-                                "splits": splits}, folders.root / "logs" / f"plan-{name}.log", device, echo)
+    run_stage(
+        folders,
+        "plan",
+        {
+            "dataset_id": int(name[7:10]),
+            "configuration": settings.configuration,
+            "target_spacing": spacing,
+            "batch_size": settings.batch_size,
+            "patch_size": settings.patch_size,
+            "max_features": settings.max_features,
+            "processes": os.cpu_count() or 1,
+            "plans_from": None if plans_from is None else int(plans_from[7:10]),
+            "splits": splits,
+        },
+        folders.root / "logs" / f"plan-{name}.log",
+        device,
+        echo,
+    )
     record.write_text(json.dumps({"settings": expected, "content": preprocessed_content_key(folders, name)}))
 
 
-def train_model(folders: NnunetFolders, name: str, settings: SegmentationSettings, device: torch.device,
-                arm: Arm = BASELINE, echo: bool = True) -> float:
+def train_model(
+    folders: NnunetFolders,
+    name: str,
+    settings: SegmentationSettings,
+    device: torch.device,
+    arm: Arm = BASELINE,
+    echo: bool = True,
+) -> float:
     """Train every fold of ``arm`` on dataset ``name`` (preprocessed) that is not trained yet; returns seconds.
     A final checkpoint that does not load is trained again."""
     started = time.perf_counter()
@@ -527,20 +618,41 @@ def train_model(folders: NnunetFolders, name: str, settings: SegmentationSetting
             if _checkpoint_loads(folders, final, device):
                 continue
             final.unlink()
-        run_stage(folders, "train", {"dataset_id": int(name[7:10]), "configuration": settings.configuration,
-                                     "fold": fold, "device": str(device), "epochs": settings.epochs,
-                                     "iterations_per_epoch": settings.iterations_per_epoch,
-                                     "val_iterations_per_epoch": settings.val_iterations_per_epoch,
-                                     "save_every": settings.save_every, "seed": settings.seed,
-                                     "foreground_oversampling": settings.foreground_oversampling,
-                                     "sampling": arm.sampling, "real_cases": real_cases,
-                                     "real_share": settings.real_share, "cpu_bf16": settings.cpu_bf16},
-                  folders.root / "logs" / f"train-{name}-{arm.sampling}-fold_{fold}.log", device, echo)
+        run_stage(
+            folders,
+            "train",
+            {
+                "dataset_id": int(name[7:10]),
+                "configuration": settings.configuration,
+                "fold": fold,
+                "device": str(device),
+                "epochs": settings.epochs,
+                "iterations_per_epoch": settings.iterations_per_epoch,
+                "val_iterations_per_epoch": settings.val_iterations_per_epoch,
+                "save_every": settings.save_every,
+                "seed": settings.seed,
+                "foreground_oversampling": settings.foreground_oversampling,
+                "sampling": arm.sampling,
+                "real_cases": real_cases,
+                "real_share": settings.real_share,
+                "cpu_bf16": settings.cpu_bf16,
+            },
+            folders.root / "logs" / f"train-{name}-{arm.sampling}-fold_{fold}.log",
+            device,
+            echo,
+        )
     return time.perf_counter() - started
 
 
-def predict_test(folders: NnunetFolders, name: str, arm: Arm, real: Dataset, settings: SegmentationSettings,
-                 device: torch.device, echo: bool = True) -> dict[str, Path]:
+def predict_test(
+    folders: NnunetFolders,
+    name: str,
+    arm: Arm,
+    real: Dataset,
+    settings: SegmentationSettings,
+    device: torch.device,
+    echo: bool = True,
+) -> dict[str, Path]:
     """Predict every real test scan with the arm's model; the label maps are written on each scan's original voxel
     grid (its file's axis order and affine). Returns case id -> prediction file."""
     out = folders.root / "predictions" / arm.name
@@ -549,29 +661,49 @@ def predict_test(folders: NnunetFolders, name: str, arm: Arm, real: Dataset, set
     weights = [folder / f"fold_{f}" / "checkpoint_final.pth" for f in settings.folds]
     test_ids = list(real.split.test)
     sources = [p for c in real.cases if c.case_id in real.split.test for p in c.paths]
-    key = _digest(sources, {"model": str(folder.relative_to(folders.root)),
-                            "weights": [p.stat().st_mtime_ns for p in weights],
-                            "mirroring": settings.test_time_mirroring})
-    if record.is_file() and json.loads(record.read_text())["key"] == key and all(
-            (out / f"{c}{FILE_ENDING}").is_file() for c in test_ids):
+    key = _digest(
+        sources,
+        {
+            "model": str(folder.relative_to(folders.root)),
+            "weights": [p.stat().st_mtime_ns for p in weights],
+            "mirroring": settings.test_time_mirroring,
+        },
+    )
+    if (
+        record.is_file()
+        and json.loads(record.read_text())["key"] == key
+        and all((out / f"{c}{FILE_ENDING}").is_file() for c in test_ids)
+    ):
         return {c: out / f"{c}{FILE_ENDING}" for c in test_ids}
     mirroring = device.type == "cuda" if settings.test_time_mirroring is None else settings.test_time_mirroring
     with atomic_directory(out, replace=True) as staging:
         images = export_test_images(real, staging / "inputs")
         raw = staging / "nnunet"
-        run_stage(folders, "predict", {"model_folder": str(folder),
-                                       "folds": list(settings.folds), "inputs": [str(images[c]) for c in test_ids],
-                                       "outputs": [str(raw / f"{c}{FILE_ENDING}") for c in test_ids],
-                                       "device": str(device), "mirroring": mirroring},
-                  folders.root / "logs" / f"predict-{arm.name}.log", device, echo)
+        run_stage(
+            folders,
+            "predict",
+            {
+                "model_folder": str(folder),
+                "folds": list(settings.folds),
+                "inputs": [str(images[c]) for c in test_ids],
+                "outputs": [str(raw / f"{c}{FILE_ENDING}") for c in test_ids],
+                "device": str(device),
+                "mirroring": mirroring,
+            },
+            folders.root / "logs" / f"predict-{arm.name}.log",
+            device,
+            echo,
+        )
         files_by_id = {c.case_id: c for c in real.cases}
         for case_id in test_ids:
             original = nib.load(str(files_by_id[case_id].image))
             predicted = nib.load(str(raw / f"{case_id}{FILE_ENDING}"))
             labels = to_scan_layout(np.asarray(predicted.dataobj).astype(np.uint8), original.affine)
             if labels.shape != original.shape[:3]:
-                raise RuntimeError(f"{case_id}: prediction shape {labels.shape} does not match the scan's "
-                                   f"{original.shape[:3]} ({files_by_id[case_id].image})")
+                raise RuntimeError(
+                    f"{case_id}: prediction shape {labels.shape} does not match the scan's "
+                    f"{original.shape[:3]} ({files_by_id[case_id].image})"
+                )
             write_volume(staging / f"{case_id}{FILE_ENDING}", labels, original.affine)
         shutil.rmtree(raw)
         shutil.rmtree(staging / "inputs")
@@ -580,6 +712,7 @@ def predict_test(folders: NnunetFolders, name: str, arm: Arm, real: Dataset, set
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------
+
 
 def evaluate_case(case: ScanCase, prediction: Path | np.ndarray, slice_order: SliceOrder = "auto") -> pd.DataFrame:
     """Regional Dice (`lgelib.table1.regional_dice`) of one test scan's prediction (a file or a label array on the
@@ -592,12 +725,15 @@ def evaluate_case(case: ScanCase, prediction: Path | np.ndarray, slice_order: Sl
     is reported as its volume instead (``false_scar_ml``)."""
     labels = np.asarray(nib.load(str(prediction)).dataobj) if isinstance(prediction, (str, Path)) else prediction
     if labels.shape != case.image.shape:
-        raise ValueError(f"{case.case_id}: prediction {prediction if isinstance(prediction, (str, Path)) else ''} "
-                         f"has shape {labels.shape}, the scan {case.image.shape}")
+        raise ValueError(
+            f"{case.case_id}: prediction {prediction if isinstance(prediction, (str, Path)) else ''} "
+            f"has shape {labels.shape}, the scan {case.image.shape}"
+        )
     _, (reference_myo, reference_fib), ornt, _ = orient_case(case, slice_order)
     predicted = apply_orientation(labels, ornt)
-    table = regional_dice(reference_myo, reference_fib, predicted >= LABELS["myocardium"],
-                          predicted == LABELS["fibrosis"])
+    table = regional_dice(
+        reference_myo, reference_fib, predicted >= LABELS["myocardium"], predicted == LABELS["fibrosis"]
+    )
     millilitres = float(np.prod(case.spacing)) / 1000.0
     table["reference_ml"] = table.pop("reference_voxels") * millilitres
     table["predicted_ml"] = table.pop("predicted_voxels") * millilitres
@@ -609,8 +745,10 @@ def evaluate_case(case: ScanCase, prediction: Path | np.ndarray, slice_order: Sl
 def evaluate(real: Dataset, predictions: dict[str, Path]) -> pd.DataFrame:
     """Per test case, region and structure: Dice, whether it is scored, volumes; slice order from the manifest."""
     files_by_id = {c.case_id: c for c in real.cases}
-    tables = [evaluate_case(read_case(files_by_id[c], real.label_mapping), p, real.manifest.slice_order)
-              .assign(case_id=c) for c, p in predictions.items()]
+    tables = [
+        evaluate_case(read_case(files_by_id[c], real.label_mapping), p, real.manifest.slice_order).assign(case_id=c)
+        for c, p in predictions.items()
+    ]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -622,13 +760,33 @@ class SegmentationResult:
     seconds: pd.DataFrame
 
 
-PER_CASE_COLUMNS = ["arm", "n_synthetic", "added", "sampling", "case_id", "region", "structure", "dice", "scored",
-                    "empty", "n_slices", "has_scar", "reference_ml", "predicted_ml"]
+PER_CASE_COLUMNS = [
+    "arm",
+    "n_synthetic",
+    "added",
+    "sampling",
+    "case_id",
+    "region",
+    "structure",
+    "dice",
+    "scored",
+    "empty",
+    "n_slices",
+    "has_scar",
+    "reference_ml",
+    "predicted_ml",
+]
 
 
-def run_segmentation(real: Dataset, synthetic_dir: Path | None, out_dir: Path | str,
-                     settings: SegmentationSettings, arms: "tuple | list | str" = PAPER_ARMS,
-                     device: str | torch.device | None = None, echo: bool = True) -> SegmentationResult:
+def run_segmentation(
+    real: Dataset,
+    synthetic_dir: Path | None,
+    out_dir: Path | str,
+    settings: SegmentationSettings,
+    arms: "tuple | list | str" = PAPER_ARMS,
+    device: str | torch.device | None = None,
+    echo: bool = True,
+) -> SegmentationResult:
     """The experiment of Table 1: one nnU-Net per arm (the baseline N0 always included, first), trained on the real
     training cases plus the arm's added cases, with N0's plan, and evaluated on the real test cases.
 
@@ -638,8 +796,10 @@ def run_segmentation(real: Dataset, synthetic_dir: Path | None, out_dir: Path | 
     import importlib.util
 
     if importlib.util.find_spec("nnunetv2") is None:
-        raise RuntimeError("the segmentation experiment needs nnU-Net: pip install 'lgelib[segmentation]' "
-                           "(or -e '.[segmentation]' in a clone)")
+        raise RuntimeError(
+            "the segmentation experiment needs nnU-Net: pip install 'lgelib[segmentation]' "
+            "(or -e '.[segmentation]' in a clone)"
+        )
     folders = NnunetFolders(Path(out_dir).resolve())
     torch_device = resolve_device(device)
     arms = parse_arms(arms)
@@ -653,9 +813,11 @@ def run_segmentation(real: Dataset, synthetic_dir: Path | None, out_dir: Path | 
         name = names[arm.training_set]
         if echo:
             state = "trained" if is_trained(folders, name, settings, arm) else "to train"
-            logger.info(f"{arm}: {name} ({state}); {settings.configuration}, {settings.epochs} epochs x "
-                     f"{settings.iterations_per_epoch} iterations, folds {list(settings.folds)}, {arm.sampling} "
-                     f"sampling, on {torch_device}")
+            logger.info(
+                f"{arm}: {name} ({state}); {settings.configuration}, {settings.epochs} epochs x "
+                f"{settings.iterations_per_epoch} iterations, folds {list(settings.folds)}, {arm.sampling} "
+                f"sampling, on {torch_device}"
+            )
         started = time.perf_counter()
         preprocess(folders, name, settings, torch_device, None if name == base else base, echo)
         train_model(folders, name, settings, torch_device, arm, echo)
@@ -663,8 +825,11 @@ def run_segmentation(real: Dataset, synthetic_dir: Path | None, out_dir: Path | 
         started = time.perf_counter()
         predictions = predict_test(folders, name, arm, real, settings, torch_device, echo)
         predict_seconds = time.perf_counter() - started
-        tables.append(evaluate(real, predictions).assign(arm=arm.name, n_synthetic=arm.n_added, added=arm.source,
-                                                         sampling=arm.sampling))
+        tables.append(
+            evaluate(real, predictions).assign(
+                arm=arm.name, n_synthetic=arm.n_added, added=arm.source, sampling=arm.sampling
+            )
+        )
         timings.append({"arm": arm.name, "dataset": name, "train_s": train_seconds, "predict_s": predict_seconds})
     per_case = pd.concat(tables, ignore_index=True)[PER_CASE_COLUMNS]
     per_case.to_csv(folders.root / "per_case_dice.csv", index=False)
@@ -684,9 +849,17 @@ def plans_table(out_dir: Path | str, configuration: str) -> pd.DataFrame:
         chosen = json.loads(plans_file.read_text())["configurations"][configuration]
         architecture = chosen["architecture"]["arch_kwargs"]
         source = json.loads(record.read_text()).get("plans_from") if record.is_file() else None
-        rows.append({"dataset": folder.name, "training set": folder.name.split("_LGE_")[-1],
-                     "plan": f"from {source.split('_LGE_')[-1]}" if source else "planned",
-                     "U-Net stages": architecture["n_stages"], "channels": architecture["features_per_stage"],
-                     "spacing (mm)": chosen["spacing"], "patch": chosen["patch_size"], "batch": chosen["batch_size"],
-                     "normalisation": chosen["normalization_schemes"]})
+        rows.append(
+            {
+                "dataset": folder.name,
+                "training set": folder.name.split("_LGE_")[-1],
+                "plan": f"from {source.split('_LGE_')[-1]}" if source else "planned",
+                "U-Net stages": architecture["n_stages"],
+                "channels": architecture["features_per_stage"],
+                "spacing (mm)": chosen["spacing"],
+                "patch": chosen["patch_size"],
+                "batch": chosen["batch_size"],
+                "normalisation": chosen["normalization_schemes"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -41,8 +41,19 @@ from lgelib.fingerprint import fingerprint
 
 RECORD = "synthesis.json"
 MIN_MYOCARDIUM_SLICES = 2
-QC_COLUMNS = ("case_id", "sample", "accepted", "slice_spacing_mm", "myocardium_ml", "fibrosis_ml", "scar_burden_pct",
-              "fibrosis_outside_pct", "myocardium_slices", "closed_ring_slices", "rings")
+QC_COLUMNS = (
+    "case_id",
+    "sample",
+    "accepted",
+    "slice_spacing_mm",
+    "myocardium_ml",
+    "fibrosis_ml",
+    "scar_burden_pct",
+    "fibrosis_outside_pct",
+    "myocardium_slices",
+    "closed_ring_slices",
+    "rings",
+)
 """Per drawn sample: its case id and index, whether it was written, its slice spacing, and `lgelib.anatomy.mask_qc`'s
 numbers."""
 
@@ -91,8 +102,10 @@ class SyntheticSet:
 def canonical_spacing(prepared: PreparedDataset, case_id: str) -> tuple[float, float, float]:
     """Voxel size (slice, row, col) in mm of a prepared case on the canonical grid, from its grid mapping."""
     if case_id not in prepared.mappings:
-        raise ValueError(f"{case_id}: no grid mapping (cases/{case_id}/mapping.json), so its voxel size is unknown; "
-                         "is this a folder written by lgelib prepare?")
+        raise ValueError(
+            f"{case_id}: no grid mapping (cases/{case_id}/mapping.json), so its voxel size is unknown; "
+            "is this a folder written by lgelib prepare?"
+        )
     return voxel_spacing(prepared.mappings[case_id].canonical_affine)
 
 
@@ -105,10 +118,19 @@ def nominal_spacing(prepared: PreparedDataset, case_ids: list[str] | None = None
     return tuple(float(s) for s in np.median(spacings, axis=0))  # type: ignore[return-value]
 
 
-def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, settings: SynthesisSettings,
-               grid_shape: tuple[int, int, int], spacing_mm: tuple[float, float, float], publishable: bool,
-               name: str = "synthetic", device: torch.device | str | None = None, progress: bool = True,
-               batch: int = 50) -> SyntheticSet:
+def synthesize(
+    edm: TrainedEdm,
+    inr2vec: TrainedInr2Vec,
+    out_dir: Path | str,
+    settings: SynthesisSettings,
+    grid_shape: tuple[int, int, int],
+    spacing_mm: tuple[float, float, float],
+    publishable: bool,
+    name: str = "synthetic",
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    batch: int = 50,
+) -> SyntheticSet:
     """Sample, decode, check and write ``settings.n_volumes`` synthetic cases into ``out_dir``.
 
     Args:
@@ -125,24 +147,38 @@ def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, se
     otherwise it is written anew, atomically (an interrupted run leaves the old folder or none).
     """
     out = Path(out_dir)
-    key = fingerprint({"settings": settings.to_dict(), "grid": list(grid_shape), "spacing": list(spacing_mm),
-                       "publishable": publishable, "name": name},
-                      *[t for t in edm.net.state_dict().values()], edm.standardizer.mean, edm.standardizer.std,
-                      *[t for t in inr2vec.model.state_dict().values()])
+    key = fingerprint(
+        {
+            "settings": settings.to_dict(),
+            "grid": list(grid_shape),
+            "spacing": list(spacing_mm),
+            "publishable": publishable,
+            "name": name,
+        },
+        *[t for t in edm.net.state_dict().values()],
+        edm.standardizer.mean,
+        edm.standardizer.std,
+        *[t for t in inr2vec.model.state_dict().values()],
+    )
     if (out / RECORD).is_file() and json.loads((out / RECORD).read_text()).get("fingerprint") == key:
         return load_synthetic(out)
     max_draws = settings.max_draws or 2 * settings.n_volumes + 16
     started = time.perf_counter()
     rows, entries, latents_kept = [], [], []
     drawn = 0
-    with (atomic_directory(out, replace=True) as staging,
-          tqdm(total=settings.n_volumes, desc="synthetic volumes", unit="volume", disable=not progress,
-               leave=False) as bar):
+    with (
+        atomic_directory(out, replace=True) as staging,
+        tqdm(
+            total=settings.n_volumes, desc="synthetic volumes", unit="volume", disable=not progress, leave=False
+        ) as bar,
+    ):
         while len(entries) < settings.n_volumes:
             if drawn >= max_draws:
-                raise RuntimeError(f"only {len(entries)} of {drawn} samples had myocardium in at least "
-                                   f"{MIN_MYOCARDIUM_SLICES} slices; stopped at max_draws = {max_draws}. The diffusion "
-                                   "or inr2vec model is probably undertrained: check their loss curves.")
+                raise RuntimeError(
+                    f"only {len(entries)} of {drawn} samples had myocardium in at least "
+                    f"{MIN_MYOCARDIUM_SLICES} slices; stopped at max_draws = {max_draws}. The diffusion "
+                    "or inr2vec model is probably undertrained: check their loss curves."
+                )
             count = min(batch, settings.n_volumes - len(entries), max_draws - drawn)
             vectors = edm.sample(sample_seeds(settings.seed, count, first=drawn), settings.sampler, device)
             latents, slice_spacing = split_geometry(vectors, edm.extra_columns)
@@ -153,32 +189,50 @@ def synthesize(edm: TrainedEdm, inr2vec: TrainedInr2Vec, out_dir: Path | str, se
             for j in range(count):
                 index = drawn + j
                 case_id = f"synth-{index:04d}"
-                spacing = (spacing_mm if slice_spacing is None
-                           else (float(slice_spacing[j]), float(spacing_mm[1]), float(spacing_mm[2])))
+                spacing = (
+                    spacing_mm
+                    if slice_spacing is None
+                    else (float(slice_spacing[j]), float(spacing_mm[1]), float(spacing_mm[2]))
+                )
                 affine = np.diag([*spacing, 1.0])
                 qc = mask_qc(myocardium[j], fibrosis[j], float(np.prod(spacing)) / 1000.0, raw_fibrosis[j])
                 accepted = qc["myocardium_slices"] >= MIN_MYOCARDIUM_SLICES
-                rows.append({"case_id": case_id, "sample": index, "accepted": accepted,
-                             "slice_spacing_mm": spacing[0], **qc})
+                rows.append(
+                    {"case_id": case_id, "sample": index, "accepted": accepted, "slice_spacing_mm": spacing[0], **qc}
+                )
                 if accepted:
                     image = np.clip(decoded.intensity[j], 0.0, 1.0)
-                    entries.append(write_case_volumes(staging / "cases" / case_id, case_id, image, myocardium[j],
-                                                      fibrosis[j], affine))
+                    entries.append(
+                        write_case_volumes(
+                            staging / "cases" / case_id, case_id, image, myocardium[j], fibrosis[j], affine
+                        )
+                    )
                     latents_kept.append(latents[j])  # the latent alone: its slice spacing is in qc.csv
                     bar.update(1)
             drawn += count
         case_ids = [e["id"] for e in entries]
-        write_nifti_manifest(staging / "manifest.yaml", re.sub(r"[^A-Za-z0-9._-]+", "-", f"{name}-synthetic"),
-                             f"{len(case_ids)} synthetic volumes sampled by EDM and decoded by inr2vec "
-                             f"(seed {settings.seed}); QC in qc.csv.", publishable, entries,
-                             Split(tuple(case_ids), ()))
+        write_nifti_manifest(
+            staging / "manifest.yaml",
+            re.sub(r"[^A-Za-z0-9._-]+", "-", f"{name}-synthetic"),
+            f"{len(case_ids)} synthetic volumes sampled by EDM and decoded by inr2vec "
+            f"(seed {settings.seed}); QC in qc.csv.",
+            publishable,
+            entries,
+            Split(tuple(case_ids), ()),
+        )
         qc_frame = pd.DataFrame(rows, columns=list(QC_COLUMNS))
         qc_frame.to_csv(staging / "qc.csv", index=False)
         stacked = torch.stack(latents_kept)
         save_tensors(staging / "latents.safetensors", {"latents": stacked}, {"case_ids": json.dumps(case_ids)})
-        record = {"fingerprint": key, "settings": settings.to_dict(), "grid_shape": list(grid_shape),
-                  "spacing_mm": list(spacing_mm), "n_written": len(case_ids), "n_drawn": drawn,
-                  "seconds": time.perf_counter() - started}
+        record = {
+            "fingerprint": key,
+            "settings": settings.to_dict(),
+            "grid_shape": list(grid_shape),
+            "spacing_mm": list(spacing_mm),
+            "n_written": len(case_ids),
+            "n_drawn": drawn,
+            "seconds": time.perf_counter() - started,
+        }
         (staging / RECORD).write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
     return SyntheticSet(out, case_ids, qc_frame, stacked, record)
 
@@ -204,8 +258,13 @@ def real_qc(prepared: PreparedDataset, case_ids: list[str] | None = None) -> pd.
     return pd.DataFrame(rows)
 
 
-QC_SUMMARY = {"myocardium_ml": "myocardium (mL)", "fibrosis_ml": "fibrosis (mL)", "scar_burden_pct": "scar burden (%)",
-              "fibrosis_outside_pct": "fibrosis outside myocardium (%)", "ring_pct": "closed-ring slices (%)"}
+QC_SUMMARY = {
+    "myocardium_ml": "myocardium (mL)",
+    "fibrosis_ml": "fibrosis (mL)",
+    "scar_burden_pct": "scar burden (%)",
+    "fibrosis_outside_pct": "fibrosis outside myocardium (%)",
+    "ring_pct": "closed-ring slices (%)",
+}
 
 
 def compare_qc(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -99,9 +99,9 @@ def regional_dice(
             empty = not ref.any() and not pred.any()
             score = float(empty_score) if empty else dice(pred, ref)
             rows.append((region, structure, score, empty, len(index), int(ref.sum()), int(pred.sum())))
-    return pd.DataFrame(rows, columns=["region", "structure", "dice", "empty", "n_slices", "reference_voxels",
-                                       "predicted_voxels"])
-
+    return pd.DataFrame(
+        rows, columns=["region", "structure", "dice", "empty", "n_slices", "reference_voxels", "predicted_voxels"]
+    )
 
 
 def arm_labels(per_case: pd.DataFrame) -> pd.Series:
@@ -114,6 +114,7 @@ def arm_labels(per_case: pd.DataFrame) -> pd.Series:
 def arm_order(arms) -> list[str]:
     """Arm names in the book's order: synthetic before duplicates, uniform before balanced, then by N
     (N0, N100, N200, N100-balanced, N200-balanced, D200); unknown names last, as given."""
+
     def key(name: str) -> tuple:
         match = re.match(r"^([ND])(\d+)(-balanced)?$", name)
         if match is None:
@@ -148,13 +149,17 @@ def table1(per_case: pd.DataFrame) -> pd.DataFrame:
 # Table 1 of the paper: mean Dice of nnU-Net on unseen real volumes, trained with N synthetic volumes added.
 # The paper gives a std only for fibrosis Volume: 0.08 at N=0 and 0.07 at N=200.
 PAPER_TABLE1 = pd.DataFrame(
-    [[0.509, 0.515, 0.524, 0.815, 0.815, 0.811],
-     [0.195, 0.202, 0.198, 0.560, 0.543, 0.523],
-     [0.549, 0.549, 0.554, 0.833, 0.834, 0.832],
-     [0.370, 0.390, 0.405, 0.784, 0.781, 0.779]],
+    [
+        [0.509, 0.515, 0.524, 0.815, 0.815, 0.811],
+        [0.195, 0.202, 0.198, 0.560, 0.543, 0.523],
+        [0.549, 0.549, 0.554, 0.833, 0.834, 0.832],
+        [0.370, 0.390, 0.405, 0.784, 0.781, 0.779],
+    ],
     index=pd.Index(REGIONS, name="region"),
-    columns=pd.MultiIndex.from_product([("fibrosis", "myocardium"), ("N0", "N100", "N200")],
-                                       names=["structure", "arm"]))
+    columns=pd.MultiIndex.from_product(
+        [("fibrosis", "myocardium"), ("N0", "N100", "N200")], names=["structure", "arm"]
+    ),
+)
 
 
 def _arm_label(arm: object) -> str:
@@ -169,8 +174,9 @@ def table1_markdown(table: pd.DataFrame, decimals: int = 3) -> str:
     Means are compared as shown (rounded to ``decimals``), so displayed ties are all bold; NaN shows as "–"."""
     has_stat = table.columns.nlevels == 3
     structures = list(dict.fromkeys(table.columns.get_level_values(0)))
-    columns = [(structure, n) for structure in structures
-               for n in dict.fromkeys(table[structure].columns.get_level_values(0))]
+    columns = [
+        (structure, n) for structure in structures for n in dict.fromkeys(table[structure].columns.get_level_values(0))
+    ]
 
     def value(region, structure, n, stat):
         key = (structure, n, stat) if has_stat else (structure, n)
@@ -178,8 +184,10 @@ def table1_markdown(table: pd.DataFrame, decimals: int = 3) -> str:
             return np.nan
         return float(table.loc[region, key]) if key in table.columns else np.nan
 
-    lines = ["| Region | " + " | ".join(f"{s.capitalize()} {_arm_label(n)}" for s, n in columns) + " |",
-             "|---|" + "---:|" * len(columns)]
+    lines = [
+        "| Region | " + " | ".join(f"{s.capitalize()} {_arm_label(n)}" for s, n in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
     for region in table.index:
         means = {column: round(value(region, *column, "mean"), decimals) for column in columns}
         best = {s: np.nanmax([m for (t, _), m in means.items() if t == s] + [np.nan]) for s in structures}
@@ -205,9 +213,10 @@ def plot_dice(per_case: pd.DataFrame) -> Figure:
         if "scored" in rows.columns:
             rows = rows[rows["scored"].astype(bool)]
         rows = rows[rows["structure"] == structure]
-        sets = {arm: {region: group.loc[group["region"] == region, "dice"].to_numpy(dtype=float)
-                      for region in regions}
-                for arm, group in sorted(rows.groupby("arm"), key=lambda item: arm_order(rows["arm"]).index(item[0]))}
+        sets = {
+            arm: {region: group.loc[group["region"] == region, "dice"].to_numpy(dtype=float) for region in regions}
+            for arm, group in sorted(rows.groupby("arm"), key=lambda item: arm_order(rows["arm"]).index(item[0]))
+        }
         grouped_boxes(axis, regions, sets, points=True)
         axis.set_title(structure, fontsize=9)
         axis.set_ylim(0, 1)
@@ -225,11 +234,15 @@ def comparisons_markdown(comparisons: pd.DataFrame, decimals: int = 3) -> str:
     arms = arm_order(comparisons["arm"])
     rows = comparisons.assign(_r=comparisons["region"].map(order), _a=comparisons["arm"].map(arms.index))
     rows = rows.sort_values(["structure", "_r", "_a"], kind="stable")
-    lines = ["| Structure | Region | Arm | Arm − N0 | 95% CI | MDE | p | p (Holm) | smallest p | pairs / splits |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| Structure | Region | Arm | Arm − N0 | 95% CI | MDE | p | p (Holm) | smallest p | pairs / splits |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     f = f".{decimals}f"
     for _, row in rows.iterrows():
-        lines.append(f"| {row.structure} | {row.region} | {row.arm} | {row.difference:+{f}} | [{row.ci_low:+{f}}, "
-                     f"{row.ci_high:+{f}}] | {row.mde:{f}} | {row.p:.2f} | {row.p_holm:.2f} | {row.p_min:.2f} | "
-                     f"{int(row.n_pairs)} / {int(row.n_splits)} |")
+        lines.append(
+            f"| {row.structure} | {row.region} | {row.arm} | {row.difference:+{f}} | [{row.ci_low:+{f}}, "
+            f"{row.ci_high:+{f}}] | {row.mde:{f}} | {row.p:.2f} | {row.p_holm:.2f} | {row.p_min:.2f} | "
+            f"{int(row.n_pairs)} / {int(row.n_splits)} |"
+        )
     return "\n".join(lines)

@@ -81,11 +81,26 @@ class TrainingLoop:
         history, seconds = loop.finish()
     """
 
-    def __init__(self, folder: Path, key: str, steps: int, checkpoint_every: int, stateful: dict[str, Any],
-                 generator: torch.Generator, name: str, progress: bool = True,
-                 on_step: Callable[[int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        key: str,
+        steps: int,
+        checkpoint_every: int,
+        stateful: dict[str, Any],
+        generator: torch.Generator,
+        name: str,
+        progress: bool = True,
+        on_step: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.folder, self.key, self.steps, self.every = Path(folder), key, steps, checkpoint_every
-        self.stateful, self.generator, self.name, self.progress, self.on_step = stateful, generator, name, progress, on_step
+        self.stateful, self.generator, self.name, self.progress, self.on_step = (
+            stateful,
+            generator,
+            name,
+            progress,
+            on_step,
+        )
         self.history: list[float] = []
         self.start, self.seconds = 0, 0.0
         state = load_checkpoint(self.folder, key)
@@ -96,8 +111,15 @@ class TrainingLoop:
             self.history, self.start, self.seconds = list(state["history"]), int(state["step"]), float(state["seconds"])
             if progress:
                 logger.info("resuming %s training at step %d of %d from %s", name, self.start, steps, self.folder)
-        self._bar = tqdm(range(self.start, steps), desc=name, unit="step", disable=not progress, leave=False,
-                         initial=self.start, total=steps)
+        self._bar = tqdm(
+            range(self.start, steps),
+            desc=name,
+            unit="step",
+            disable=not progress,
+            leave=False,
+            initial=self.start,
+            total=steps,
+        )
         self._started = time.perf_counter()
 
     def __iter__(self) -> Iterator[int]:
@@ -109,10 +131,17 @@ class TrainingLoop:
         if self.progress and (step % 100 == 0 or step == self.steps - 1):
             self._bar.set_postfix(loss=f"{np.mean(self.history[-100:]):.4f}")
         if (step + 1) % self.every == 0 and step + 1 < self.steps:
-            save_checkpoint(self.folder, {"fingerprint": self.key, "step": step + 1, "history": self.history,
-                                          "generator": self.generator.get_state(),
-                                          "seconds": self.seconds + time.perf_counter() - self._started,
-                                          **{label: item.state_dict() for label, item in self.stateful.items()}})
+            save_checkpoint(
+                self.folder,
+                {
+                    "fingerprint": self.key,
+                    "step": step + 1,
+                    "history": self.history,
+                    "generator": self.generator.get_state(),
+                    "seconds": self.seconds + time.perf_counter() - self._started,
+                    **{label: item.state_dict() for label, item in self.stateful.items()},
+                },
+            )
         if self.on_step is not None:
             self.on_step(step, loss)
 

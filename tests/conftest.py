@@ -63,10 +63,18 @@ def save(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path
 
 
 def write_manifest(path: Path, cases: list[dict], split: dict | None = None, **extra: object) -> Path:
-    manifest = {"version": 1, "name": "toy", "publishable": True,
-                "source": {"kind": "nifti", "label_mapping": {"myocardium": [2, 3, 4], "fibrosis": [3, 4], "other": [1]},
-                           "cases": cases},
-                "split": split or {"seed": 0, "n_test": 1}, **extra}
+    manifest = {
+        "version": 1,
+        "name": "toy",
+        "publishable": True,
+        "source": {
+            "kind": "nifti",
+            "label_mapping": {"myocardium": [2, 3, 4], "fibrosis": [3, 4], "other": [1]},
+            "cases": cases,
+        },
+        "split": split or {"seed": 0, "n_test": 1},
+        **extra,
+    }
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
     return path
 

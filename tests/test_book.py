@@ -21,12 +21,26 @@ from lgelib.pipeline import NOTEBOOKS, REPO_ROOT, NotebookFailed, execute_notebo
 from lgelib.run import Run, parse_options
 from lgelib.privacy import PRIVATE_MARK, shareable_synthetic_ids
 
-QUICK = {"steps": 150, "inr2vec_steps": 200, "edm_steps": 100, "n_synthetic": 3, "seg_arms": ["N0", "N3", "D3"],
-         "seg_epochs": 1}
+QUICK = {
+    "steps": 150,
+    "inr2vec_steps": 200,
+    "edm_steps": 100,
+    "n_synthetic": 3,
+    "seg_arms": ["N0", "N3", "D3"],
+    "seg_epochs": 1,
+}
 """Few steps and volumes: the pages must run and say what they did, not reach the profile's quality."""
 
-STAGE_CALLS = ("configure(", "load_run_data(", "fit_inrs(", "train_inr2vec(", "train_edm(", "synthesize(",
-               "run_segmentation(", "repeat_split(")
+STAGE_CALLS = (
+    "configure(",
+    "load_run_data(",
+    "fit_inrs(",
+    "train_inr2vec(",
+    "train_edm(",
+    "synthesize(",
+    "run_segmentation(",
+    "repeat_split(",
+)
 """Stage functions a chapter must not call itself: it calls the run's methods, so every chapter runs one chain."""
 
 
@@ -34,9 +48,17 @@ ARTIFACTS = Path(os.environ.get("LGELIB_TEST_ARTIFACTS", REPO_ROOT / "test-artif
 
 
 def tiny_manifest(path: Path, publishable: bool) -> Path:
-    path.write_text(yaml.safe_dump({"version": 1, "name": "tiny", "publishable": publishable,
-                                    "source": {"kind": "phantom", "n_cases": 5, "seed": 3},
-                                    "split": {"seed": 0, "n_test": 2}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "tiny",
+                "publishable": publishable,
+                "source": {"kind": "phantom", "n_cases": 5, "seed": 3},
+                "split": {"seed": 0, "n_test": 2},
+            }
+        )
+    )
     return path
 
 
@@ -91,8 +113,11 @@ def run_install_cell(cwd: Path, lgelib_installed: bool, monkeypatch: pytest.Monk
         return real_subprocess.CompletedProcess(command, 0)
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "lgelib" and not lgelib_installed else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "lgelib" and not lgelib_installed else find_spec(name, *a),
+    )
     monkeypatch.setattr(real_subprocess, "run", record)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.chdir(cwd)
@@ -106,7 +131,9 @@ def test_install_cell_does_nothing_where_lgelib_is_installed(monkeypatch: pytest
     assert Path.cwd() == REPO_ROOT  # opened from notebooks/: paths are the repository root's, as under lgelib book
 
 
-def test_install_cell_clones_and_installs_where_lgelib_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_install_cell_clones_and_installs_where_lgelib_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LGELIB_SOURCE", "https://example.org/fork.git")
     commands = run_install_cell(tmp_path, False, monkeypatch)
     assert commands[0] == ["git", "clone", "--depth", "1", "https://example.org/fork.git", "lgelib-companion"]
@@ -160,11 +187,16 @@ def test_figures_and_table_are_numbered_as_in_the_paper(built_book: Path) -> Non
     html = built_book / "book" / "_build" / "html"
     captions = []
     for name in ["intro.html"] + [f"notebooks/{n.replace('.ipynb', '.html')}" for n in NOTEBOOKS]:
-        captions += [(name, number) for number in
-                     re.findall(r'caption-number">([^<]+?)\s*<', (html / name).read_text())]
-    assert captions == [("intro.html", "Figure 1"), ("notebooks/05_quality.html", "Figure 2"),
-                        ("notebooks/05_quality.html", "Figure 3"), ("notebooks/05_quality.html", "Figure 4"),
-                        ("notebooks/06_segmentation.html", "Table 1")]
+        captions += [
+            (name, number) for number in re.findall(r'caption-number">([^<]+?)\s*<', (html / name).read_text())
+        ]
+    assert captions == [
+        ("intro.html", "Figure 1"),
+        ("notebooks/05_quality.html", "Figure 2"),
+        ("notebooks/05_quality.html", "Figure 3"),
+        ("notebooks/05_quality.html", "Figure 4"),
+        ("notebooks/06_segmentation.html", "Table 1"),
+    ]
 
 
 LAYOUT_PROBE = """() => {
@@ -247,8 +279,14 @@ def test_private_dataset_images_stay_out_of_the_book(tmp_path: Path) -> None:
     # aggregate plots (02: the benchmark's time-to-fidelity curves), plus
     # synthetic examples only when the memorisation check clears some (04: the examples; 05: Figure 2 and Figure 4's
     # static view).
-    images = {"01_data.ipynb": 1, "02_inr.ipynb": 2, "03_inr2vec.ipynb": 2, "04_synthesis.ipynb": 1 + shown,
-              "05_quality.ipynb": 4 + 2 * shown, "06_segmentation.ipynb": 2}
+    images = {
+        "01_data.ipynb": 1,
+        "02_inr.ipynb": 2,
+        "03_inr2vec.ipynb": 2,
+        "04_synthesis.ipynb": 1 + shown,
+        "05_quality.ipynb": 4 + 2 * shown,
+        "06_segmentation.ipynb": 2,
+    }
     for name in NOTEBOOKS:
         page = (index.parent / "notebooks" / name.replace(".ipynb", ".html")).read_text()
         assert PRIVATE_MARK in page and page.count("<img") == images[name], name
@@ -258,8 +296,9 @@ def test_private_dataset_images_stay_out_of_the_book(tmp_path: Path) -> None:
         assert not leaked, (name, leaked)
     for name in ("04_synthesis.html", "05_quality.html"):
         page = (index.parent / "notebooks" / name).read_text()
-        assert (f"{len(shareable)} of which pass the memorisation check" if shareable
-                else "no synthetic volume passed") in page, name
+        assert (
+            f"{len(shareable)} of which pass the memorisation check" if shareable else "no synthetic volume passed"
+        ) in page, name
     assert ("plotly-graph-div" in (index.parent / "notebooks" / "05_quality.html").read_text()) == bool(shareable)
     landing = (index.parent / "intro.html").read_text()
     assert "the real slice is not shown" in landing
@@ -269,14 +308,29 @@ def test_reader_page_removes_machinery_and_local_paths(tmp_path: Path) -> None:
     from lgelib.pipeline import reader_page
 
     run_dir = tmp_path / "private-hospital-run"
-    notebook = {"cells": [
-        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "profile = 'smoke'\n", "outputs": []},
-        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]},
-         "source": f"run_dir = '{run_dir}'\n", "outputs": []},
-        {"cell_type": "code", "metadata": {}, "source": "fit()",
-         "outputs": [{"output_type": "stream", "name": "stdout", "text": [f"3 cases fitted in {run_dir}/inr/cases\n"]},
-                     {"output_type": "display_data", "data": {"text/plain": f"{REPO_ROOT}/runs/x",
-                                                               "image/png": "iVBOR" + str(run_dir)}}]}]}
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "profile = 'smoke'\n", "outputs": []},
+            {
+                "cell_type": "code",
+                "metadata": {"tags": ["injected-parameters"]},
+                "source": f"run_dir = '{run_dir}'\n",
+                "outputs": [],
+            },
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "fit()",
+                "outputs": [
+                    {"output_type": "stream", "name": "stdout", "text": [f"3 cases fitted in {run_dir}/inr/cases\n"]},
+                    {
+                        "output_type": "display_data",
+                        "data": {"text/plain": f"{REPO_ROOT}/runs/x", "image/png": "iVBOR" + str(run_dir)},
+                    },
+                ],
+            },
+        ]
+    }
     page = reader_page(notebook, run_dir)
     tags = [cell["metadata"]["tags"] for cell in page["cells"]]
     assert "hide-cell" in tags[0] and "remove-cell" in tags[1] and tags[2] == []
@@ -285,10 +339,26 @@ def test_reader_page_removes_machinery_and_local_paths(tmp_path: Path) -> None:
     assert page["cells"][2]["outputs"][1]["data"]["text/plain"] == "runs/x"
     assert page["cells"][2]["outputs"][1]["data"]["image/png"].startswith("iVBOR")  # images are left as they are
     hospital = tmp_path / "hospital" / "MRN-123456"
-    named = reader_page({"cells": [{"cell_type": "code", "metadata": {}, "source": "",
-                                    "outputs": [{"output_type": "stream", "name": "stdout",
-                                                 "text": f"OK: {hospital}/cases.yaml; {hospital}/P1/img.nii.gz"}]}]},
-                        run_dir, {hospital: "MANIFEST_DIR"})
+    named = reader_page(
+        {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "metadata": {},
+                    "source": "",
+                    "outputs": [
+                        {
+                            "output_type": "stream",
+                            "name": "stdout",
+                            "text": f"OK: {hospital}/cases.yaml; {hospital}/P1/img.nii.gz",
+                        }
+                    ],
+                }
+            ]
+        },
+        run_dir,
+        {hospital: "MANIFEST_DIR"},
+    )
     assert named["cells"][0]["outputs"][0]["text"] == "OK: MANIFEST_DIR/cases.yaml; MANIFEST_DIR/P1/img.nii.gz"
     inside = reader_page(notebook, REPO_ROOT / "runs" / "smoke")
     assert inside["cells"][0]["source"] == "profile = 'smoke'\n"
@@ -307,8 +377,24 @@ def test_book_command_takes_a_data_root_and_streams_progress(tmp_path: Path, mon
     monkeypatch.delenv("EMIDEC_ROOT", raising=False)
     assert cli.main(["book", "--root", str(tmp_path / "emidec"), "--run-dir", str(tmp_path / "run"), "--no-build"]) == 0
     assert calls["root"] == str((tmp_path / "emidec").resolve()) and calls["progress"] is True
-    assert cli.main(["-q", "book", "--run-dir", str(tmp_path / "run"), "--no-build", "--set", "edm.steps=5",
-                     "-p", "steps=7", "--set", "n_examples=2"]) == 0
+    assert (
+        cli.main(
+            [
+                "-q",
+                "book",
+                "--run-dir",
+                str(tmp_path / "run"),
+                "--no-build",
+                "--set",
+                "edm.steps=5",
+                "-p",
+                "steps=7",
+                "--set",
+                "n_examples=2",
+            ]
+        )
+        == 0
+    )
     assert calls["progress"] is False
     assert {"edm.steps": 5, "steps": 7, "n_examples": 2}.items() <= calls["parameters"].items()
 
@@ -316,16 +402,18 @@ def test_book_command_takes_a_data_root_and_streams_progress(tmp_path: Path, mon
 def test_book_parameters_go_to_the_run_or_to_the_chapter_and_unknown_ones_fail_early() -> None:
     from lgelib.pipeline import split_parameters
 
-    run, chapter = split_parameters({"profile": "smoke", "steps": 7, "edm.steps": 5, "seg_arms": "N0,D3",
-                                     "n_examples": 2, "real_case": "P001"})
+    run, chapter = split_parameters(
+        {"profile": "smoke", "steps": 7, "edm.steps": 5, "seg_arms": "N0,D3", "n_examples": 2, "real_case": "P001"}
+    )
     assert run == {"profile": "smoke", "steps": 7, "edm.steps": 5, "seg_arms": "N0,D3"}
     assert chapter == {"n_examples": 2, "real_case": "P001"}
     with pytest.raises(ValueError, match=r"unknown parameter 'stpes': not a run option"):
         split_parameters({"stpes": 7})
 
 
-def test_book_outside_a_clone_or_without_its_extra_says_what_to_do(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_book_outside_a_clone_or_without_its_extra_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
     from lgelib import pipeline
@@ -335,14 +423,16 @@ def test_book_outside_a_clone_or_without_its_extra_says_what_to_do(tmp_path: Pat
         pipeline.require_book()
     monkeypatch.setattr(pipeline, "REPO_ROOT", REPO_ROOT)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "papermill" else
-                        real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "papermill" else real_find_spec(name, *a)
+    )
     with pytest.raises(RuntimeError, match=r"needs the book extra \(papermill not installed\)"):
         pipeline.require_book()
 
 
-def test_colab_driver_installs_beside_colabs_packages_and_runs_the_whole_book(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_colab_driver_installs_beside_colabs_packages_and_runs_the_whole_book(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """colab/companion.ipynb: the repository URL is its one setting; it keeps the runtime's torch and ipykernel
     (pinned by a constraints file, so nothing forces a restart) and runs lgelib book in the same runtime. Its
     commands are recorded, not run (no Colab here)."""
@@ -381,13 +471,28 @@ def test_colab_driver_installs_beside_colabs_packages_and_runs_the_whole_book(tm
     exec("".join(cells[1]["source"]), namespace)
     exec("".join(cells[2]["source"]), namespace)
     assert commands[0] == ["git", "clone", "--depth", "1", "https://example.org/lgelib.git", str(tmp_path / "lgelib")]
-    assert commands[1][1:] == ["-m", "pip", "install", "--quiet", "-c", "colab-constraints.txt", "-e",
-                               f"{tmp_path / 'lgelib'}[book,segmentation]"]
+    assert commands[1][1:] == [
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "-c",
+        "colab-constraints.txt",
+        "-e",
+        f"{tmp_path / 'lgelib'}[book,segmentation]",
+    ]
     kept = (tmp_path / "colab-constraints.txt").read_text().split()
     assert f"torch=={importlib.metadata.version('torch')}" in kept
     assert f"ipykernel=={importlib.metadata.version('ipykernel')}" in kept
-    assert commands[2][1:] == ["-m", "lgelib.cli", "book", "--profile", "smoke", "--manifest",
-                               "data_manifest/phantom.yaml"]
+    assert commands[2][1:] == [
+        "-m",
+        "lgelib.cli",
+        "book",
+        "--profile",
+        "smoke",
+        "--manifest",
+        "data_manifest/phantom.yaml",
+    ]
 
 
 def test_a_chapter_outside_an_install_says_how_to_get_lgelib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

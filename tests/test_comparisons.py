@@ -7,8 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lgelib.comparisons import (cluster_bootstrap, compare_arms, false_scar, headline, holm,
-                                minimum_detectable_effect, sign_flip_test)
+from lgelib.comparisons import (
+    cluster_bootstrap,
+    compare_arms,
+    false_scar,
+    headline,
+    holm,
+    minimum_detectable_effect,
+    sign_flip_test,
+)
 
 
 def test_holm_on_a_hand_worked_family() -> None:
@@ -64,13 +71,32 @@ def _per_case() -> pd.DataFrame:
         for case, scar in (("a", True), ("b", True), ("c", False)):
             base = 0.4 + 0.1 * split + (0.05 if case == "b" else 0.0)
             for arm, shift in (("N0", 0.0), ("N100", 0.1), ("D100", 0.0)):
-                rows.append({"split_seed": split, "case_id": case, "arm": arm, "region": "Volume",
-                             "structure": "fibrosis", "dice": (base + shift) if scar else 0.0, "scored": scar,
-                             "has_scar": scar, "predicted_ml": 0.0 if scar else {"N0": 1.0, "N100": 3.0,
-                                                                                   "D100": 1.0}[arm]})
-                rows.append({"split_seed": split, "case_id": case, "arm": arm, "region": "Volume",
-                             "structure": "myocardium", "dice": 0.8, "scored": True, "has_scar": scar,
-                             "predicted_ml": 100.0})
+                rows.append(
+                    {
+                        "split_seed": split,
+                        "case_id": case,
+                        "arm": arm,
+                        "region": "Volume",
+                        "structure": "fibrosis",
+                        "dice": (base + shift) if scar else 0.0,
+                        "scored": scar,
+                        "has_scar": scar,
+                        "predicted_ml": 0.0 if scar else {"N0": 1.0, "N100": 3.0, "D100": 1.0}[arm],
+                    }
+                )
+                rows.append(
+                    {
+                        "split_seed": split,
+                        "case_id": case,
+                        "arm": arm,
+                        "region": "Volume",
+                        "structure": "myocardium",
+                        "dice": 0.8,
+                        "scored": True,
+                        "has_scar": scar,
+                        "predicted_ml": 100.0,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -101,8 +127,9 @@ def test_verdict_says_what_the_design_can_show() -> None:
     per_case = _per_case()
     per_case.loc[per_case.arm == "D100", "arm"] = "D100"
     text = verdict(per_case)
-    assert text.startswith("On 2 splits (4 test case-split pairs with scar), N100 changed Volume fibrosis Dice by "
-                           "+0.100")
+    assert text.startswith(
+        "On 2 splits (4 test case-split pairs with scar), N100 changed Volume fibrosis Dice by +0.100"
+    )
     assert "(the control, D100: as many duplicates of real cases, +0.000)" in text
     assert "no p-value can fall below 0.50" in text  # two splits cannot reject at 5%
     unlearned = per_case.assign(dice=per_case.dice.where(per_case.structure != "fibrosis", 0.05))

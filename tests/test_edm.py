@@ -11,8 +11,21 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lgelib.edm import (EMA, EDMLoss, EDMPrecond, EdmSettings, HeldOutSelection, PerSampleNoise, SamplerSettings,
-                        ddpm_sigmas, edm_sampler, load_edm, sample_seeds, split_holdout, train_edm)
+from lgelib.edm import (
+    EMA,
+    EDMLoss,
+    EDMPrecond,
+    EdmSettings,
+    HeldOutSelection,
+    PerSampleNoise,
+    SamplerSettings,
+    ddpm_sigmas,
+    edm_sampler,
+    load_edm,
+    sample_seeds,
+    split_holdout,
+    train_edm,
+)
 from lgelib.fsutil import load_tensors
 
 
@@ -82,8 +95,12 @@ def test_heun_sampler_recovers_a_known_gaussian(churn: float) -> None:
     errors = {}
     for steps in (18, 64):
         settings = SamplerSettings(num_steps=steps, s_churn=churn, s_min=0.05, s_max=50)
-        samples = edm_sampler(gaussian_denoiser(mean, cov), latents, settings,
-                              randn_like=lambda x: torch.randn(x.shape, generator=g, dtype=x.dtype))
+        samples = edm_sampler(
+            gaussian_denoiser(mean, cov),
+            latents,
+            settings,
+            randn_like=lambda x: torch.randn(x.shape, generator=g, dtype=x.dtype),
+        )
         assert torch.allclose(samples.mean(0), mean, atol=0.05)
         errors[steps] = ((torch.cov(samples.T) - cov).abs().max() / cov.abs().max()).item()
     assert errors[64] < 0.06 and errors[64] < errors[18] < 0.25, errors
@@ -125,8 +142,18 @@ def test_per_sample_noise_does_not_depend_on_the_batch() -> None:
     assert torch.equal(PerSampleNoise(seeds)(like)[3:], PerSampleNoise(seeds[3:])(like[3:]))
 
 
-SMALL = EdmSettings(width=64, blocks=2, embedding_dim=32, dropout=0.0, steps=1500, batch_size=256, lr=2e-3,
-                    warmup_steps=50, ema_halflife_samples=20_000, checkpoint_every=100)
+SMALL = EdmSettings(
+    width=64,
+    blocks=2,
+    embedding_dim=32,
+    dropout=0.0,
+    steps=1500,
+    batch_size=256,
+    lr=2e-3,
+    warmup_steps=50,
+    ema_halflife_samples=20_000,
+    checkpoint_every=100,
+)
 
 
 def test_trained_model_samples_its_training_distribution_and_resumes_exactly(tmp_path: Path) -> None:
@@ -156,7 +183,9 @@ def test_trained_model_samples_its_training_distribution_and_resumes_exactly(tmp
     for a, b in zip(reference.net.state_dict().values(), resumed.net.state_dict().values()):
         assert torch.equal(a, b)
     loaded = load_edm(tmp_path / "c")
-    assert torch.equal(loaded.sample(sample_seeds(1, 4), device="cpu"), resumed.sample(sample_seeds(1, 4), device="cpu"))
+    assert torch.equal(
+        loaded.sample(sample_seeds(1, 4), device="cpu"), resumed.sample(sample_seeds(1, 4), device="cpu")
+    )
     assert torch.allclose(loaded.standardizer.mean, data.mean(0))
 
 
@@ -184,13 +213,16 @@ class CopyingDenoiser(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
         sigma = torch.as_tensor(sigma, dtype=torch.float64)
-        logits = -torch.cdist(x.double(), self.points) ** 2 / (2 * sigma**2)
+        logits = -(torch.cdist(x.double(), self.points) ** 2) / (2 * sigma**2)
         return torch.softmax(logits, dim=1) @ self.points
 
 
 def test_held_out_criterion_scores_new_samples_near_one_half_and_copies_at_one() -> None:
     g = torch.Generator().manual_seed(0)
-    train, heldout = torch.randn(60, 6, generator=g, dtype=torch.float64), torch.randn(40, 6, generator=g, dtype=torch.float64)
+    train, heldout = (
+        torch.randn(60, 6, generator=g, dtype=torch.float64),
+        torch.randn(40, 6, generator=g, dtype=torch.float64),
+    )
     settings = EdmSettings(select_samples=400, select_sampler_steps=48, holdout_fraction=0.2)
     selection = HeldOutSelection(train, heldout, GaussianDenoiser(), settings)
     fresh = selection.judge(0, GaussianDenoiser())
@@ -203,8 +235,16 @@ def test_held_out_criterion_scores_new_samples_near_one_half_and_copies_at_one()
 def test_held_out_selection_trains_without_the_held_out_latents_and_resumes(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(1)
     data = torch.randn(24, 5, generator=g) * torch.tensor([3.0, 1.0, 1.0, 0.5, 2.0]) + 1.0
-    settings = EdmSettings(**{**SMALL.to_dict(), "steps": 300, "holdout_fraction": 0.25, "select_every": 60,
-                              "select_samples": 32, "select_sampler_steps": 12})
+    settings = EdmSettings(
+        **{
+            **SMALL.to_dict(),
+            "steps": 300,
+            "holdout_fraction": 0.25,
+            "select_every": 60,
+            "select_samples": 32,
+            "select_sampler_steps": 12,
+        }
+    )
     train_rows, held_rows = split_holdout(len(data), 0.25, settings.seed)
     assert len(held_rows) == 6 and not set(train_rows.tolist()) & set(held_rows.tolist())
     trained = train_edm(data, tmp_path / "a", settings, device="cpu", progress=False)

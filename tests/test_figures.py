@@ -58,8 +58,13 @@ def test_figure2_rows_and_contours():
 
 
 def _pairs(rng: np.random.Generator, n: int = 20) -> pd.DataFrame:
-    return pd.DataFrame({"region": np.repeat(list(SIMILARITY_REGIONS), n),
-                         "psnr_db": rng.normal(20, 3, 3 * n), "ssim": rng.uniform(0.2, 0.9, 3 * n)})
+    return pd.DataFrame(
+        {
+            "region": np.repeat(list(SIMILARITY_REGIONS), n),
+            "psnr_db": rng.normal(20, 3, 3 * n),
+            "ssim": rng.uniform(0.2, 0.9, 3 * n),
+        }
+    )
 
 
 def test_figure3_one_and_three_sets_with_nan_and_inf():
@@ -72,8 +77,11 @@ def test_figure3_one_and_three_sets_with_nan_and_inf():
     messy.loc[0, "psnr_db"] = np.inf
     messy.loc[1, "ssim"] = np.nan
     messy.loc[messy["region"] == "fibrosis", ["psnr_db", "ssim"]] = np.nan  # a whole region missing
-    sets = {"synthetic vs nearest real": _pairs(rng), "all synthetic-real pairs": messy,
-            "real test vs nearest real training": _pairs(rng)}
+    sets = {
+        "synthetic vs nearest real": _pairs(rng),
+        "all synthetic-real pairs": messy,
+        "real test vs nearest real training": _pairs(rng),
+    }
     three = figures.figure3(sets)
     legend = three.axes[0].get_legend()
     assert [text.get_text() for text in legend.get_texts()] == list(sets)
@@ -163,11 +171,14 @@ def test_paper_table1_and_its_bold_cells():
 
 
 def test_table1_markdown_std_nan_and_bold():
-    columns = pd.MultiIndex.from_product([("fibrosis", "myocardium"), (0, 100), ("mean", "std")],
-                                         names=["structure", "n_synthetic", "stat"])
-    table = pd.DataFrame([[0.5, 0.08, 0.6, 0.07, 0.9, 0.01, 0.8, 0.02],
-                          [np.nan, np.nan, 0.3, np.nan, 0.7, 0.05, 0.7, 0.05]], index=["Volume", "Top 25%"],
-                         columns=columns)
+    columns = pd.MultiIndex.from_product(
+        [("fibrosis", "myocardium"), (0, 100), ("mean", "std")], names=["structure", "n_synthetic", "stat"]
+    )
+    table = pd.DataFrame(
+        [[0.5, 0.08, 0.6, 0.07, 0.9, 0.01, 0.8, 0.02], [np.nan, np.nan, 0.3, np.nan, 0.7, 0.05, 0.7, 0.05]],
+        index=["Volume", "Top 25%"],
+        columns=columns,
+    )
     lines = table1.table1_markdown(table).splitlines()
     assert lines[0] == "| Region | Fibrosis N=0 | Fibrosis N=100 | Myocardium N=0 | Myocardium N=100 |"
     assert lines[2] == "| Volume | 0.500 ± 0.080 | **0.600 ± 0.070** | **0.900 ± 0.010** | 0.800 ± 0.020 |"
@@ -187,8 +198,12 @@ def test_plot_distributions_and_memorisation():
     assert len(figure.axes[1].lines) == 2  # one median line per table
     assert "n=29" in figure.axes[1].get_legend().get_texts()[1].get_text()
 
-    audit = pd.DataFrame({"kind": ["synthetic"] * 25 + ["real test"] * 10,
-                          "distance": np.r_[rng.uniform(1, 2, 25), rng.uniform(0.5, 2, 10)]})
+    audit = pd.DataFrame(
+        {
+            "kind": ["synthetic"] * 25 + ["real test"] * 10,
+            "distance": np.r_[rng.uniform(1, 2, 25), rng.uniform(0.5, 2, 10)],
+        }
+    )
     memo = quality.plot_memorisation(audit, label="latent distance")
     assert len(memo.axes) == 1 and memo.axes[0].get_xlabel() == "latent distance"
     assert len(memo.axes[0].lines) == 2
@@ -197,9 +212,13 @@ def test_plot_distributions_and_memorisation():
 
 def test_plot_dice():
     rng = np.random.default_rng(3)
-    rows = [{"n_synthetic": n, "region": region, "structure": structure, "dice": rng.uniform(0.2, 0.9)}
-            for n in (0, 100, 200) for region in REGIONS for structure in ("fibrosis", "myocardium")
-            for _ in range(5)]
+    rows = [
+        {"n_synthetic": n, "region": region, "structure": structure, "dice": rng.uniform(0.2, 0.9)}
+        for n in (0, 100, 200)
+        for region in REGIONS
+        for structure in ("fibrosis", "myocardium")
+        for _ in range(5)
+    ]
     per_case = pd.DataFrame(rows)
     per_case.loc[0, "dice"] = np.nan
     figure = table1.plot_dice(per_case)
@@ -216,7 +235,9 @@ def test_figure1_draws_six_panels_with_the_given_slices_and_boxes_for_the_rest()
     ring[4:12, 4:12] = True
     ring[6:10, 6:10] = False
     labels = [f"stage {i}" for i in range(6)]
-    figure = figures.figure1(labels, real=None, synthetic=(image, ring, ring & (np.arange(16) < 8)), latent=np.arange(512.0))
+    figure = figures.figure1(
+        labels, real=None, synthetic=(image, ring, ring & (np.arange(16) < 8)), latent=np.arange(512.0)
+    )
     axes = figure.axes
     assert len(axes) == 6 and [a.get_xlabel() for a in axes] == labels
     assert [len(a.images) for a in axes] == [0, 0, 1, 0, 1, 0]  # private real slice left out: a labelled box instead
@@ -226,9 +247,13 @@ def test_figure1_draws_six_panels_with_the_given_slices_and_boxes_for_the_rest()
 
 
 def test_plot_time_to_fidelity_draws_one_curve_per_network_and_the_target() -> None:
-    curves = pd.DataFrame({"network": ["paper"] * 3 + ["authors"] * 2,
-                           "seconds/volume": [10.0, 50.0, 100.0, 30.0, 300.0],
-                           "psnr_db min": [20.0, 28.0, 30.5, 6.0, 15.5]})
+    curves = pd.DataFrame(
+        {
+            "network": ["paper"] * 3 + ["authors"] * 2,
+            "seconds/volume": [10.0, 50.0, 100.0, 30.0, 300.0],
+            "psnr_db min": [20.0, 28.0, 30.5, 6.0, 15.5],
+        }
+    )
     figure = figures.plot_time_to_fidelity(curves, psnr_target=30.0)
     axis = figure.axes[0]
     lines = {line.get_label(): line for line in axis.get_lines() if not line.get_label().startswith("_")}

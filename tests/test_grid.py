@@ -22,8 +22,14 @@ GRID = GridSpec(shape=(8, 40, 40), inplane_spacing_mm=1.8)
 
 def scan(labels: np.ndarray, affine: np.ndarray | None = None, case_id: str = "t") -> ScanCase:
     affine = np.diag([1.6, 1.6, 9.0, 1.0]) if affine is None else affine
-    return ScanCase(case_id, lv_image(labels), np.isin(labels, [2, 3, 4]), np.isin(labels, [3, 4]), affine,
-                    CaseFiles(case_id, Path("image.nii.gz")))
+    return ScanCase(
+        case_id,
+        lv_image(labels),
+        np.isin(labels, [2, 3, 4]),
+        np.isin(labels, [3, 4]),
+        affine,
+        CaseFiles(case_id, Path("image.nii.gz")),
+    )
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

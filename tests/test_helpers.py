@@ -37,8 +37,9 @@ def test_fingerprint_names_exact_inputs(tmp_path: Path) -> None:
     base = fingerprint({"steps": 3}, torch.zeros(2), np.ones(3, np.float32), source, "case-1")
     assert base == fingerprint({"steps": 3}, torch.zeros(2), np.ones(3, np.float32), source, "case-1")
     assert base != fingerprint({"steps": 4}, torch.zeros(2), np.ones(3, np.float32), source, "case-1")
-    assert base != fingerprint({"steps": 3}, torch.zeros(2, dtype=torch.float64), np.ones(3, np.float32), source,
-                               "case-1")  # same values, other dtype
+    assert base != fingerprint(
+        {"steps": 3}, torch.zeros(2, dtype=torch.float64), np.ones(3, np.float32), source, "case-1"
+    )  # same values, other dtype
     source.write_bytes(b"two")  # an edited source file
     assert base != fingerprint({"steps": 3}, torch.zeros(2), np.ones(3, np.float32), source, "case-1")
     assert len(fingerprint({}, length=12)) == 12
@@ -84,16 +85,21 @@ def test_the_library_logs_and_shows_its_lines_where_stdout_is_now(capsys: pytest
     logger.info("fitted %d cases", 3)
     assert capsys.readouterr().out == "[lgelib] fitted 3 cases\n"
     # Only the command line (its own output) and the nnU-Net worker's line protocol print; the library logs.
-    printing = [path.relative_to(LIBRARY).as_posix() for path in LIBRARY.rglob("*.py")
-                if re.search(r"^\s*print\(", path.read_text(), flags=re.M)]
+    printing = [
+        path.relative_to(LIBRARY).as_posix()
+        for path in LIBRARY.rglob("*.py")
+        if re.search(r"^\s*print\(", path.read_text(), flags=re.M)
+    ]
     assert sorted(printing) == ["cli.py", "nnunet_stages.py"]
 
 
 def test_per_case_numbers_as_strip_plots_without_case_ids() -> None:
     from lgelib.figures import plot_per_case
 
-    table = pd.DataFrame({"psnr_db": [20.0, 25.0, 30.0, np.nan], "split": ["train", "train", "test", "test"]},
-                         index=["P001", "P002", "P003", "P004"])
+    table = pd.DataFrame(
+        {"psnr_db": [20.0, 25.0, 30.0, np.nan], "split": ["train", "train", "test", "test"]},
+        index=["P001", "P002", "P003", "P004"],
+    )
     figure = plot_per_case(table, {"psnr_db": "PSNR (dB)"}, group="split")
     axis = figure.axes[0]
     assert [t.get_text() for t in axis.get_xticklabels()] == ["train", "test"]
@@ -112,8 +118,13 @@ def test_training_curves_read_what_nnunet_logged(tmp_path: Path) -> None:
     arm = parse_arms("N0")[0]
     fold = model_folder(folders, dataset_name(folders, arm.training_set), SMOKE_SEGMENTATION, arm) / "fold_all"
     fold.mkdir(parents=True)
-    logging = {"train_losses": [0.9, 0.5], "val_losses": [0.8, 0.6], "ema_fg_dice": [0.1, 0.4],
-               "epoch_start_timestamps": [0.0, 10.0], "epoch_end_timestamps": [4.0, 13.0]}
+    logging = {
+        "train_losses": [0.9, 0.5],
+        "val_losses": [0.8, 0.6],
+        "ema_fg_dice": [0.1, 0.4],
+        "epoch_start_timestamps": [0.0, 10.0],
+        "epoch_end_timestamps": [4.0, 13.0],
+    }
     torch.save({"logging": logging}, fold / "checkpoint_latest.pth")
     curves = training_curves(tmp_path, SMOKE_SEGMENTATION, "N0")
     assert curves.epoch.tolist() == [1, 2] and curves.ema_pseudo_dice.tolist() == [0.1, 0.4]
@@ -121,8 +132,9 @@ def test_training_curves_read_what_nnunet_logged(tmp_path: Path) -> None:
     assert len(plot_training_curves(curves).axes) == 2
 
 
-def test_preprocessed_nnunet_files_are_reused_only_as_this_machine_wrote_them(tmp_path: Path,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preprocessed_nnunet_files_are_reused_only_as_this_machine_wrote_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """nnU-Net unpickles its preprocessed files: a planted file, or a run directory from another machine, is
     preprocessed again rather than trusted."""
     import json
@@ -135,8 +147,9 @@ def test_preprocessed_nnunet_files_are_reused_only_as_this_machine_wrote_them(tm
     (folder / "nnUNetPlans_2d").mkdir(parents=True)
     (folder / "nnUNetPlans_2d" / "case.pkl").write_bytes(b"written here")
     expected = {"plan": {"configuration": "2d"}}
-    (folder / "planned.json").write_text(json.dumps({"settings": expected,
-                                                     "content": preprocessed_content_key(folders, folder.name)}))
+    (folder / "planned.json").write_text(
+        json.dumps({"settings": expected, "content": preprocessed_content_key(folders, folder.name)})
+    )
     assert preprocessed_is_current(folders, folder.name, expected)
     assert not preprocessed_is_current(folders, folder.name, {"plan": {"configuration": "3d_fullres"}})
     (folder / "nnUNetPlans_2d" / "planted.pkl").write_bytes(b"code")

@@ -79,10 +79,12 @@ def test_siren_initialisation_statistics() -> None:
 def test_sampler_streams_are_per_case_and_respect_fractions() -> None:
     _, myo, fib = toy_volumes(3)
     ids = ["a", "b", "c"]
-    together = VoxelSampler(ids, myo, fib, points=400, seed=5, myocardium_fraction=0.5, fibrosis_fraction=0.25,
-                            chunk_steps=3)
-    alone = VoxelSampler(["b"], myo[1:2], fib[1:2], points=400, seed=5, myocardium_fraction=0.5,
-                         fibrosis_fraction=0.25, chunk_steps=7)
+    together = VoxelSampler(
+        ids, myo, fib, points=400, seed=5, myocardium_fraction=0.5, fibrosis_fraction=0.25, chunk_steps=3
+    )
+    alone = VoxelSampler(
+        ["b"], myo[1:2], fib[1:2], points=400, seed=5, myocardium_fraction=0.5, fibrosis_fraction=0.25, chunk_steps=7
+    )
     for _ in range(5):
         batch, single = together.next(), alone.next()
         assert batch.shape == (3, 400)
@@ -108,16 +110,25 @@ def test_batched_fit_equals_one_model_per_volume() -> None:
     """Stacked weights + one Adam give each case exactly what a plain per-volume loop gives."""
     images, myo, fib = toy_volumes(3)
     ids = ["a", "b", "c"]
-    settings = FitSettings(steps=25, points_per_step=256, lr=1e-3, lr_final=1e-4, loss_weights=(1.0, 0.5, 2.0),
-                           myocardium_fraction=0.25, fibrosis_fraction=0.25, seed=7)
+    settings = FitSettings(
+        steps=25,
+        points_per_step=256,
+        lr=1e-3,
+        lr_final=1e-4,
+        loss_weights=(1.0, 0.5, 2.0),
+        myocardium_fraction=0.25,
+        fibrosis_fraction=0.25,
+        seed=7,
+    )
     init = siren_init(TINY, 11)
     batched = fit_batch(init, TINY, settings, ids, images, myo, fib, device="cpu", progress=False)
     assert batched.shape == (3, TINY.n_params)
     for i, case in enumerate(ids):
         model = JointSiren(TINY).load_flat(init)
         optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-        sampler = VoxelSampler([case], myo[i:i + 1], fib[i:i + 1], 256, seed=7, myocardium_fraction=0.25,
-                               fibrosis_fraction=0.25)
+        sampler = VoxelSampler(
+            [case], myo[i : i + 1], fib[i : i + 1], 256, seed=7, myocardium_fraction=0.25, fibrosis_fraction=0.25
+        )
         target = torch.from_numpy(np.stack([images[i].ravel(), myo[i].ravel(), fib[i].ravel()], -1).astype(np.float32))
         for step in range(settings.steps):
             for group in optimizer.param_groups:
@@ -125,8 +136,11 @@ def test_batched_fit_equals_one_model_per_volume() -> None:
             index = sampler.next()[0]
             out = model(index_to_coordinates(index, images.shape[1:]))
             t = target[index]
-            loss = (F.mse_loss(out[:, 0], t[:, 0]) + 0.5 * F.binary_cross_entropy_with_logits(out[:, 1], t[:, 1])
-                    + 2.0 * F.binary_cross_entropy_with_logits(out[:, 2], t[:, 2]))
+            loss = (
+                F.mse_loss(out[:, 0], t[:, 0])
+                + 0.5 * F.binary_cross_entropy_with_logits(out[:, 1], t[:, 1])
+                + 2.0 * F.binary_cross_entropy_with_logits(out[:, 2], t[:, 2])
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -134,8 +148,15 @@ def test_batched_fit_equals_one_model_per_volume() -> None:
         torch.testing.assert_close(batched[i], model.flat().detach(), rtol=1e-4, atol=2e-5)
 
 
-AUTHORS_SMALL = SirenSpec(hidden=24, backbone_layers=3, head_hidden=0, first_omega=1.0, hidden_omega=1.0,
-                          encoding_frequencies=4, init="authors")
+AUTHORS_SMALL = SirenSpec(
+    hidden=24,
+    backbone_layers=3,
+    head_hidden=0,
+    first_omega=1.0,
+    hidden_omega=1.0,
+    encoding_frequencies=4,
+    init="authors",
+)
 
 
 @pytest.mark.parametrize("spec", [TINY, SirenSpec(hidden=16, backbone_layers=2, head_hidden=0), AUTHORS_SMALL])
@@ -151,8 +172,9 @@ def test_fused_step_gives_the_autograd_loss_and_gradient(spec: SirenSpec, chunk:
 
     def autograd(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         leaf = flat.to(dtype).clone().requires_grad_(True)
-        losses = joint_loss(batched_forward(ParameterLayout(spec).unflatten(leaf), coords.to(dtype), spec),
-                            targets.to(dtype), weights)
+        losses = joint_loss(
+            batched_forward(ParameterLayout(spec).unflatten(leaf), coords.to(dtype), spec), targets.to(dtype), weights
+        )
         losses.sum().backward()
         return losses.detach().double(), leaf.grad.double()
 
@@ -175,8 +197,16 @@ def test_fused_step_gives_the_autograd_loss_and_gradient(spec: SirenSpec, chunk:
 def test_fused_fit_follows_the_autograd_fit(spec: SirenSpec) -> None:
     """The optimised fitter gives the same parameters, to float rounding, as autograd for the same seed and data."""
     images, myo, fib = toy_volumes(3)
-    settings = FitSettings(steps=30, points_per_step=256, lr=1e-3, lr_final=1e-4, loss_weights=(1.0, 0.5, 2.0),
-                           myocardium_fraction=0.25, fibrosis_fraction=0.25, seed=7)
+    settings = FitSettings(
+        steps=30,
+        points_per_step=256,
+        lr=1e-3,
+        lr_final=1e-4,
+        loss_weights=(1.0, 0.5, 2.0),
+        myocardium_fraction=0.25,
+        fibrosis_fraction=0.25,
+        seed=7,
+    )
     init = siren_init(spec, 11)
     common = dict(device="cpu", progress=False)
     fused = fit_batch(init, spec, settings, ["a", "b", "c"], images, myo, fib, engine="fused", chunk=100, **common)
@@ -203,7 +233,7 @@ def test_authors_network_matches_their_published_definition() -> None:
     assert fit.myocardium_fraction == fit.fibrosis_fraction == 0.0  # a shuffled DataLoader: uniform voxels
     # Their encoding: [x, sin(2^0 x), cos(2^0 x), sin(2^1 x), ...] concatenated along the last axis.
     x = torch.rand(7, 3) * 2 - 1
-    theirs = torch.cat([x] + [f(2.0 ** i * x) for i in range(10) for f in (torch.sin, torch.cos)], dim=-1)
+    theirs = torch.cat([x] + [f(2.0**i * x) for i in range(10) for f in (torch.sin, torch.cos)], dim=-1)
     torch.testing.assert_close(encode_inputs(x, spec), theirs)
     # Their init (model.siren_init, w0 = 30): weights U(+-sqrt(6 / fan_in) / 30) (the first layer reads 63 inputs,
     # so it gets the same rule), biases zero.
@@ -225,19 +255,33 @@ def test_authors_network_matches_their_published_definition() -> None:
     torch.testing.assert_close(model(x), h @ out_weight.T + out_bias)
     chosen = settings_for(profile="paper", inr="authors", training_seed=5)
     assert chosen.inr.spec == spec and chosen.inr.fit.seed == 5 and inr_name(chosen) == "authors"
-    assert inr_name(settings_for(profile="paper")) == "lgelib" and settings_for(profile="smoke", inr="lgelib") == settings_for(profile="smoke")
+    assert inr_name(settings_for(profile="paper")) == "lgelib" and settings_for(
+        profile="smoke", inr="lgelib"
+    ) == settings_for(profile="smoke")
     seeded = settings_for(profile="smoke", inr="authors", training_seed=2)
-    assert with_inr(seeded, "lgelib") == settings_for(profile="smoke", training_seed=2)  # back to the profile's, seeds kept
+    assert with_inr(seeded, "lgelib") == settings_for(
+        profile="smoke", training_seed=2
+    )  # back to the profile's, seeds kept
     with pytest.raises(ValueError, match="unknown INR choice"):
         settings_for(profile="smoke", inr="nerf")
 
 
 def test_fidelity_improves_with_steps(tmp_path) -> None:
     prepared = toy_prepared(1)
-    short = fit_inrs(prepared, tmp_path / "short", TINY, FitSettings(steps=10, points_per_step=512, lr=1e-3,
-                                                                       lr_final=1e-4), progress=False)
-    long = fit_inrs(prepared, tmp_path / "long", TINY, FitSettings(steps=300, points_per_step=512, lr=1e-3,
-                                                                     lr_final=1e-4), progress=False)
+    short = fit_inrs(
+        prepared,
+        tmp_path / "short",
+        TINY,
+        FitSettings(steps=10, points_per_step=512, lr=1e-3, lr_final=1e-4),
+        progress=False,
+    )
+    long = fit_inrs(
+        prepared,
+        tmp_path / "long",
+        TINY,
+        FitSettings(steps=300, points_per_step=512, lr=1e-3, lr_final=1e-4),
+        progress=False,
+    )
     s, l_ = short.fidelity.iloc[0], long.fidelity.iloc[0]
     assert l_.psnr_db > s.psnr_db + 3
     assert l_.myocardium_dice > 0.8 and l_.myocardium_dice >= s.myocardium_dice
@@ -283,19 +327,43 @@ def test_case_cache_shares_fits_between_runs_of_other_splits(tmp_path) -> None:
     settings = FitSettings(steps=10, points_per_step=256, lr=1e-3, lr_final=1e-4)
     cache = tmp_path / "cache"
     batches: list[list[str]] = []
-    first = fit_inrs(prepared, tmp_path / "split-0", TINY, settings, case_ids=["toy_00", "toy_01", "toy_02"],
-                     progress=False, case_cache=cache, on_batch=batches.append)
+    first = fit_inrs(
+        prepared,
+        tmp_path / "split-0",
+        TINY,
+        settings,
+        case_ids=["toy_00", "toy_01", "toy_02"],
+        progress=False,
+        case_cache=cache,
+        on_batch=batches.append,
+    )
     assert sorted(p.name for p in cache.iterdir()) == ["toy_00.safetensors", "toy_01.safetensors", "toy_02.safetensors"]
     batches.clear()
-    second = fit_inrs(prepared, tmp_path / "split-1", TINY, settings, case_ids=["toy_01", "toy_03"],
-                      progress=False, case_cache=cache, on_batch=batches.append)
+    second = fit_inrs(
+        prepared,
+        tmp_path / "split-1",
+        TINY,
+        settings,
+        case_ids=["toy_01", "toy_03"],
+        progress=False,
+        case_cache=cache,
+        on_batch=batches.append,
+    )
     assert batches == [["toy_03"]]  # toy_01 comes from the cache, bit for bit
     torch.testing.assert_close(second.params[0], first.params[1], rtol=0, atol=0)
     assert (tmp_path / "split-1" / "cases" / "toy_01.safetensors").is_file()
     batches.clear()
     other = FitSettings(steps=11, points_per_step=256, lr=1e-3, lr_final=1e-4)
-    fit_inrs(prepared, tmp_path / "split-2", TINY, other, case_ids=["toy_01"], progress=False, case_cache=cache,
-             on_batch=batches.append)
+    fit_inrs(
+        prepared,
+        tmp_path / "split-2",
+        TINY,
+        other,
+        case_ids=["toy_01"],
+        progress=False,
+        case_cache=cache,
+        on_batch=batches.append,
+    )
     assert batches == [["toy_01"]]  # other settings: the cached fit does not apply
 
 

@@ -12,13 +12,33 @@ import pytest
 import torch
 
 from lgelib.inr import ParameterLayout, SirenSpec, siren_init
-from lgelib.inr2vec import (Inr2Vec, Inr2VecSettings, ModulatedSirenDecoder, WeightLatent, WeightRows,
-                            decode_latents, encode, load_inr2vec, reconstruction_fidelity, train_inr2vec)
+from lgelib.inr2vec import (
+    Inr2Vec,
+    Inr2VecSettings,
+    ModulatedSirenDecoder,
+    WeightLatent,
+    WeightRows,
+    decode_latents,
+    encode,
+    load_inr2vec,
+    reconstruction_fidelity,
+    train_inr2vec,
+)
 from toys import toy_fitted
 
-SMALL = Inr2VecSettings(latent_dim=32, encoder_hidden=(32, 32, 64), decoder_hidden=64, frequencies=4,
-                        max_frequency_log2=3, steps=500, batch_size=4, points_per_inr=512, lr=2e-3, lr_final=2e-4,
-                        checkpoint_every=5)
+SMALL = Inr2VecSettings(
+    latent_dim=32,
+    encoder_hidden=(32, 32, 64),
+    decoder_hidden=64,
+    frequencies=4,
+    max_frequency_log2=3,
+    steps=500,
+    batch_size=4,
+    points_per_inr=512,
+    lr=2e-3,
+    lr_final=2e-4,
+    checkpoint_every=5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +114,14 @@ def test_training_reproduces_the_inrs_and_resumes_exactly(fitted, trained, tmp_p
     loaded = load_inr2vec(tmp_path / "b")
     assert loaded.case_ids == inrs.case_ids
     assert torch.allclose(encode(loaded.model, inrs.params, "cpu"), trained.latents, atol=1e-6)
-    again = train_inr2vec(inrs, tmp_path / "b", SMALL, device="cpu", progress=False,
-                          on_step=lambda step, loss: pytest.fail("a finished model must not be retrained"))
+    again = train_inr2vec(
+        inrs,
+        tmp_path / "b",
+        SMALL,
+        device="cpu",
+        progress=False,
+        on_step=lambda step, loss: pytest.fail("a finished model must not be retrained"),
+    )
     assert torch.equal(again.latents, trained.latents)
 
 
@@ -111,23 +137,29 @@ def test_the_decoder_learns_the_data_not_the_inrs(fitted, tmp_path: Path) -> Non
     """INRs fitted to the toy volumes, data targets mirrored left-right: the data-supervised decoder reproduces the
     mirrored volumes (and a film-siren decoder does too), the distilling one the INRs' unmirrored outputs."""
     prepared, inrs = fitted
-    mirrored = dataclasses.replace(prepared, images=prepared.images[..., ::-1].copy(),
-                                   myocardium=prepared.myocardium[..., ::-1].copy(),
-                                   fibrosis=prepared.fibrosis[..., ::-1].copy())
+    mirrored = dataclasses.replace(
+        prepared,
+        images=prepared.images[..., ::-1].copy(),
+        myocardium=prepared.myocardium[..., ::-1].copy(),
+        fibrosis=prepared.fibrosis[..., ::-1].copy(),
+    )
     scores = {}
-    for name, settings in {"data": dataclasses.replace(SMALL, targets="data"),
-                           "data, film-siren": dataclasses.replace(SMALL, targets="data", decoder="film-siren"),
-                           "inr": SMALL}.items():
+    for name, settings in {
+        "data": dataclasses.replace(SMALL, targets="data"),
+        "data, film-siren": dataclasses.replace(SMALL, targets="data", decoder="film-siren"),
+        "inr": SMALL,
+    }.items():
         model = train_inr2vec(inrs, tmp_path / name, settings, device="cpu", progress=False, prepared=mirrored).model
-        scores[name] = (reconstruction_fidelity(model, inrs, mirrored, "cpu").myocardium_dice.mean(),
-                        reconstruction_fidelity(model, inrs, prepared, "cpu").myocardium_dice.mean())
+        scores[name] = (
+            reconstruction_fidelity(model, inrs, mirrored, "cpu").myocardium_dice.mean(),
+            reconstruction_fidelity(model, inrs, prepared, "cpu").myocardium_dice.mean(),
+        )
     # A toy ring overlaps its own mirror image with Dice ~0.65: each decoder must be clearly nearer its targets.
     assert scores["data"][0] > 0.9 and scores["data"][0] - scores["data"][1] > 0.25, scores
     assert scores["data, film-siren"][0] > 0.9 and scores["data, film-siren"][0] - scores["data, film-siren"][1] > 0.25
     assert scores["inr"][1] > 0.9 and scores["inr"][1] - scores["inr"][0] > 0.25, scores
     with pytest.raises(ValueError, match="prepared="):
-        train_inr2vec(inrs, tmp_path / "none", dataclasses.replace(SMALL, targets="data"), device="cpu",
-                      progress=False)
+        train_inr2vec(inrs, tmp_path / "none", dataclasses.replace(SMALL, targets="data"), device="cpu", progress=False)
 
 
 def test_the_film_siren_decoder_is_modulated_by_z() -> None:
@@ -148,8 +180,14 @@ def test_the_film_siren_decoder_is_modulated_by_z() -> None:
 def test_the_weights_latent_decodes_a_training_inr_exactly(fitted, tmp_path: Path) -> None:
     prepared, inrs = fitted
     settings = dataclasses.replace(SMALL, latent="weights")
-    trained = train_inr2vec(inrs, tmp_path / "w", settings, device="cpu", progress=False,
-                            on_step=lambda step, loss: pytest.fail("the weights latent trains nothing"))
+    trained = train_inr2vec(
+        inrs,
+        tmp_path / "w",
+        settings,
+        device="cpu",
+        progress=False,
+        on_step=lambda step, loss: pytest.fail("the weights latent trains nothing"),
+    )
     assert isinstance(trained.model, WeightLatent) and trained.latents.shape == (len(inrs.case_ids), inrs.spec.n_params)
     assert torch.allclose(trained.latents + inrs.init, inrs.params, atol=1e-6)
     decoded = decode_latents(trained.model, trained.latents, inrs.grid_shape, "cpu")

@@ -48,8 +48,9 @@ def test_emidec_root_comes_from_the_environment_or_an_override(monkeypatch: pyte
 
 
 def test_unknown_keys_and_wrong_types_name_the_key_and_file(tmp_path: Path) -> None:
-    path = write_manifest(tmp_path / "m.yaml", [{"id": "a", "image": "a.nii.gz", "labels": "l.nii.gz"}],
-                          colour="blue", publishable="yes")
+    path = write_manifest(
+        tmp_path / "m.yaml", [{"id": "a", "image": "a.nii.gz", "labels": "l.nii.gz"}], colour="blue", publishable="yes"
+    )
     message = problems_of(path)
     assert str(path) in message
     assert "unknown key" in message and "colour" in message
@@ -57,8 +58,9 @@ def test_unknown_keys_and_wrong_types_name_the_key_and_file(tmp_path: Path) -> N
 
 
 def test_wrong_type_inside_source_and_split(tmp_path: Path) -> None:
-    path = write_manifest(tmp_path / "m.yaml", [{"id": "a", "image": 3, "labels": "l.nii.gz"}],
-                          split={"seed": "zero", "n_test": 1})
+    path = write_manifest(
+        tmp_path / "m.yaml", [{"id": "a", "image": 3, "labels": "l.nii.gz"}], split={"seed": "zero", "n_test": 1}
+    )
     message = problems_of(path)
     assert "source.cases.0.image" in message and "split.seed" in message
 
@@ -71,9 +73,17 @@ def test_case_needs_labels_or_both_masks(tmp_path: Path) -> None:
 
 def test_unknown_phantom_parameter(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "name": "p", "publishable": True,
-                                    "source": {"kind": "phantom", "n_cases": 4, "wall_colour": "red"},
-                                    "split": {"seed": 0, "n_test": 1}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "p",
+                "publishable": True,
+                "source": {"kind": "phantom", "n_cases": 4, "wall_colour": "red"},
+                "split": {"seed": 0, "n_test": 1},
+            }
+        )
+    )
     assert "wall_colour" in problems_of(path)
 
 
@@ -93,8 +103,9 @@ def test_split_lists_overlap_and_duplicates(tmp_path: Path) -> None:
 
 
 def test_split_forms_cannot_be_mixed(tmp_path: Path) -> None:
-    path = write_manifest(tmp_path / "m.yaml", [{"id": "a", "image": "i", "labels": "l"}],
-                          split={"seed": 1, "n_test": 1, "test": ["a"]})
+    path = write_manifest(
+        tmp_path / "m.yaml", [{"id": "a", "image": "i", "labels": "l"}], split={"seed": 1, "n_test": 1, "test": ["a"]}
+    )
     assert "not both" in problems_of(path)
 
 
@@ -124,9 +135,17 @@ def test_any_phantom_config_field_can_be_set(tmp_path: Path) -> None:
     from lgelib.data.cohort import phantom_config_from_source
 
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "name": "p", "publishable": True,
-                                    "source": {"kind": "phantom", "n_cases": 4, "noise_fraction": [0.02, 0.04]},
-                                    "split": {"seed": 0, "n_test": 1}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "p",
+                "publishable": True,
+                "source": {"kind": "phantom", "n_cases": 4, "noise_fraction": [0.02, 0.04]},
+                "split": {"seed": 0, "n_test": 1},
+            }
+        )
+    )
     config = phantom_config_from_source(load_manifest(path).source)
     assert config.noise_fraction == (0.02, 0.04) and config.n_cases == 4
 
@@ -144,13 +163,21 @@ def test_a_test_fraction_fits_a_folder_of_any_size(toy_dataset: Path) -> None:
         load_manifest(toy_dataset, {"split": {"seed": 0, "test_fraction": 1.5}})
 
 
-def test_wrong_typed_phantom_settings_are_named_not_a_traceback(tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_typed_phantom_settings_are_named_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "name": "p", "publishable": True,
-                                    "source": {"kind": "phantom", "n_cases": 4,
-                                               "noise_fraction": 0.03, "scar_free_fraction": 0},
-                                    "split": {"seed": 0, "n_test": 1}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "p",
+                "publishable": True,
+                "source": {"kind": "phantom", "n_cases": 4, "noise_fraction": 0.03, "scar_free_fraction": 0},
+                "split": {"seed": 0, "n_test": 1},
+            }
+        )
+    )
     assert main(["-q", "validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert "source.noise_fraction: expected a list of 2 numbers, got 0.03" in out

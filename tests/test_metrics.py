@@ -25,8 +25,20 @@ from lgelib.table1 import REGIONS, regional_dice, slice_regions, table1
 # --- slice_regions ----------------------------------------------------------------------------------------------------
 
 EXPECTED_SIZES = {
-    0: (0, 0, 0), 1: (0, 1, 0), 2: (1, 0, 1), 3: (1, 1, 1), 4: (1, 2, 1), 5: (1, 3, 1), 6: (2, 2, 2), 7: (2, 3, 2),
-    8: (2, 4, 2), 9: (2, 5, 2), 10: (3, 4, 3), 11: (3, 5, 3), 12: (3, 6, 3), 13: (3, 7, 3),
+    0: (0, 0, 0),
+    1: (0, 1, 0),
+    2: (1, 0, 1),
+    3: (1, 1, 1),
+    4: (1, 2, 1),
+    5: (1, 3, 1),
+    6: (2, 2, 2),
+    7: (2, 3, 2),
+    8: (2, 4, 2),
+    9: (2, 5, 2),
+    10: (3, 4, 3),
+    11: (3, 5, 3),
+    12: (3, 6, 3),
+    13: (3, 7, 3),
 }
 
 
@@ -84,8 +96,15 @@ def test_regional_dice_hand_built_nine_slices() -> None:
     pred_fib[7, 0, 0:2] = True
 
     table = regional_dice(ref_myo, ref_fib, pred_myo, pred_fib)
-    assert list(table.columns) == ["region", "structure", "dice", "empty", "n_slices", "reference_voxels",
-                                   "predicted_voxels"]
+    assert list(table.columns) == [
+        "region",
+        "structure",
+        "dice",
+        "empty",
+        "n_slices",
+        "reference_voxels",
+        "predicted_voxels",
+    ]
     assert _row(table, "Volume", "fibrosis")["reference_voxels"] == 4
     assert _row(table, "Volume", "fibrosis")["predicted_voxels"] == 6
     assert _row(table, "Middle 50%", "fibrosis")["reference_voxels"] == 0
@@ -106,7 +125,10 @@ def test_regional_dice_hand_built_nine_slices() -> None:
     assert _row(table, "Top 25%", "myocardium")["dice"] == pytest.approx(1.0)
     assert _row(table, "Top 25%", "fibrosis")["dice"] == pytest.approx(2 * 2 / (4 + 2))
     assert dict(zip(table["region"], table["n_slices"])) == {
-        "Volume": 9, "Bottom 25%": 2, "Middle 50%": 4, "Top 25%": 2
+        "Volume": 9,
+        "Bottom 25%": 2,
+        "Middle 50%": 4,
+        "Top 25%": 2,
     }
     assert table["empty"].sum() == 1
 
@@ -126,7 +148,10 @@ def test_regional_dice_odd_count_thirteen_slices() -> None:
     assert _row(table, "Top 25%", "myocardium")["dice"] == pytest.approx(1.0)
     assert _row(table, "Volume", "myocardium")["dice"] == pytest.approx(2 * 120 / (130 + 120))
     assert dict(zip(table["region"], table["n_slices"])) == {
-        "Volume": 13, "Bottom 25%": 3, "Middle 50%": 7, "Top 25%": 3
+        "Volume": 13,
+        "Bottom 25%": 3,
+        "Middle 50%": 7,
+        "Top 25%": 3,
     }
     # Moving the error to slice 2 (last basal slice) moves it to the basal region.
     pred = ref.copy()
@@ -199,7 +224,9 @@ def test_table1_layout_and_values() -> None:
     table = table1(_per_case())
     assert list(table.index) == list(REGIONS)
     assert list(table.columns) == [
-        (structure, n, stat) for structure in ("fibrosis", "myocardium") for n in ("N0", "N100")
+        (structure, n, stat)
+        for structure in ("fibrosis", "myocardium")
+        for n in ("N0", "N100")
         for stat in ("mean", "std")
     ]
     assert table.columns.names == ["structure", "arm", "stat"]
@@ -213,10 +240,20 @@ def test_table1_layout_and_values() -> None:
 
 
 def test_table1_scores_only_rows_marked_scored_and_orders_arms() -> None:
-    rows = [("N200-balanced", "c1", 0.9, True), ("D200", "c1", 0.1, True), ("N0", "c1", 0.4, True),
-            ("N0", "c2", 0.0, False), ("N200", "c1", 0.6, True), ("N200", "c2", 0.0, False)]
-    per_case = pd.DataFrame([{"arm": a, "case_id": c, "region": "Volume", "structure": "fibrosis", "dice": d,
-                              "scored": sc} for a, c, d, sc in rows])
+    rows = [
+        ("N200-balanced", "c1", 0.9, True),
+        ("D200", "c1", 0.1, True),
+        ("N0", "c1", 0.4, True),
+        ("N0", "c2", 0.0, False),
+        ("N200", "c1", 0.6, True),
+        ("N200", "c2", 0.0, False),
+    ]
+    per_case = pd.DataFrame(
+        [
+            {"arm": a, "case_id": c, "region": "Volume", "structure": "fibrosis", "dice": d, "scored": sc}
+            for a, c, d, sc in rows
+        ]
+    )
     table = table1(per_case)
     assert list(dict.fromkeys(table.columns.get_level_values("arm"))) == ["N0", "N200", "N200-balanced", "D200"]
     # the false-positive 0 on the scar-free case c2 is not averaged in: the same case set for every arm
@@ -373,8 +410,9 @@ def test_memorisation_audit_flags_copy() -> None:
     np.testing.assert_allclose(table["distance"], [0.0, 1.0, np.sqrt(2)])
     np.testing.assert_allclose(table["second_distance"], [10.0, 9.0, np.sqrt(82)])
     # Volumes are flattened into feature vectors.
-    volumes = memorisation_audit(synthetic[:, :, None], test[:, :, None], training[:, :, None],
-                                 ["s0", "s1"], ["r0"], ["t0", "t1", "t2"])
+    volumes = memorisation_audit(
+        synthetic[:, :, None], test[:, :, None], training[:, :, None], ["s0", "s1"], ["r0"], ["t0", "t1", "t2"]
+    )
     pd.testing.assert_frame_equal(volumes, table)
     with pytest.raises(ValueError, match="ids"):
         memorisation_audit(synthetic, test, training, ["s0"], ["r0"], ["t0", "t1", "t2"])

@@ -15,8 +15,17 @@ from lgelib.data.phantom import PhantomCase, PhantomConfig, generate_case, phant
 from lgelib.data.stats import label_map_statistics
 
 COHORT_SIZE = 12
-CALIBRATED = ("cavity_ml", "myocardium_ml", "scar_ml", "scar_burden", "myocardium_slices", "intensity_cavity",
-              "intensity_healthy", "intensity_scar", "intensity_background")
+CALIBRATED = (
+    "cavity_ml",
+    "myocardium_ml",
+    "scar_ml",
+    "scar_burden",
+    "myocardium_slices",
+    "intensity_cavity",
+    "intensity_healthy",
+    "intensity_scar",
+    "intensity_background",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +46,9 @@ def cohort_stats(cohort: list[PhantomCase]) -> list[dict[str, float]]:
 @pytest.fixture(scope="module")
 def scarred_cohort() -> list[PhantomCase]:
     """Every subject scarred and ischaemic with MVO, on a small matrix to stay fast."""
-    config = PhantomConfig(seed=5, scar_free_fraction=0.0, nonischaemic_fraction=0.0, mvo_fraction=1.0,
-                           matrix=(128, 128))
+    config = PhantomConfig(
+        seed=5, scar_free_fraction=0.0, nonischaemic_fraction=0.0, mvo_fraction=1.0, matrix=(128, 128)
+    )
     return [generate_case(config, index) for index in range(8)]
 
 
@@ -131,13 +141,13 @@ def test_apex_at_slice_zero(cohort: list[PhantomCase]) -> None:
     for case in cohort:
         area = np.isin(case.labels, (2, 3, 4)).sum(axis=(0, 1)).astype(float)
         present = np.nonzero(area)[0]
-        area = area[present[0]: present[-1] + 1]
+        area = area[present[0] : present[-1] + 1]
         half = len(area) // 2
         assert area[:half].mean() < area[-half:].mean(), case.case_id
         assert area[0] < area.max(), case.case_id
         assert np.corrcoef(np.arange(len(area)), area)[0, 1] > 0.3, case.case_id
         # the cavity closes towards the apex: the most apical myocardial slice has the smallest cavity share
-        cavity = (case.labels == 1).sum(axis=(0, 1))[present[0]: present[-1] + 1]
+        cavity = (case.labels == 1).sum(axis=(0, 1))[present[0] : present[-1] + 1]
         assert cavity[0] <= np.median(cavity), case.case_id
 
 
@@ -218,8 +228,7 @@ def test_nonischaemic_pattern_spares_the_endocardium() -> None:
 # -- intensities ----------------------------------------------------------------------------------------
 
 
-def test_intensity_ordering_per_case(cohort_stats: list[dict[str, float]],
-                                     scarred_cohort: list[PhantomCase]) -> None:
+def test_intensity_ordering_per_case(cohort_stats: list[dict[str, float]], scarred_cohort: list[PhantomCase]) -> None:
     scarred = [label_map_statistics(c.image, c.labels, voxel_spacing(c.affine)) for c in scarred_cohort]
     for stats in cohort_stats + scarred:
         assert stats["intensity_cavity"] > stats["intensity_healthy"]
@@ -269,8 +278,9 @@ def real_ranges(emidec_root: Path) -> dict[str, tuple[float, float]]:
     return {name: (min(v), max(v)) for name, v in values.items()}
 
 
-def test_statistics_inside_real_ranges(cohort_stats: list[dict[str, float]],
-                                       real_ranges: dict[str, tuple[float, float]]) -> None:
+def test_statistics_inside_real_ranges(
+    cohort_stats: list[dict[str, float]], real_ranges: dict[str, tuple[float, float]]
+) -> None:
     for name, (low, high) in real_ranges.items():
         for index, stats in enumerate(cohort_stats):
             value = stats[name]

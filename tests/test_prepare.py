@@ -55,7 +55,9 @@ def test_failed_prepare_leaves_nothing_behind(toy_dataset: Path, tmp_path: Path)
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
-def test_prepare_does_not_overwrite_without_force(toy_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prepare_does_not_overwrite_without_force(
+    toy_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "prepared"
     args = ["-q", "prepare", str(toy_dataset), "--out", str(out)]
     assert main(args) == 0
@@ -96,8 +98,22 @@ def test_a_run_follows_its_source_manifest_and_files_not_a_stale_copy(toy_datase
     data["publishable"] = False
     toy_dataset.write_text(yaml.safe_dump(data))
     # A copy prepared with the flag overridden to publishable sits in the run directory ...
-    assert main(["-q", "prepare", str(toy_dataset), "--profile", "smoke", "--set", "publishable=true",
-                 "--out", str(run / "data")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "prepare",
+                str(toy_dataset),
+                "--profile",
+                "smoke",
+                "--set",
+                "publishable=true",
+                "--out",
+                str(run / "data"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "data" / "prepared.json").read_text())["publishable"] is True
     # ... a run of the private manifest rebuilds it and takes the flag from the source.
     prepared = load_run_data(toy_dataset, grid, run)

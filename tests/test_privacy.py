@@ -15,8 +15,9 @@ from toys import toy_prepared
 
 def synthetic_set(real: PreparedDataset, images: np.ndarray, myocardium: np.ndarray) -> PreparedDataset:
     ids = [f"synth-{i:04d}" for i in range(len(myocardium))]
-    return PreparedDataset(ids, images, myocardium, np.zeros_like(myocardium), {}, Split(tuple(ids), ()),
-                           real.publishable)
+    return PreparedDataset(
+        ids, images, myocardium, np.zeros_like(myocardium), {}, Split(tuple(ids), ()), real.publishable
+    )
 
 
 def test_private_data_show_only_synthetic_volumes_as_far_from_training_as_the_median_test_case() -> None:
@@ -26,12 +27,20 @@ def test_private_data_show_only_synthetic_volumes_as_far_from_training_as_the_me
     far_mask = np.zeros_like(copied_mask)
     far_mask[1:3, 2:6, 2:6] = True  # overlaps no training ring: as far as can be
     far_image = np.random.default_rng(0).random(copied_image.shape).astype(np.float32)  # like no training image
-    synthetic = synthetic_set(real, np.stack([copied_image, far_image, far_image, copied_image]),
-                              np.stack([copied_mask, far_mask, real.myocardium[train[1]], far_mask]))
+    synthetic = synthetic_set(
+        real,
+        np.stack([copied_image, far_image, far_image, copied_image]),
+        np.stack([copied_mask, far_mask, real.myocardium[train[1]], far_mask]),
+    )
     # 0 copies both, 2 copies a mask, 3 copies an image: only 1 is new by every yardstick.
     assert shareable_synthetic_ids(synthetic, real) == ["synth-0001"]
-    latent = pd.DataFrame({"case_id": ["synth-0001", "synth-0002", real.split.test[0]],
-                           "kind": ["synthetic", "synthetic", "real test"], "distance": [0.2, 0.9, 0.5]})
+    latent = pd.DataFrame(
+        {
+            "case_id": ["synth-0001", "synth-0002", real.split.test[0]],
+            "kind": ["synthetic", "synthetic", "real test"],
+            "distance": [0.2, 0.9, 0.5],
+        }
+    )
     assert shareable_synthetic_ids(synthetic, real, latent) == []  # its latent is nearer than the test case's
     publishable = dataclasses.replace(real, publishable=True)
     assert shareable_synthetic_ids(synthetic, publishable) == synthetic.case_ids  # nothing to protect

@@ -18,10 +18,23 @@ from lgelib.provenance import collect, git_revision
 
 def test_configure_keeps_the_profile_unless_told_and_seeds_every_training_stage() -> None:
     assert settings_for(profile="smoke") == get_profile("smoke")
-    settings = settings_for(profile="smoke", training_seed=5, steps=12, inr2vec_steps=13, edm_steps=14, n_synthetic=7,
-                         synthesis_seed=2, seg_epochs=3)
-    assert (settings.inr.fit.seed, settings.inr.fit.init_seed, settings.inr2vec.seed, settings.edm.seed,
-            settings.segmentation.seed) == (5, 5, 5, 5, 5)
+    settings = settings_for(
+        profile="smoke",
+        training_seed=5,
+        steps=12,
+        inr2vec_steps=13,
+        edm_steps=14,
+        n_synthetic=7,
+        synthesis_seed=2,
+        seg_epochs=3,
+    )
+    assert (
+        settings.inr.fit.seed,
+        settings.inr.fit.init_seed,
+        settings.inr2vec.seed,
+        settings.edm.seed,
+        settings.segmentation.seed,
+    ) == (5, 5, 5, 5, 5)
     assert (settings.inr.fit.steps, settings.inr2vec.steps, settings.edm.steps) == (12, 13, 14)
     assert (settings.synthesis.n_volumes, settings.synthesis.seed, settings.segmentation.epochs) == (7, 2, 3)
     # nothing else moved
@@ -39,8 +52,15 @@ def test_generator_choices_change_only_the_generative_stages() -> None:
         chosen = settings_for(profile="smoke", generator=name, training_seed=4)
         assert chosen.inr2vec.seed == chosen.edm.seed == 4  # the other overrides still apply
         assert (chosen.grid, chosen.inr, chosen.segmentation) == (seeded.grid, seeded.inr, seeded.segmentation)
-        seen.add((chosen.inr2vec.targets, chosen.inr2vec.decoder, chosen.inr2vec.latent, chosen.edm.holdout_fraction,
-                  chosen.synthesis.geometry))
+        seen.add(
+            (
+                chosen.inr2vec.targets,
+                chosen.inr2vec.decoder,
+                chosen.inr2vec.latent,
+                chosen.edm.holdout_fraction,
+                chosen.synthesis.geometry,
+            )
+        )
     assert len(seen) == len(GENERATORS)  # every name is a different generator
     weights = settings_for(profile="smoke", generator="weights+select+geometry")
     assert (weights.inr2vec.latent, weights.synthesis.geometry) == ("weights", "sampled")
@@ -52,9 +72,17 @@ def test_generator_choices_change_only_the_generative_stages() -> None:
 @pytest.fixture
 def phantom_manifest(tmp_path: Path) -> Path:
     path = tmp_path / "cohort.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "name": "six", "publishable": False,
-                                    "source": {"kind": "phantom", "n_cases": 6, "seed": 1},
-                                    "split": {"seed": 0, "n_test": 2}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "six",
+                "publishable": False,
+                "source": {"kind": "phantom", "n_cases": 6, "seed": 1},
+                "split": {"seed": 0, "n_test": 2},
+            }
+        )
+    )
     return path
 
 
@@ -74,7 +102,10 @@ def test_provenance_names_profile_data_split_seeds_software_and_device(phantom_m
     text = provenance.markdown()
     assert "Profile `smoke`, INR `lgelib`, generator `paper`" in text and "data `six`" in text
     assert "not publishable" in text
-    assert "INR `authors`" in collect(settings_for(profile="smoke", inr="authors"), phantom_manifest, split, "cpu").markdown()
+    assert (
+        "INR `authors`"
+        in collect(settings_for(profile="smoke", inr="authors"), phantom_manifest, split, "cpu").markdown()
+    )
     assert "manifest `cohort.yaml`" in text  # outside the repository: the file name only, no folder
     assert "split seed 11: 3 training / 2 test cases" in text
     assert "training seed 3, synthesis seed 9" in text and "device `cpu`" in text
@@ -99,11 +130,23 @@ def test_experiment_command_takes_a_generator_by_name(tmp_path: Path, capsys: py
     from lgelib.cli import _run_options, build_parser, main
     from lgelib.run import resolve_settings
 
-    args = build_parser().parse_args(["experiment", "--out", str(tmp_path / "x"), "--seg-budget", "real-cpu",
-                                      "--generator", "weights+select+geometry", "--set", "edm.steps=7"])
+    args = build_parser().parse_args(
+        [
+            "experiment",
+            "--out",
+            str(tmp_path / "x"),
+            "--seg-budget",
+            "real-cpu",
+            "--generator",
+            "weights+select+geometry",
+            "--set",
+            "edm.steps=7",
+        ]
+    )
     settings = resolve_settings(_run_options(args))
-    assert settings == settings_for(profile="smoke", seg_budget="real-cpu", generator="weights+select+geometry",
-                                    edm_steps=7)
+    assert settings == settings_for(
+        profile="smoke", seg_budget="real-cpu", generator="weights+select+geometry", edm_steps=7
+    )
     assert settings.inr2vec.latent == "weights" and settings.edm.steps == 7
     assert main(["experiment", "--out", str(tmp_path / "y"), "--generator", "gan"]) == 2  # fails before any work
     assert "unknown generator 'gan'" in capsys.readouterr().err and not (tmp_path / "y").exists()

@@ -9,8 +9,15 @@ from scipy import ndimage
 
 from lgelib.data.dataset import Split
 from lgelib.data.prepare import PreparedDataset
-from lgelib.quality import (audit_summary, edge_strength, high_frequency_rms, latent_audit, mask_audit,
-                            nearer_than_median_test, similarity_sets)
+from lgelib.quality import (
+    audit_summary,
+    edge_strength,
+    high_frequency_rms,
+    latent_audit,
+    mask_audit,
+    nearer_than_median_test,
+    similarity_sets,
+)
 from toys import toy_prepared, toy_volumes
 
 
@@ -18,8 +25,9 @@ def synthetic_copy_of(real: PreparedDataset, case_ids: list[str]) -> PreparedDat
     """A 'synthetic' set whose volumes are exact copies of real training cases."""
     index = real.index(case_ids)
     ids = [f"synth-{i:04d}" for i in range(len(case_ids))]
-    return PreparedDataset(ids, real.images[index], real.myocardium[index], real.fibrosis[index], {},
-                           Split(tuple(ids), ()), True)
+    return PreparedDataset(
+        ids, real.images[index], real.myocardium[index], real.fibrosis[index], {}, Split(tuple(ids), ()), True
+    )
 
 
 def test_similarity_sets_find_a_copied_slice_and_keep_the_yardstick() -> None:
@@ -55,7 +63,9 @@ def test_mask_audit_scores_copies_zero_and_new_masks_above_zero() -> None:
 
 
 def test_nearer_than_median_test_counts_synthetic_cases_below_the_test_median() -> None:
-    audit = pd.DataFrame({"kind": ["synthetic"] * 4 + ["real test"] * 3, "distance": [0.0, 0.1, 0.5, 0.9, 0.2, 0.4, 0.6]})
+    audit = pd.DataFrame(
+        {"kind": ["synthetic"] * 4 + ["real test"] * 3, "distance": [0.0, 0.1, 0.5, 0.9, 0.2, 0.4, 0.6]}
+    )
     assert nearer_than_median_test(audit) == 0.5  # 0.0 and 0.1 are below the test median 0.4
     assert np.isnan(nearer_than_median_test(audit[audit.kind == "synthetic"]))
 

@@ -11,8 +11,7 @@ import pytest
 
 from lgelib.config import PROFILES, get_profile, override, setting_keys
 from lgelib.layout import RunLayout
-from lgelib.run import (ALIASES, TRAINING_SEEDS, Run, load_run, open_run, parse_options, resolve_settings,
-                        settings_for)
+from lgelib.run import ALIASES, TRAINING_SEEDS, Run, load_run, open_run, parse_options, resolve_settings, settings_for
 
 
 def test_override_edits_one_setting_by_its_dotted_key_and_nothing_else() -> None:
@@ -24,14 +23,17 @@ def test_override_edits_one_setting_by_its_dotted_key_and_nothing_else() -> None
     assert override(smoke, "synthesis.sampler.num_steps", 18).synthesis.sampler.num_steps == 18
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("edm.stpes", 1, r"unknown setting 'edm.stpes': edm has no 'stpes' \(it has .*steps"),
-    ("edm.steps.x", 1, r"unknown setting 'edm.steps.x': edm.steps has no 'x'"),
-    ("edm", 1, r"setting 'edm' is a group; set one of its keys: edm.width"),
-    ("edm.steps", "many", r"setting edm.steps = 'many': expected an integer"),
-    ("edm.steps", 2.5, r"setting edm.steps = 2.5: expected an integer"),
-    ("inr.fit.lr", True, r"setting inr.fit.lr = True: expected a number"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("edm.stpes", 1, r"unknown setting 'edm.stpes': edm has no 'stpes' \(it has .*steps"),
+        ("edm.steps.x", 1, r"unknown setting 'edm.steps.x': edm.steps has no 'x'"),
+        ("edm", 1, r"setting 'edm' is a group; set one of its keys: edm.width"),
+        ("edm.steps", "many", r"setting edm.steps = 'many': expected an integer"),
+        ("edm.steps", 2.5, r"setting edm.steps = 2.5: expected an integer"),
+        ("inr.fit.lr", True, r"setting inr.fit.lr = True: expected a number"),
+    ],
+)
 def test_a_wrong_setting_names_its_key_and_what_it_may_be(key: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         override(get_profile("smoke"), key, value)
@@ -42,15 +44,29 @@ def test_short_names_stand_for_settings_that_exist_and_training_seed_seeds_every
         keys = set(setting_keys(profile))
         assert {key for targets in ALIASES.values() for key in targets} <= keys
     seeded = settings_for(training_seed=4)
-    assert [seeded.inr.fit.seed, seeded.inr.fit.init_seed, seeded.inr2vec.seed, seeded.edm.seed,
-            seeded.segmentation.seed] == [4] * len(TRAINING_SEEDS)
+    assert [
+        seeded.inr.fit.seed,
+        seeded.inr.fit.init_seed,
+        seeded.inr2vec.seed,
+        seeded.edm.seed,
+        seeded.segmentation.seed,
+    ] == [4] * len(TRAINING_SEEDS)
     assert seeded.synthesis.seed == get_profile("smoke").synthesis.seed  # the sampled volumes have their own seed
     assert settings_for(steps=12, **{"inr.fit.steps": 13}).inr.fit.steps == 13  # later wins, as written
 
 
 def test_options_parse_names_short_names_and_dotted_keys_and_refuse_unknown_ones() -> None:
-    options = parse_options({"profile": "paper", "split_seed": "3", "seg_arms": "N0, D3", "edm_steps": 9,
-                             "inr2vec.steps": 8, "device": None, "repeat_split_seeds": [1, "2"]})
+    options = parse_options(
+        {
+            "profile": "paper",
+            "split_seed": "3",
+            "seg_arms": "N0, D3",
+            "edm_steps": 9,
+            "inr2vec.steps": 8,
+            "device": None,
+            "repeat_split_seeds": [1, "2"],
+        }
+    )
     assert options.profile == "paper" and options.split_seed == 3 and options.device is None
     assert options.seg_arms == ("N0", "D3") and options.repeat_split_seeds == (1, 2)
     assert dict(options.overrides) == {"edm.steps": 9, "inr2vec.steps": 8}
@@ -66,8 +82,14 @@ def test_options_parse_names_short_names_and_dotted_keys_and_refuse_unknown_ones
 
 
 def test_named_choices_come_first_and_dotted_overrides_last() -> None:
-    settings = settings_for(profile="smoke", seg_budget="real-cpu", generator="data", inr="authors",
-                            seg_epochs=3, **{"inr2vec.targets": "inr", "inr.fit.steps": 5})
+    settings = settings_for(
+        profile="smoke",
+        seg_budget="real-cpu",
+        generator="data",
+        inr="authors",
+        seg_epochs=3,
+        **{"inr2vec.targets": "inr", "inr.fit.steps": 5},
+    )
     assert settings.segmentation.batch_size == 4 and settings.segmentation.epochs == 3  # real-cpu, then edited
     assert settings.inr.spec.hidden == 512 and settings.inr.fit.steps == 5  # the authors' network, then edited
     assert settings.inr2vec.targets == "inr"  # the generator's choice, overridden
@@ -89,16 +111,19 @@ def test_a_run_writes_its_settings_once_and_every_chapter_reads_the_same(tmp_pat
 
 
 def test_a_repeat_on_another_split_keeps_every_option_and_shares_the_fitted_inrs(tmp_path: Path) -> None:
-    run = Run(parse_options({"precision": "bf16", "n_train": 4, "edm.steps": 7, "repeat_split_seeds": [1, 2]}),
-              RunLayout(tmp_path))
+    run = Run(
+        parse_options({"precision": "bf16", "n_train": 4, "edm.steps": 7, "repeat_split_seeds": [1, 2]}),
+        RunLayout(tmp_path),
+    )
     repeat = run.for_split(2)
     assert repeat.options == dataclasses.replace(run.options, split_seed=2, repeat_split_seeds=())
     assert repeat.settings == run.settings
     assert repeat.root == tmp_path / "repeats" / "split-2" and repeat.inr_cache == tmp_path / "repeats" / "inr-cases"
 
 
-def test_the_stage_chain_passes_the_runs_options_to_every_stage(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_stage_chain_passes_the_runs_options_to_every_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each stage method calls its stage function with the run's settings, device and precision, in the run's
     folders: the chain exists once, so the repeats of chapter 06 and lgelib experiment cannot drift from it."""
     import lgelib.edm
@@ -113,13 +138,17 @@ def test_the_stage_chain_passes_the_runs_options_to_every_stage(tmp_path: Path,
         def record(*args, **kwargs):
             calls[name] = (args, kwargs)
             return result
+
         return record
 
     class Latents:
         latents, case_ids = "z", ["a"]
 
-    run = Run(parse_options({"device": "cpu", "precision": "bf16", "edm.steps": 3}), RunLayout(tmp_path),
-              inr_cache=tmp_path / "cache")
+    run = Run(
+        parse_options({"device": "cpu", "precision": "bf16", "edm.steps": 3}),
+        RunLayout(tmp_path),
+        inr_cache=tmp_path / "cache",
+    )
     prepared = type("Prepared", (), {"publishable": True})()
     monkeypatch.setattr(Run, "prepared", prepared)
     monkeypatch.setattr(Run, "dataset", type("D", (), {"split": type("S", (), {"train": ("a",), "test": ("b",)})}))
@@ -143,7 +172,17 @@ def test_the_stage_chain_passes_the_runs_options_to_every_stage(tmp_path: Path,
 
 def test_every_stage_has_its_own_folder() -> None:
     layout = RunLayout(Path("run"))
-    folders = [layout.data, layout.inr, layout.inr_heldout, layout.inr2vec, layout.edm, layout.synth, layout.seg,
-               layout.repeats, layout.notebooks, layout.book]
+    folders = [
+        layout.data,
+        layout.inr,
+        layout.inr_heldout,
+        layout.inr2vec,
+        layout.edm,
+        layout.synth,
+        layout.seg,
+        layout.repeats,
+        layout.notebooks,
+        layout.book,
+    ]
     assert len({folder.name for folder in folders}) == len(folders)
     assert all(folder.parent == layout.root for folder in folders)

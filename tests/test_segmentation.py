@@ -19,15 +19,39 @@ from lgelib.data.prepare import write_case_volumes, write_nifti_manifest
 from lgelib.table1 import REGIONS
 from lgelib.data.cases import ScanCase
 from lgelib.data.manifest import CaseFiles
-from lgelib.segmentation import (LABELS, Arm, NnunetFolders, SegmentationSettings, cross_validation_splits,
-                                 evaluate_case, export_training_set, is_trained, label_map, model_folder,
-                                 parse_arms, run_segmentation, slice_axis_last, to_scan_layout, train_model)
+from lgelib.segmentation import (
+    LABELS,
+    Arm,
+    NnunetFolders,
+    SegmentationSettings,
+    cross_validation_splits,
+    evaluate_case,
+    export_training_set,
+    is_trained,
+    label_map,
+    model_folder,
+    parse_arms,
+    run_segmentation,
+    slice_axis_last,
+    to_scan_layout,
+    train_model,
+)
 from conftest import lv_label_map
 from toys import toy_volumes
 
-TINY = SegmentationSettings(configuration="2d", epochs=2, iterations_per_epoch=2, val_iterations_per_epoch=1,
-                            folds=("all",), target_spacing_mm=(8.0, 4.0, 4.0), batch_size=2, patch_size=(32, 32),
-                            max_features=16, foreground_oversampling=0.66, save_every=1)
+TINY = SegmentationSettings(
+    configuration="2d",
+    epochs=2,
+    iterations_per_epoch=2,
+    val_iterations_per_epoch=1,
+    folds=("all",),
+    target_spacing_mm=(8.0, 4.0, 4.0),
+    batch_size=2,
+    patch_size=(32, 32),
+    max_features=16,
+    foreground_oversampling=0.66,
+    save_every=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +59,17 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 6-case phantom manifest (4 train, 2 test) on a small matrix."""
     folder = tmp_path_factory.mktemp("seg-cohort")
     path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "name": "tiny", "publishable": True,
-                                    "source": {"kind": "phantom", "n_cases": 6, "seed": 5, "matrix": [64, 64]},
-                                    "split": {"seed": 0, "n_test": 2}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "tiny",
+                "publishable": True,
+                "source": {"kind": "phantom", "n_cases": 6, "seed": 5, "matrix": [64, 64]},
+                "split": {"seed": 0, "n_test": 2},
+            }
+        )
+    )
     return path
 
 
@@ -48,7 +80,9 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     images, myo, fib = toy_volumes(3, shape=(5, 24, 24))
     affine = np.diag([8.0, 3.0, 3.0, 1.0])
     ids = [f"synth-{i:04d}" for i in range(3)]
-    entries = [write_case_volumes(folder / "cases" / c, c, images[i], myo[i], fib[i], affine) for i, c in enumerate(ids)]
+    entries = [
+        write_case_volumes(folder / "cases" / c, c, images[i], myo[i], fib[i], affine) for i, c in enumerate(ids)
+    ]
     write_nifti_manifest(folder / "manifest.yaml", "synthetic", "toy", True, entries, Split(tuple(ids), ()))
     return folder
 
@@ -111,8 +145,9 @@ def test_duplicate_control_adds_copies_of_real_training_cases(cohort: Path, tmp_
     assert list(record["duplicates"].values()) == [train[k % len(train)] for k in range(6)]
     for duplicate, origin in record["duplicates"].items():
         for sub, suffix in (("imagesTr", "_0000"), ("labelsTr", "")):
-            assert (raw / sub / f"{duplicate}{suffix}.nii.gz").read_bytes() == \
-                (raw / sub / f"{origin}{suffix}.nii.gz").read_bytes()
+            assert (raw / sub / f"{duplicate}{suffix}.nii.gz").read_bytes() == (
+                raw / sub / f"{origin}{suffix}.nii.gz"
+            ).read_bytes()
     assert json.loads((raw / "dataset.json").read_text())["numTraining"] == len(train) + 6
 
 
@@ -163,8 +198,14 @@ def test_evaluation_honours_the_manifests_slice_order() -> None:
     """An apex-first scan whose prediction misses one apical slice loses Dice in the Top 25% only."""
     labels = lv_label_map(shape=(48, 44, 8), scar=False, apex_first=True)
     myocardium = labels >= 2
-    case = ScanCase("apex-first", labels.astype(np.float32), myocardium, np.zeros_like(myocardium),
-                    np.diag([1.6, 1.6, 9.0, 1.0]), CaseFiles("apex-first", Path("image.nii.gz")))
+    case = ScanCase(
+        "apex-first",
+        labels.astype(np.float32),
+        myocardium,
+        np.zeros_like(myocardium),
+        np.diag([1.6, 1.6, 9.0, 1.0]),
+        CaseFiles("apex-first", Path("image.nii.gz")),
+    )
     prediction = myocardium.astype(np.uint8)
     prediction[..., 0] = 0  # slice 0 of the file is the apex
     table = evaluate_case(case, prediction, slice_order="apex_first").set_index(["region", "structure"])
@@ -180,7 +221,8 @@ def test_evaluation_honours_the_manifests_slice_order() -> None:
 
 
 def test_tiny_nnunet_arms_share_one_plan_train_resume_and_predict_on_the_scan_grid(
-        cohort: Path, synthetic_dir: Path, tmp_path: Path) -> None:
+    cohort: Path, synthetic_dir: Path, tmp_path: Path
+) -> None:
     real = open_split(cohort)
     out = tmp_path / "seg"
     arms = ("N2-balanced", "D2")
@@ -190,11 +232,14 @@ def test_tiny_nnunet_arms_share_one_plan_train_resume_and_predict_on_the_scan_gr
     for arm in parse_arms(arms):
         assert is_trained(folders, names[arm.name], TINY, arm)
     assert model_folder(folders, names["N2-balanced"], TINY, Arm.parse("N2-balanced")).name.startswith(
-        "LgeBalancedTrainer__")
+        "LgeBalancedTrainer__"
+    )
 
     # One plan for every arm: N0's network, spacing, patch and normalisation, copied unchanged.
-    plans = {arm: json.loads((folders.preprocessed / name / "nnUNetPlans.json").read_text())["configurations"]["2d"]
-             for arm, name in names.items()}
+    plans = {
+        arm: json.loads((folders.preprocessed / name / "nnUNetPlans.json").read_text())["configurations"]["2d"]
+        for arm, name in names.items()
+    }
     for arm in ("N2-balanced", "D2"):
         for key in ("architecture", "spacing", "patch_size", "normalization_schemes", "batch_size"):
             assert plans[arm][key] == plans["N0"][key], (arm, key)
@@ -254,10 +299,18 @@ def _tissue_means(image: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
     myocardium, scar = labels >= 1, labels == 2
     remote = myocardium & ~binary_dilation(scar, iterations=3)
-    pool = np.stack([binary_fill_holes(myocardium[..., k]) & ~binary_dilation(myocardium[..., k], iterations=1)
-                     for k in range(labels.shape[2])], axis=-1)
-    return {"remote myocardium": float(image[remote].mean()), "blood pool": float(image[pool].mean()),
-            "scar": float(image[scar].mean())}
+    pool = np.stack(
+        [
+            binary_fill_holes(myocardium[..., k]) & ~binary_dilation(myocardium[..., k], iterations=1)
+            for k in range(labels.shape[2])
+        ],
+        axis=-1,
+    )
+    return {
+        "remote myocardium": float(image[remote].mean()),
+        "blood pool": float(image[pool].mean()),
+        "scar": float(image[scar].mean()),
+    }
 
 
 def test_real_and_synthetic_cases_reach_nnunet_on_one_intensity_scale(cohort: Path, tmp_path: Path) -> None:
@@ -270,17 +323,27 @@ def test_real_and_synthetic_cases_reach_nnunet_on_one_intensity_scale(cohort: Pa
     from lgelib.synthesis import nominal_spacing
 
     real = open_split(cohort)
-    prepared = load_prepared(prepare_dataset(real, GridSpec(shape=(8, 64, 64), inplane_spacing_mm=2.5),
-                                             tmp_path / "data", progress=False).parent)
+    prepared = load_prepared(
+        prepare_dataset(
+            real, GridSpec(shape=(8, 64, 64), inplane_spacing_mm=2.5), tmp_path / "data", progress=False
+        ).parent
+    )
     scarred = [c for c in real.split.train if prepared.fibrosis[prepared.index([c])[0]].sum() > 20]
     case_id = scarred[0]
     i = prepared.index([case_id])[0]
     synthetic = tmp_path / "synth"
     affine = np.diag([*nominal_spacing(prepared), 1.0])
-    entry = write_case_volumes(synthetic / "cases" / "synth-0000", "synth-0000", prepared.images[i],
-                               prepared.myocardium[i], prepared.fibrosis[i], affine)
-    write_nifti_manifest(synthetic / "manifest.yaml", "synthetic", "canonical copy", True, [entry],
-                         Split(("synth-0000",), ()))
+    entry = write_case_volumes(
+        synthetic / "cases" / "synth-0000",
+        "synth-0000",
+        prepared.images[i],
+        prepared.myocardium[i],
+        prepared.fibrosis[i],
+        affine,
+    )
+    write_nifti_manifest(
+        synthetic / "manifest.yaml", "synthetic", "canonical copy", True, [entry], Split(("synth-0000",), ())
+    )
     folders = NnunetFolders(tmp_path / "seg")
     name, _ = export_training_set(folders, real, synthetic, Arm(1), TINY)
     raw = folders.raw / name

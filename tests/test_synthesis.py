@@ -29,12 +29,41 @@ SPACING = (8.0, 2.5, 2.5)
 def models(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("stages")
     prepared, inrs = toy_fitted(root / "inr", n=6)
-    inr2vec = train_inr2vec(inrs, root / "inr2vec", Inr2VecSettings(
-        latent_dim=32, encoder_hidden=(32, 32, 64), decoder_hidden=64, frequencies=4, max_frequency_log2=3,
-        steps=500, batch_size=4, points_per_inr=512, lr=2e-3, lr_final=2e-4), device="cpu", progress=False)
-    edm = train_edm(inr2vec.latents, root / "edm", EdmSettings(width=64, blocks=2, embedding_dim=32, dropout=0.0,
-                    steps=400, batch_size=64, lr=1e-3, warmup_steps=20, ema_halflife_samples=2000),
-                    device="cpu", progress=False)
+    inr2vec = train_inr2vec(
+        inrs,
+        root / "inr2vec",
+        Inr2VecSettings(
+            latent_dim=32,
+            encoder_hidden=(32, 32, 64),
+            decoder_hidden=64,
+            frequencies=4,
+            max_frequency_log2=3,
+            steps=500,
+            batch_size=4,
+            points_per_inr=512,
+            lr=2e-3,
+            lr_final=2e-4,
+        ),
+        device="cpu",
+        progress=False,
+    )
+    edm = train_edm(
+        inr2vec.latents,
+        root / "edm",
+        EdmSettings(
+            width=64,
+            blocks=2,
+            embedding_dim=32,
+            dropout=0.0,
+            steps=400,
+            batch_size=64,
+            lr=1e-3,
+            warmup_steps=20,
+            ema_halflife_samples=2000,
+        ),
+        device="cpu",
+        progress=False,
+    )
     return edm, inr2vec, inrs.grid_shape
 
 
@@ -135,18 +164,36 @@ def test_per_sample_geometry_is_sampled_and_written_into_each_nifti(models, tmp_
     _, inr2vec, shape = models
     cases = inr2vec.case_ids
     spacings = np.linspace(6.0, 10.0, len(cases))
-    prepared = dataclasses.replace(toy_prepared(6), mappings={
-        c: SimpleNamespace(canonical_affine=np.diag([s, 2.5, 2.5, 1.0])) for c, s in zip(cases, spacings)})
+    prepared = dataclasses.replace(
+        toy_prepared(6),
+        mappings={c: SimpleNamespace(canonical_affine=np.diag([s, 2.5, 2.5, 1.0])) for c, s in zip(cases, spacings)},
+    )
     vectors = with_geometry(inr2vec.latents, prepared, cases)
     assert vectors.shape == (len(cases), inr2vec.latents.shape[1] + 1)
     assert np.allclose(np.exp(vectors[:, -1].numpy()), spacings, rtol=1e-5)
-    edm = train_edm(vectors, tmp_path / "edm", EdmSettings(width=64, blocks=2, embedding_dim=32, dropout=0.0,
-                    steps=400, batch_size=64, lr=1e-3, warmup_steps=20, ema_halflife_samples=2000),
-                    device="cpu", progress=False, extra_columns=GEOMETRY_COLUMNS)
+    edm = train_edm(
+        vectors,
+        tmp_path / "edm",
+        EdmSettings(
+            width=64,
+            blocks=2,
+            embedding_dim=32,
+            dropout=0.0,
+            steps=400,
+            batch_size=64,
+            lr=1e-3,
+            warmup_steps=20,
+            ema_halflife_samples=2000,
+        ),
+        device="cpu",
+        progress=False,
+        extra_columns=GEOMETRY_COLUMNS,
+    )
     assert load_edm(tmp_path / "edm").extra_columns == GEOMETRY_COLUMNS
     settings = SynthesisSettings(n_volumes=6, sampler=SamplerSettings(num_steps=18))
-    synthetic = synthesize(edm, inr2vec, tmp_path / "s", settings, shape, SPACING, publishable=True, device="cpu",
-                           progress=False)
+    synthetic = synthesize(
+        edm, inr2vec, tmp_path / "s", settings, shape, SPACING, publishable=True, device="cpu", progress=False
+    )
     written = synthetic.qc[synthetic.qc.accepted]
     for case_id, spacing in zip(written.case_id, written.slice_spacing_mm):
         zooms = nib.load(tmp_path / "s" / "cases" / case_id / "image.nii.gz").header.get_zooms()

@@ -58,7 +58,10 @@ def test_truncated_file(toy_dataset: Path) -> None:
 def test_shape_mismatch(toy_dataset: Path) -> None:
     save(toy_dataset.parent / "m3" / "fib.nii.gz", np.zeros((48, 44, 6), np.uint8))
     _, found = only_problem(toy_dataset, "m3")
-    assert found[0].file.name == "fib.nii.gz" and "shape (48, 44, 6) differs from the image's (48, 44, 7)" in found[0].message
+    assert (
+        found[0].file.name == "fib.nii.gz"
+        and "shape (48, 44, 6) differs from the image's (48, 44, 7)" in found[0].message
+    )
 
 
 def test_affine_mismatch(toy_dataset: Path) -> None:
@@ -161,7 +164,9 @@ def test_invalid_manifest_is_reported_by_the_cli(tmp_path: Path, capsys: pytest.
 
 
 def test_emidec_layout_missing_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["-q", "validate", str(REPO / "data_manifest" / "emidec.yaml"), "--root", str(tmp_path / "nowhere")]) == 1
+    assert (
+        main(["-q", "validate", str(REPO / "data_manifest" / "emidec.yaml"), "--root", str(tmp_path / "nowhere")]) == 1
+    )
     assert "does not exist" in capsys.readouterr().out
 
 
@@ -171,9 +176,35 @@ def test_emidec_cli_with_copied_case(tmp_path: Path, emidec_root: Path, capsys: 
     # The shipped template splits by a fraction, so it works on a folder of any size as it is ...
     assert main(["-q", "validate", str(REPO / "data_manifest" / "emidec.yaml"), "--root", str(tmp_path)]) == 0
     # ... and a count given on the command line replaces the fraction.
-    assert main(["-q", "validate", str(REPO / "data_manifest" / "emidec.yaml"), "--root", str(tmp_path), "--set", "split.n_test=1"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "validate",
+                str(REPO / "data_manifest" / "emidec.yaml"),
+                "--root",
+                str(tmp_path),
+                "--set",
+                "split.n_test=1",
+            ]
+        )
+        == 0
+    )
     (tmp_path / "Case_P001" / "Contours" / "Case_P001.nii.gz").unlink()
-    assert main(["-q", "validate", str(REPO / "data_manifest" / "emidec.yaml"), "--root", str(tmp_path), "--set", "split.n_test=1"]) == 1
+    assert (
+        main(
+            [
+                "-q",
+                "validate",
+                str(REPO / "data_manifest" / "emidec.yaml"),
+                "--root",
+                str(tmp_path),
+                "--set",
+                "split.n_test=1",
+            ]
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert "Case_P001" in out and "Contours/Case_P001.nii.gz" in out and "file not found" in out
 
@@ -221,7 +252,7 @@ def test_a_blank_image_and_a_header_without_spacing_are_named(toy_dataset: Path)
     image = nib.Nifti1Image(lv_image(labels, 1), None)  # no affine: sform and qform codes stay 0
     image.header["pixdim"][1:4] = [1.6, 1.6, 9.0]
     raw = bytearray(image.header.binaryblock + b"\0" * 4 + image.get_fdata(dtype=np.float32).tobytes("F"))
-    raw[76 + 12:76 + 16] = np.float32(0.0).tobytes()  # pixdim[3] = 0 (nibabel would not write it)
+    raw[76 + 12 : 76 + 16] = np.float32(0.0).tobytes()  # pixdim[3] = 0 (nibabel would not write it)
     (toy_dataset.parent / "c1" / "image.nii.gz").write_bytes(gzip.compress(bytes(raw)))
     report = report_for(toy_dataset)
     messages = {p.case_id: p.message for p in report.problems if p.severity == "error"}
@@ -229,8 +260,9 @@ def test_a_blank_image_and_a_header_without_spacing_are_named(toy_dataset: Path)
     assert "no orientation" in messages["c1"] and "0.0" in messages["c1"]
 
 
-def test_an_emidec_folder_whose_name_is_not_a_case_id_is_named(tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_emidec_folder_whose_name_is_not_a_case_id_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "emidec"
     for name in ("Case_N001", "Case_N002 (copy)"):
         labels = lv_label_map()

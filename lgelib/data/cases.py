@@ -33,12 +33,25 @@ class ScanCase:
 
 def _same_grid(reference: Volume, other: Volume, case_id: str, role: str) -> list[Problem]:
     if other.data.shape != reference.data.shape:
-        return [Problem("error", f"{role}: shape {other.data.shape} differs from the image's {reference.data.shape}",
-                        case_id=case_id, file=other.path)]
+        return [
+            Problem(
+                "error",
+                f"{role}: shape {other.data.shape} differs from the image's {reference.data.shape}",
+                case_id=case_id,
+                file=other.path,
+            )
+        ]
     difference = float(np.abs(other.affine - reference.affine).max())
     if difference > AFFINE_TOLERANCE_MM * max(1.0, float(np.abs(reference.affine).max())):
-        return [Problem("error", f"{role}: affine differs from the image's (largest difference {difference:.4g}); "
-                        "the mask does not lie on the image's voxel grid", case_id=case_id, file=other.path)]
+        return [
+            Problem(
+                "error",
+                f"{role}: affine differs from the image's (largest difference {difference:.4g}); "
+                "the mask does not lie on the image's voxel grid",
+                case_id=case_id,
+                file=other.path,
+            )
+        ]
     return []
 
 
@@ -46,12 +59,24 @@ def _check_integer_values(volume: Volume, allowed: frozenset[int], case_id: str,
     values = np.unique(volume.data)
     non_integer = values[values != np.round(values)]
     if non_integer.size:
-        return [Problem("error", f"{role}: non-integer values {non_integer[:5].tolist()} in a {what}",
-                        case_id=case_id, file=volume.path)]
+        return [
+            Problem(
+                "error",
+                f"{role}: non-integer values {non_integer[:5].tolist()} in a {what}",
+                case_id=case_id,
+                file=volume.path,
+            )
+        ]
     unknown = sorted(int(v) for v in values if int(v) not in allowed)
     if unknown:
-        return [Problem("error", f"{role}: values {unknown} are not in the {what} (allowed: {sorted(allowed)})",
-                        case_id=case_id, file=volume.path)]
+        return [
+            Problem(
+                "error",
+                f"{role}: values {unknown} are not in the {what} (allowed: {sorted(allowed)})",
+                case_id=case_id,
+                file=volume.path,
+            )
+        ]
     return []
 
 
@@ -82,8 +107,15 @@ def read_case(
         if bad:
             problems.append(Problem("error", f"image: {bad} NaN/Inf voxels", case_id=case_id, file=image.path))
         elif float(np.ptp(image.data)) == 0.0:
-            problems.append(Problem("error", f"image: every voxel is {float(image.data.flat[0]):g} (a blank or constant "
-                                             "image: nothing to learn or segment)", case_id=case_id, file=image.path))
+            problems.append(
+                Problem(
+                    "error",
+                    f"image: every voxel is {float(image.data.flat[0]):g} (a blank or constant "
+                    "image: nothing to learn or segment)",
+                    case_id=case_id,
+                    file=image.path,
+                )
+            )
         for role in ("labels", "myocardium", "fibrosis"):
             if role in volumes:
                 problems += _same_grid(image, volumes[role], case_id, role)
@@ -93,7 +125,9 @@ def read_case(
         problems += _check_integer_values(volumes["labels"], label_mapping.allowed, case_id, "labels", "label mapping")
     for role in ("myocardium", "fibrosis"):
         if role in volumes:
-            problems += _check_integer_values(volumes[role], frozenset((0, 1)), case_id, role, "binary mask values {0, 1}")
+            problems += _check_integer_values(
+                volumes[role], frozenset((0, 1)), case_id, role, "binary mask values {0, 1}"
+            )
     if problems:
         raise DataError(problems, context=f"Case {case_id} cannot be used:")
 
@@ -111,7 +145,9 @@ def read_case(
         mask_file = volumes["myocardium"].path
         fibrosis_file = volumes["fibrosis"].path
     if not myocardium.any():
-        raise DataError(Problem("error", "empty myocardium mask (no myocardium voxel)", case_id=case_id, file=mask_file))
+        raise DataError(
+            Problem("error", "empty myocardium mask (no myocardium voxel)", case_id=case_id, file=mask_file)
+        )
     warnings: list[Problem] = []
     outside = int((fibrosis & ~myocardium).sum())
     if outside:

@@ -121,6 +121,7 @@ class CanonicalCase:
 
 # --- orientation -------------------------------------------------------------------------------------------
 
+
 def _display_orientation(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """nibabel ornt taking the file's axes to (slice, row, col), slice direction still as stored."""
     through_plane = slice_axis(voxel_spacing(affine))
@@ -150,7 +151,9 @@ def base_is_first(myocardium: np.ndarray) -> bool:
     return bool(slope <= 0)
 
 
-def orient_case(case: ScanCase, slice_order: SliceOrder = "auto") -> tuple[np.ndarray, list[np.ndarray], np.ndarray, str]:
+def orient_case(
+    case: ScanCase, slice_order: SliceOrder = "auto"
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, str]:
     """Oriented (slice, row, col) image and masks, the ornt used, and the slice order found in the file."""
     ornt = _display_orientation(case.affine, case.image.shape)
     myocardium = apply_orientation(case.myocardium, ornt)
@@ -165,6 +168,7 @@ def orient_case(case: ScanCase, slice_order: SliceOrder = "auto") -> tuple[np.nd
 
 
 # --- sampling ----------------------------------------------------------------------------------------------
+
 
 def signed_distance_per_slice(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     """Signed distance (mm) to the mask's border within each slice: negative inside, positive outside."""
@@ -181,24 +185,32 @@ def signed_distance_per_slice(mask: np.ndarray, spacing: tuple[float, float]) ->
     return out
 
 
-def _sample(volume: np.ndarray, offset: np.ndarray, scale: np.ndarray, shape: tuple[int, ...], cval: float) -> np.ndarray:
+def _sample(
+    volume: np.ndarray, offset: np.ndarray, scale: np.ndarray, shape: tuple[int, ...], cval: float
+) -> np.ndarray:
     """Linear interpolation of ``volume`` at indices ``offset + scale * grid_index`` (axis-aligned)."""
     axes = [offset[a] + scale[a] * np.arange(shape[a]) for a in range(3)]
     coordinates = np.stack(np.meshgrid(*axes, indexing="ij"))
     return ndimage.map_coordinates(volume, coordinates, order=1, mode="constant", cval=cval)
 
 
-def _resample_mask(mask: np.ndarray, spacing: tuple[float, float], offset: np.ndarray, scale: np.ndarray,
-                   shape: tuple[int, ...]) -> np.ndarray:
+def _resample_mask(
+    mask: np.ndarray, spacing: tuple[float, float], offset: np.ndarray, scale: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
     distance = signed_distance_per_slice(mask, spacing)
     return _sample(distance, offset, scale, shape, cval=_OUTSIDE_MM) < 0
 
 
-def _sampling(grid: GridSpec, myocardium: np.ndarray, spacing: np.ndarray, case_id: str) -> tuple[np.ndarray, np.ndarray]:
+def _sampling(
+    grid: GridSpec, myocardium: np.ndarray, spacing: np.ndarray, case_id: str
+) -> tuple[np.ndarray, np.ndarray]:
     levels = np.nonzero(myocardium.any(axis=(1, 2)))[0]
     if levels.size < 2:
-        raise DataError(Problem("error", f"myocardium is present in {levels.size} slice(s); a volume needs at least 2",
-                                case_id=case_id))
+        raise DataError(
+            Problem(
+                "error", f"myocardium is present in {levels.size} slice(s); a volume needs at least 2", case_id=case_id
+            )
+        )
     slices, rows, cols = grid.shape
     centre = np.argwhere(myocardium).mean(axis=0)
     scale = np.array([0.0, grid.inplane_spacing_mm / spacing[1], grid.inplane_spacing_mm / spacing[2]])
@@ -261,7 +273,9 @@ def to_original_grid(volume: np.ndarray, mapping: GridMapping, is_mask: bool) ->
     """
     volume = np.asarray(volume)
     if volume.shape != tuple(mapping.canonical_shape):
-        raise ValueError(f"{mapping.case_id}: volume shape {volume.shape} is not the canonical {mapping.canonical_shape}")
+        raise ValueError(
+            f"{mapping.case_id}: volume shape {volume.shape} is not the canonical {mapping.canonical_shape}"
+        )
     scale = np.asarray(mapping.scale, dtype=float)
     offset = np.asarray(mapping.offset, dtype=float)
     # Oriented index -> canonical index; a zero scale (one level) cannot be inverted and does not occur.

@@ -22,9 +22,7 @@ def padding_mask(image: np.ndarray) -> np.ndarray:
     return pad
 
 
-def normalize_intensity(
-    image: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)
-) -> np.ndarray:
+def normalize_intensity(image: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)) -> np.ndarray:
     """Map the given percentiles of the non-padding voxels to 0 and 1, clip, and set padding to 0.
 
     Returns float32 in [0, 1]. A constant image maps to all zeros.

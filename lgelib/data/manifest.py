@@ -130,13 +130,21 @@ def _expand_env(value: Any, path: Path, problems: list[Problem], key: str = "") 
     if isinstance(value, list):
         return [_expand_env(v, path, problems, f"{key}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, str):
+
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ or not os.environ[name]:
-                problems.append(Problem("error", f"{key}: environment variable {name} is not set "
-                                        f"(set it, or override the key on the command line)", file=path))
+                problems.append(
+                    Problem(
+                        "error",
+                        f"{key}: environment variable {name} is not set "
+                        f"(set it, or override the key on the command line)",
+                        file=path,
+                    )
+                )
                 return match.group(0)
             return os.environ[name]
+
         return _ENV_PATTERN.sub(substitute, value)
     return value
 
@@ -162,8 +170,13 @@ def _semantic_problems(data: dict[str, Any], path: Path) -> list[Problem]:
     seeded = "seed" in split or sized
     listed = "test" in split or "train" in split
     if seeded and listed:
-        problems.append(Problem("error", "split: give either seed + n_test (or test_fraction) or test (+ train) lists, "
-                                         "not both", file=path))
+        problems.append(
+            Problem(
+                "error",
+                "split: give either seed + n_test (or test_fraction) or test (+ train) lists, not both",
+                file=path,
+            )
+        )
     elif "n_test" in split and "test_fraction" in split:
         problems.append(Problem("error", "split: give n_test or test_fraction, not both", file=path))
     elif seeded and not ("seed" in split and sized):
@@ -188,8 +201,11 @@ def _semantic_problems(data: dict[str, Any], path: Path) -> list[Problem]:
             has_labels = "labels" in case
             has_masks = "myocardium" in case and "fibrosis" in case
             if has_labels == has_masks or (has_labels and ("myocardium" in case or "fibrosis" in case)):
-                problems.append(Problem("error", "give either labels, or both myocardium and fibrosis masks",
-                                        case_id=case_id, file=path))
+                problems.append(
+                    Problem(
+                        "error", "give either labels, or both myocardium and fibrosis masks", case_id=case_id, file=path
+                    )
+                )
             uses_labels |= has_labels
             if case_id in seen:
                 problems.append(Problem("error", "duplicate case id in source.cases", case_id=case_id, file=path))
@@ -198,8 +214,14 @@ def _semantic_problems(data: dict[str, Any], path: Path) -> list[Problem]:
             problems.append(Problem("error", "source.label_mapping is required when cases give label maps", file=path))
         mapping = source.get("label_mapping")
         if mapping and not set(mapping.get("fibrosis", [])) <= set(mapping.get("myocardium", [])):
-            problems.append(Problem("error", "source.label_mapping: fibrosis labels must also be myocardium labels "
-                                    "(fibrosis is part of the myocardium)", file=path))
+            problems.append(
+                Problem(
+                    "error",
+                    "source.label_mapping: fibrosis labels must also be myocardium labels "
+                    "(fibrosis is part of the myocardium)",
+                    file=path,
+                )
+            )
     if source.get("kind") == "phantom":
         from lgelib.data.phantom import PhantomConfig  # local: the generator is heavy to import
 
@@ -220,8 +242,14 @@ def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     try:
         text = path.read_text(encoding="utf-8")
         if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
-            raise DataError(Problem("error", "YAML aliases (*name) are not allowed in a manifest: write each value "
-                                             "out (nested aliases can expand a small file into gigabytes)", file=path))
+            raise DataError(
+                Problem(
+                    "error",
+                    "YAML aliases (*name) are not allowed in a manifest: write each value "
+                    "out (nested aliases can expand a small file into gigabytes)",
+                    file=path,
+                )
+            )
         data = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise DataError(Problem("error", f"not valid YAML: {error}", file=path)) from None

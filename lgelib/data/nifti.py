@@ -58,14 +58,18 @@ def read_volume(path: Path, case_id: str, role: str, dtype: type = np.float32) -
     shape = tuple(int(n) for n in image.shape)
     voxels = math.prod(shape)
     if voxels > MAX_VOXELS:
-        raise fail(f"the header claims {' x '.join(map(str, shape))} = {voxels:,} voxels, more than {MAX_VOXELS:,} "
-                   "(a corrupt or hostile header); the data was not read")
+        raise fail(
+            f"the header claims {' x '.join(map(str, shape))} = {voxels:,} voxels, more than {MAX_VOXELS:,} "
+            "(a corrupt or hostile header); the data was not read"
+        )
     if not path.name.endswith(".gz"):
         header = image.header
         needed = int(header.get_data_offset()) + voxels * np.dtype(header.get_data_dtype()).itemsize
         if path.stat().st_size < needed:
-            raise fail(f"truncated: the header claims {' x '.join(map(str, shape))} voxels ({needed:,} bytes) but the "
-                       f"file holds {path.stat().st_size:,} bytes")
+            raise fail(
+                f"truncated: the header claims {' x '.join(map(str, shape))} voxels ({needed:,} bytes) but the "
+                f"file holds {path.stat().st_size:,} bytes"
+            )
     try:
         data = np.asarray(image.dataobj, dtype=dtype)
     except (EOFError, zlib.error, OSError, ValueError) as error:
@@ -85,8 +89,10 @@ def read_volume(path: Path, case_id: str, role: str, dtype: type = np.float32) -
     if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
         pixdim = [float(v) for v in header["pixdim"][1:4]]
         if min(pixdim) <= 0:
-            raise fail(f"the header has no orientation (sform and qform codes 0) and voxel sizes {pixdim} mm: the "
-                       "spacing is unknown (nibabel would assume 1 mm and the volume would be resliced wrongly)")
+            raise fail(
+                f"the header has no orientation (sform and qform codes 0) and voxel sizes {pixdim} mm: the "
+                "spacing is unknown (nibabel would assume 1 mm and the volume would be resliced wrongly)"
+            )
     affine = np.asarray(image.affine, dtype=np.float64)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise fail("the header's affine is not a valid voxel-to-world transform (zero spacing or NaN)")

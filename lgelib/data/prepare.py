@@ -36,8 +36,9 @@ from lgelib.fsutil import atomic_directory
 PREPARED_RECORD = "prepared.json"
 
 
-def write_case_volumes(folder: Path, case_id: str, image: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray,
-                       affine: np.ndarray) -> dict[str, str]:
+def write_case_volumes(
+    folder: Path, case_id: str, image: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray, affine: np.ndarray
+) -> dict[str, str]:
     """Write a case's image and masks as NIfTI into ``folder`` (= ``<root>/cases/<case_id>``); return its
     manifest entry, with paths relative to ``<root>``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -45,8 +46,12 @@ def write_case_volumes(folder: Path, case_id: str, image: np.ndarray, myocardium
     write_volume(folder / "myocardium.nii.gz", np.asarray(myocardium, bool), affine)
     write_volume(folder / "fibrosis.nii.gz", np.asarray(fibrosis, bool), affine)
     relative = f"cases/{case_id}"
-    return {"id": case_id, "image": f"{relative}/image.nii.gz",
-            "myocardium": f"{relative}/myocardium.nii.gz", "fibrosis": f"{relative}/fibrosis.nii.gz"}
+    return {
+        "id": case_id,
+        "image": f"{relative}/image.nii.gz",
+        "myocardium": f"{relative}/myocardium.nii.gz",
+        "fibrosis": f"{relative}/fibrosis.nii.gz",
+    }
 
 
 def write_canonical_case(folder: Path, case: CanonicalCase) -> dict[str, str]:
@@ -56,17 +61,28 @@ def write_canonical_case(folder: Path, case: CanonicalCase) -> dict[str, str]:
     return entry
 
 
-def write_nifti_manifest(path: Path, name: str, description: str, publishable: bool,
-                         entries: list[dict[str, str]], split: Split) -> None:
+def write_nifti_manifest(
+    path: Path, name: str, description: str, publishable: bool, entries: list[dict[str, str]], split: Split
+) -> None:
     """A manifest of kind ``nifti`` listing masks per case, with the split as explicit lists."""
-    manifest = {"version": 1, "name": name, "description": description, "publishable": publishable,
-                "source": {"kind": "nifti", "cases": entries},
-                "split": {"train": list(split.train), "test": list(split.test)}}
+    manifest = {
+        "version": 1,
+        "name": name,
+        "description": description,
+        "publishable": publishable,
+        "source": {"kind": "nifti", "cases": entries},
+        "split": {"train": list(split.train), "test": list(split.test)},
+    }
     path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
 
 
-def prepare_dataset(dataset: Dataset | Manifest | str | Path, grid: GridSpec, out_dir: Path,
-                    progress: bool = True, replace: bool = False) -> Path:
+def prepare_dataset(
+    dataset: Dataset | Manifest | str | Path,
+    grid: GridSpec,
+    out_dir: Path,
+    progress: bool = True,
+    replace: bool = False,
+) -> Path:
     """Put every case on ``grid`` and write the prepared folder; return its manifest path.
 
     All cases are read and checked before anything is written; on any error a :class:`DataError` lists every
@@ -90,10 +106,15 @@ def prepare_dataset(dataset: Dataset | Manifest | str | Path, grid: GridSpec, ou
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, replace=replace) as staging:
         entries = [write_canonical_case(staging / "cases" / c.case_id, c) for c in canonical]
-        write_nifti_manifest(staging / "manifest.yaml", f"{manifest.name}-canonical",
-                             f"{manifest.name} on the canonical grid {grid.shape} ({grid.z_mode}, "
-                             f"{grid.inplane_spacing_mm} mm in-plane); prepared by lgelib {__version__}.",
-                             manifest.publishable, entries, dataset.split)
+        write_nifti_manifest(
+            staging / "manifest.yaml",
+            f"{manifest.name}-canonical",
+            f"{manifest.name} on the canonical grid {grid.shape} ({grid.z_mode}, "
+            f"{grid.inplane_spacing_mm} mm in-plane); prepared by lgelib {__version__}.",
+            manifest.publishable,
+            entries,
+            dataset.split,
+        )
         record = {
             "lgelib_version": __version__,
             "source_manifest": str(manifest.path),
@@ -103,9 +124,15 @@ def prepare_dataset(dataset: Dataset | Manifest | str | Path, grid: GridSpec, ou
             "publishable": manifest.publishable,
             "grid": dataclasses.asdict(grid),
             "split": dataclasses.asdict(dataset.split),
-            "cases": {c.case_id: {"warnings": [str(w) for w in c.warnings], "notes": list(c.mapping.notes),
-                                  "slice_order_in_file": c.mapping.slice_order,
-                                  "summary": summaries[c.case_id]} for c in canonical},
+            "cases": {
+                c.case_id: {
+                    "warnings": [str(w) for w in c.warnings],
+                    "notes": list(c.mapping.notes),
+                    "slice_order_in_file": c.mapping.slice_order,
+                    "summary": summaries[c.case_id],
+                }
+                for c in canonical
+            },
         }
         (staging / PREPARED_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
     return out_dir / "manifest.yaml"
@@ -151,8 +178,15 @@ def load_prepared(folder: Path) -> PreparedDataset:
         mapping_file = files.image.parent / "mapping.json"
         if mapping_file.is_file():
             mappings[files.case_id] = GridMapping.from_json(mapping_file.read_text(encoding="utf-8"))
-    return PreparedDataset(list(dataset.case_ids), np.stack(images), np.stack(myocardium), np.stack(fibrosis),
-                           mappings, dataset.split, manifest.publishable)
+    return PreparedDataset(
+        list(dataset.case_ids),
+        np.stack(images),
+        np.stack(myocardium),
+        np.stack(fibrosis),
+        mappings,
+        dataset.split,
+        manifest.publishable,
+    )
 
 
 def source_fingerprint(dataset: Dataset) -> str:
@@ -160,10 +194,15 @@ def source_fingerprint(dataset: Dataset) -> str:
     expansion, so another root, another ``publishable`` or another label mapping counts), each case's id and the
     bytes of every source file (so an edited mask counts)."""
     manifest = dataset.manifest
-    resolved = {"name": manifest.name, "publishable": manifest.publishable, "kind": manifest.kind,
-                "source": manifest.source, "slice_order": manifest.slice_order,
-                "fibrosis_outside_myocardium": manifest.fibrosis_outside_myocardium,
-                "label_mapping": repr(dataset.label_mapping)}
+    resolved = {
+        "name": manifest.name,
+        "publishable": manifest.publishable,
+        "kind": manifest.kind,
+        "source": manifest.source,
+        "slice_order": manifest.slice_order,
+        "fibrosis_outside_myocardium": manifest.fibrosis_outside_myocardium,
+        "label_mapping": repr(dataset.label_mapping),
+    }
     parts = [part for case in dataset.cases for part in (case.case_id, *map(Path, case.paths))]
     return fingerprint(resolved, *parts)
 
@@ -178,12 +217,16 @@ def is_prepared(out_dir: Path, dataset: Dataset, grid: GridSpec) -> bool:
         record = json.loads(record_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (record.get("source_sha256") == source_fingerprint(dataset)
-            and record.get("grid") == json.loads(json.dumps(dataclasses.asdict(grid)))
-            and record.get("split") == json.loads(json.dumps(dataclasses.asdict(dataset.split))))
+    return (
+        record.get("source_sha256") == source_fingerprint(dataset)
+        and record.get("grid") == json.loads(json.dumps(dataclasses.asdict(grid)))
+        and record.get("split") == json.loads(json.dumps(dataclasses.asdict(dataset.split)))
+    )
 
 
-def ensure_prepared(dataset: Dataset | Manifest | str | Path, grid: GridSpec, out_dir: Path, progress: bool = True) -> Path:
+def ensure_prepared(
+    dataset: Dataset | Manifest | str | Path, grid: GridSpec, out_dir: Path, progress: bool = True
+) -> Path:
     """Prepare ``dataset`` into ``out_dir`` unless that exact preparation is already there; return the manifest."""
     if not isinstance(dataset, Dataset):
         dataset = open_dataset(dataset, progress=progress)
@@ -192,8 +235,14 @@ def ensure_prepared(dataset: Dataset | Manifest | str | Path, grid: GridSpec, ou
     return prepare_dataset(dataset, grid, out_dir, progress=progress, replace=True)
 
 
-def load_run_data(manifest: str | Path, grid: GridSpec, run_dir: Path | str, split_seed: int | None = None,
-                  progress: bool = False, n_train: int | None = None) -> PreparedDataset:
+def load_run_data(
+    manifest: str | Path,
+    grid: GridSpec,
+    run_dir: Path | str,
+    split_seed: int | None = None,
+    progress: bool = False,
+    n_train: int | None = None,
+) -> PreparedDataset:
     """A run's dataset on its canonical grid (``run_dir/data``), prepared first if it is not there yet.
 
     The stages after the data chapter start here, with the notebook parameters ``manifest``, ``run_dir`` and
@@ -203,5 +252,6 @@ def load_run_data(manifest: str | Path, grid: GridSpec, run_dir: Path | str, spl
     prepared = load_prepared(ensure_prepared(dataset, grid, Path(run_dir) / "data", progress=progress).parent)
     # The same lists, and the seed that drew them; whether images may be shown is the source manifest's decision,
     # on every run, never a derived copy's (a private flag anywhere wins).
-    return dataclasses.replace(prepared, split=dataset.split,
-                               publishable=dataset.manifest.publishable and prepared.publishable)
+    return dataclasses.replace(
+        prepared, split=dataset.split, publishable=dataset.manifest.publishable and prepared.publishable
+    )

@@ -39,6 +39,8 @@ def prepared_summary(folder: Path) -> pd.DataFrame:
 
     record = json.loads((Path(folder) / PREPARED_RECORD).read_text(encoding="utf-8"))
     test = set(record["split"]["test"])
-    rows = [{"case": case_id, "split": "test" if case_id in test else "train", **entry["summary"]}
-            for case_id, entry in record["cases"].items()]
+    rows = [
+        {"case": case_id, "split": "test" if case_id in test else "train", **entry["summary"]}
+        for case_id, entry in record["cases"].items()
+    ]
     return pd.DataFrame(rows).set_index("case")

@@ -40,8 +40,10 @@ class ValidationReport:
     def format(self) -> str:
         """Human-readable report: a summary line, then problems grouped by case."""
         verdict = "OK" if self.ok else "FAILED"
-        lines = [f"{verdict}: {self.manifest_path}: {self.n_cases} cases, {self.n_ok} readable, "
-                 f"{len(self.errors)} errors, {len(self.warnings)} warnings"]
+        lines = [
+            f"{verdict}: {self.manifest_path}: {self.n_cases} cases, {self.n_ok} readable, "
+            f"{len(self.errors)} errors, {len(self.warnings)} warnings"
+        ]
         by_case: dict[str, list[Problem]] = {}
         for problem in self.problems:
             by_case.setdefault(problem.case_id or "(dataset)", []).append(problem)
@@ -86,8 +88,10 @@ def validate_dataset(
             case = read_case(files, mapping, manifest.fibrosis_outside_myocardium)
             to_canonical(case, grid, manifest.slice_order)
         except DataError as error:
-            report.problems += [p if p.case_id else Problem(p.severity, p.message, files.case_id, p.file or files.image)
-                                for p in error.problems]
+            report.problems += [
+                p if p.case_id else Problem(p.severity, p.message, files.case_id, p.file or files.image)
+                for p in error.problems
+            ]
             continue
         report.problems += case.warnings
         report.n_ok += 1

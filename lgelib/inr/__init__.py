@@ -5,5 +5,16 @@ from lgelib.inr.fit import FitSettings
 from lgelib.inr.query import Decoded, decode
 from lgelib.inr.stage import FittedINRs, fit_inrs, load_fitted
 
-__all__ = ["HEADS", "Decoded", "FitSettings", "FittedINRs", "JointSiren", "ParameterLayout", "SirenSpec",
-           "decode", "fit_inrs", "load_fitted", "siren_init"]
+__all__ = [
+    "HEADS",
+    "Decoded",
+    "FitSettings",
+    "FittedINRs",
+    "JointSiren",
+    "ParameterLayout",
+    "SirenSpec",
+    "decode",
+    "fit_inrs",
+    "load_fitted",
+    "siren_init",
+]

@@ -60,8 +60,7 @@ class FitSettings:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.points_per_step < 1 or not self.lr > 0 or not 0 < self.lr_final <= self.lr:
-            raise ValueError(f"invalid fit settings {self}: need steps >= 1, points_per_step >= 1, "
-                             "0 < lr_final <= lr")
+            raise ValueError(f"invalid fit settings {self}: need steps >= 1, points_per_step >= 1, 0 < lr_final <= lr")
         object.__setattr__(self, "loss_weights", tuple(float(w) for w in self.loss_weights))
 
     def to_dict(self) -> dict:
@@ -104,15 +103,29 @@ def matmul_precision(precision: str) -> Iterator[torch.dtype | None]:
 
 def stack_targets(images: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray) -> Tensor:
     """(N, Z, R, C) arrays -> (N, Z*R*C, 3) float32 targets (intensity, myocardium, fibrosis)."""
-    return torch.from_numpy(np.stack([images.reshape(len(images), -1), myocardium.reshape(len(images), -1),
-                                      fibrosis.reshape(len(images), -1)], axis=-1).astype(np.float32))
+    return torch.from_numpy(
+        np.stack(
+            [images.reshape(len(images), -1), myocardium.reshape(len(images), -1), fibrosis.reshape(len(images), -1)],
+            axis=-1,
+        ).astype(np.float32)
+    )
 
 
-def fit_batch(init: Tensor, spec: SirenSpec, settings: FitSettings, case_ids: list[str], images: np.ndarray,
-              myocardium: np.ndarray, fibrosis: np.ndarray, device: torch.device | str | None = None,
-              precision: str | None = None, progress: bool = True,
-              on_step: Callable[[int, Tensor, Tensor], None] | None = None, engine: str = "fused",
-              chunk: int | None = None) -> Tensor:
+def fit_batch(
+    init: Tensor,
+    spec: SirenSpec,
+    settings: FitSettings,
+    case_ids: list[str],
+    images: np.ndarray,
+    myocardium: np.ndarray,
+    fibrosis: np.ndarray,
+    device: torch.device | str | None = None,
+    precision: str | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, Tensor, Tensor], None] | None = None,
+    engine: str = "fused",
+    chunk: int | None = None,
+) -> Tensor:
     """Fit one SIREN per volume, all N together, each starting from the shared flat ``init`` (P,).
 
     Args:
@@ -133,16 +146,32 @@ def fit_batch(init: Tensor, spec: SirenSpec, settings: FitSettings, case_ids: li
     layout = ParameterLayout(spec)
     n, shape = len(case_ids), tuple(images.shape[1:])
     targets = stack_targets(images, myocardium, fibrosis).to(device)
-    sampler = VoxelSampler(case_ids, myocardium.astype(bool), fibrosis.astype(bool), settings.points_per_step,
-                           settings.seed, settings.myocardium_fraction, settings.fibrosis_fraction,
-                           settings.band_voxels, device=device)
+    sampler = VoxelSampler(
+        case_ids,
+        myocardium.astype(bool),
+        fibrosis.astype(bool),
+        settings.points_per_step,
+        settings.seed,
+        settings.myocardium_fraction,
+        settings.fibrosis_fraction,
+        settings.band_voxels,
+        device=device,
+    )
     flat = init.to(device=device, dtype=torch.float32).expand(n, -1).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([flat], lr=settings.lr)
-    bar = tqdm(range(settings.steps), desc=f"fitting {n} INR{'s' if n > 1 else ''}", disable=not progress,
-               unit="step", leave=False)
+    bar = tqdm(
+        range(settings.steps),
+        desc=f"fitting {n} INR{'s' if n > 1 else ''}",
+        disable=not progress,
+        unit="step",
+        leave=False,
+    )
     with matmul_precision(precision) as matmul_dtype:
-        fused = SirenStep(spec, n, settings.points_per_step, settings.loss_weights, chunk, device) \
-            if engine == "fused" and matmul_dtype is None else None
+        fused = (
+            SirenStep(spec, n, settings.points_per_step, settings.loss_weights, chunk, device)
+            if engine == "fused" and matmul_dtype is None
+            else None
+        )
         for step in bar:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(settings, step)
@@ -154,8 +183,9 @@ def fit_batch(init: Tensor, spec: SirenSpec, settings: FitSettings, case_ids: li
                 flat.grad = fused.grad
             else:
                 flat.grad = None
-                losses = joint_loss(batched_forward(layout.unflatten(flat), coords, spec, matmul_dtype), target,
-                                    settings.loss_weights)
+                losses = joint_loss(
+                    batched_forward(layout.unflatten(flat), coords, spec, matmul_dtype), target, settings.loss_weights
+                )
                 losses.sum().backward()
                 losses = losses.detach()
             optimizer.step()

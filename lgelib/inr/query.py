@@ -29,8 +29,13 @@ class Decoded:
 
 
 @torch.no_grad()
-def evaluate(params: Tensor, spec: SirenSpec, coords: Tensor, device: torch.device | str | None = None,
-             points_per_chunk: int | None = None) -> Tensor:
+def evaluate(
+    params: Tensor,
+    spec: SirenSpec,
+    coords: Tensor,
+    device: torch.device | str | None = None,
+    points_per_chunk: int | None = None,
+) -> Tensor:
     """Raw outputs (N, M, 3) of N INRs (flat params (N, P) or (P,)) at the same (M, 3) coordinates."""
     device = resolve_device(device)
     flat = params.reshape(-1, params.shape[-1]).to(device=device, dtype=torch.float32)
@@ -42,8 +47,13 @@ def evaluate(params: Tensor, spec: SirenSpec, coords: Tensor, device: torch.devi
     return torch.cat(outputs, dim=1)
 
 
-def decode(params: Tensor, spec: SirenSpec, shape: tuple[int, int, int], device: torch.device | str | None = None,
-           points_per_chunk: int | None = None) -> Decoded:
+def decode(
+    params: Tensor,
+    spec: SirenSpec,
+    shape: tuple[int, int, int],
+    device: torch.device | str | None = None,
+    points_per_chunk: int | None = None,
+) -> Decoded:
     """Decode N INRs on a (slices, rows, cols) grid spanning [-1, 1]^3, of any shape.
 
     Between the voxels it was fitted on an INR is unconstrained (a SIREN fills gaps with high frequencies, most
@@ -51,5 +61,8 @@ def decode(params: Tensor, spec: SirenSpec, shape: tuple[int, int, int], device:
     """
     outputs = evaluate(params, spec, grid_coordinates(tuple(shape)), device, points_per_chunk)
     volumes = outputs.reshape(outputs.shape[0], *shape, 3).numpy()
-    return Decoded(intensity=volumes[..., 0].astype(np.float32), myocardium=expit(volumes[..., 1]).astype(np.float32),
-                   fibrosis=expit(volumes[..., 2]).astype(np.float32))
+    return Decoded(
+        intensity=volumes[..., 0].astype(np.float32),
+        myocardium=expit(volumes[..., 1]).astype(np.float32),
+        fibrosis=expit(volumes[..., 2]).astype(np.float32),
+    )

@@ -46,12 +46,24 @@ class VoxelSampler:
         chunk_steps: steps drawn at once (does not change the draws).
     """
 
-    def __init__(self, case_ids: list[str], myocardium: np.ndarray, fibrosis: np.ndarray, points: int, seed: int,
-                 myocardium_fraction: float = 0.0, fibrosis_fraction: float = 0.0, band_voxels: int = 2,
-                 device: torch.device | str = "cpu", chunk_steps: int = 16) -> None:
+    def __init__(
+        self,
+        case_ids: list[str],
+        myocardium: np.ndarray,
+        fibrosis: np.ndarray,
+        points: int,
+        seed: int,
+        myocardium_fraction: float = 0.0,
+        fibrosis_fraction: float = 0.0,
+        band_voxels: int = 2,
+        device: torch.device | str = "cpu",
+        chunk_steps: int = 16,
+    ) -> None:
         if not 0 <= myocardium_fraction + fibrosis_fraction <= 1 or min(myocardium_fraction, fibrosis_fraction) < 0:
-            raise ValueError("myocardium_fraction and fibrosis_fraction must be >= 0 and sum to at most 1, got "
-                             f"{myocardium_fraction} and {fibrosis_fraction}")
+            raise ValueError(
+                "myocardium_fraction and fibrosis_fraction must be >= 0 and sum to at most 1, got "
+                f"{myocardium_fraction} and {fibrosis_fraction}"
+            )
         self.n_voxels = int(np.prod(myocardium.shape[1:]))
         self.points = int(points)
         self.device = torch.device(device)
@@ -78,7 +90,7 @@ class VoxelSampler:
         width = max(len(p) for p in pools)
         padded = np.zeros((len(pools), width), dtype=np.int64)
         for i, pool in enumerate(pools):
-            padded[i, :len(pool)] = pool
+            padded[i, : len(pool)] = pool
         counts = torch.tensor([len(p) for p in pools], dtype=torch.float64, device=self.device)
         return torch.from_numpy(padded).to(self.device), counts
 
@@ -91,15 +103,17 @@ class VoxelSampler:
             myo_pool, myo_count, fib_pool, fib_count = myo_pool[rows], myo_count[rows], fib_pool[rows], fib_count[rows]
         lead = uniforms.shape[:-2]
         uniform = (uniforms[..., :n_u] * self.n_voxels).long()
-        myo_slot = (uniforms[..., n_u:n_u + n_m] * myo_count[:, None]).long()
-        fib_slot = (uniforms[..., n_u + n_m:] * fib_count[:, None]).long()
+        myo_slot = (uniforms[..., n_u : n_u + n_m] * myo_count[:, None]).long()
+        fib_slot = (uniforms[..., n_u + n_m :] * fib_count[:, None]).long()
         myo = torch.gather(myo_pool.expand(*lead, -1, -1), -1, myo_slot)
         fib = torch.gather(fib_pool.expand(*lead, -1, -1), -1, fib_slot)
         return torch.cat([uniform, myo, fib], dim=-1)
 
     def _refill(self) -> None:
-        uniforms = torch.stack([torch.rand((self.chunk_steps, self.points), generator=g, dtype=torch.float64)
-                                for g in self.generators], dim=1).to(self.device)  # (S, N, points)
+        uniforms = torch.stack(
+            [torch.rand((self.chunk_steps, self.points), generator=g, dtype=torch.float64) for g in self.generators],
+            dim=1,
+        ).to(self.device)  # (S, N, points)
         self._buffer = self.draw(uniforms)
         self._position = 0
 

@@ -52,8 +52,10 @@ class SirenSpec:
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.backbone_layers < 1 or self.head_hidden < 0 or self.encoding_frequencies < 0:
-            raise ValueError(f"invalid SIREN spec {self}: need hidden >= 1, backbone_layers >= 1, head_hidden >= 0, "
-                             "encoding_frequencies >= 0")
+            raise ValueError(
+                f"invalid SIREN spec {self}: need hidden >= 1, backbone_layers >= 1, head_hidden >= 0, "
+                "encoding_frequencies >= 0"
+            )
         if self.init not in INITS:
             raise ValueError(f"unknown SIREN init {self.init!r}; choose one of {', '.join(INITS)}")
 
@@ -93,9 +95,12 @@ class ParameterLayout:
             width = spec.hidden
         for head in HEADS:
             if spec.head_hidden:
-                entries += [(f"heads.{head}.0.weight", (spec.head_hidden, spec.hidden)),
-                            (f"heads.{head}.0.bias", (spec.head_hidden,)),
-                            (f"heads.{head}.1.weight", (1, spec.head_hidden)), (f"heads.{head}.1.bias", (1,))]
+                entries += [
+                    (f"heads.{head}.0.weight", (spec.head_hidden, spec.hidden)),
+                    (f"heads.{head}.0.bias", (spec.head_hidden,)),
+                    (f"heads.{head}.1.weight", (1, spec.head_hidden)),
+                    (f"heads.{head}.1.bias", (1,)),
+                ]
             else:
                 entries += [(f"heads.{head}.0.weight", (1, spec.hidden)), (f"heads.{head}.0.bias", (1,))]
         self.entries = entries
@@ -111,15 +116,17 @@ class ParameterLayout:
         if flat.shape[-1] != self.size:
             raise ValueError(f"expected {self.size} parameters for {self.spec}, got {flat.shape[-1]}")
         lead = flat.shape[:-1]
-        return {name: flat[..., self.offsets[name][0]:self.offsets[name][1]].reshape(*lead, *shape)
-                for name, shape in self.entries}
+        return {
+            name: flat[..., self.offsets[name][0] : self.offsets[name][1]].reshape(*lead, *shape)
+            for name, shape in self.entries
+        }
 
     def flatten(self, params: Mapping[str, Tensor]) -> Tensor:
         """Inverse of `unflatten`: named (..., *shape) tensors to one (..., P) tensor."""
         parts = []
         for name, shape in self.entries:
             tensor = params[name]
-            parts.append(tensor.reshape(*tensor.shape[:tensor.dim() - len(shape)], -1))
+            parts.append(tensor.reshape(*tensor.shape[: tensor.dim() - len(shape)], -1))
         return torch.cat(parts, dim=-1)
 
     def table(self) -> list[tuple[str, tuple[int, ...], int]]:
@@ -167,7 +174,7 @@ def encode_inputs(coords: Tensor, spec: SirenSpec) -> Tensor:
         return coords
     parts = [coords]
     for k in range(spec.encoding_frequencies):
-        parts += [torch.sin(2.0 ** k * coords), torch.cos(2.0 ** k * coords)]
+        parts += [torch.sin(2.0**k * coords), torch.cos(2.0**k * coords)]
     return torch.cat(parts, dim=-1)
 
 
@@ -180,8 +187,12 @@ class JointSiren(nn.Module):
         widths = [spec.input_width] + [spec.hidden] * spec.backbone_layers
         self.backbone = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         if spec.head_hidden:
-            self.heads = nn.ModuleDict({head: nn.ModuleList([nn.Linear(spec.hidden, spec.head_hidden),
-                                                              nn.Linear(spec.head_hidden, 1)]) for head in HEADS})
+            self.heads = nn.ModuleDict(
+                {
+                    head: nn.ModuleList([nn.Linear(spec.hidden, spec.head_hidden), nn.Linear(spec.head_hidden, 1)])
+                    for head in HEADS
+                }
+            )
         else:
             self.heads = nn.ModuleDict({head: nn.ModuleList([nn.Linear(spec.hidden, 1)]) for head in HEADS})
 
@@ -208,8 +219,9 @@ class JointSiren(nn.Module):
         return torch.cat(outputs, dim=-1)
 
 
-def batched_forward(params: Mapping[str, Tensor], coords: Tensor, spec: SirenSpec,
-                    matmul_dtype: torch.dtype | None = None) -> Tensor:
+def batched_forward(
+    params: Mapping[str, Tensor], coords: Tensor, spec: SirenSpec, matmul_dtype: torch.dtype | None = None
+) -> Tensor:
     """N SIRENs at once: params shaped (N, *shape) per name, coords (N, B, 3) -> outputs (N, B, 3).
 
     Every layer is one batched matmul over the N networks; the three heads' sine layers are fused into one.
@@ -219,8 +231,9 @@ def batched_forward(params: Mapping[str, Tensor], coords: Tensor, spec: SirenSpe
 
     def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         if matmul_dtype is not None:
-            return torch.baddbmm(bias.unsqueeze(1).to(matmul_dtype), x.to(matmul_dtype),
-                                 weight.to(matmul_dtype).transpose(1, 2)).float()
+            return torch.baddbmm(
+                bias.unsqueeze(1).to(matmul_dtype), x.to(matmul_dtype), weight.to(matmul_dtype).transpose(1, 2)
+            ).float()
         return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
     h = encode_inputs(coords, spec)

@@ -67,8 +67,12 @@ class FittedINRs:
     grid_shape: tuple[int, int, int]
     fidelity: pd.DataFrame
 
-    def decode(self, cases: str | list[str] | None = None, shape: tuple[int, int, int] | None = None,
-               device: torch.device | str | None = None) -> Decoded:
+    def decode(
+        self,
+        cases: str | list[str] | None = None,
+        shape: tuple[int, int, int] | None = None,
+        device: torch.device | str | None = None,
+    ) -> Decoded:
         """Decode the named cases (default all) on a grid of ``shape`` (default: the fitted grid)."""
         names = [cases] if isinstance(cases, str) else (self.case_ids if cases is None else list(cases))
         missing = [c for c in names if c not in self.case_ids]
@@ -78,20 +82,35 @@ class FittedINRs:
         return decode(self.params[rows], self.spec, shape or self.grid_shape, device)
 
 
-def case_fingerprint(spec: SirenSpec, settings: FitSettings, init: Tensor, image: np.ndarray,
-                     myocardium: np.ndarray, fibrosis: np.ndarray) -> str:
+def case_fingerprint(
+    spec: SirenSpec,
+    settings: FitSettings,
+    init: Tensor,
+    image: np.ndarray,
+    myocardium: np.ndarray,
+    fibrosis: np.ndarray,
+) -> str:
     """A hash of everything that determines one case's fitted INR."""
-    return fingerprint([spec.to_dict(), settings.to_dict()], init, image.astype(np.float32),
-                       myocardium.astype(bool), fibrosis.astype(bool))
+    return fingerprint(
+        [spec.to_dict(), settings.to_dict()],
+        init,
+        image.astype(np.float32),
+        myocardium.astype(bool),
+        fibrosis.astype(bool),
+    )
 
 
-def case_fidelity(decoded: Decoded, image: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray,
-                  index: int) -> dict[str, float]:
+def case_fidelity(
+    decoded: Decoded, image: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarray, index: int
+) -> dict[str, float]:
     """PSNR (data range 1) and Dice of the 0.5-thresholded heads for decoded case ``index``, full grid."""
     myo_pred, fib_pred = decoded.masks()
-    return {"psnr_db": psnr(np.clip(decoded.intensity[index], 0, 1), image),
-            "myocardium_dice": dice(myo_pred[index], myocardium), "fibrosis_dice": dice(fib_pred[index], fibrosis),
-            "fibrosis_voxels": int(fibrosis.sum())}
+    return {
+        "psnr_db": psnr(np.clip(decoded.intensity[index], 0, 1), image),
+        "myocardium_dice": dice(myo_pred[index], myocardium),
+        "fibrosis_dice": dice(fib_pred[index], fibrosis),
+        "fibrosis_voxels": int(fibrosis.sum()),
+    }
 
 
 def _finished_case(path: Path, fingerprint: str) -> tuple[Tensor, dict] | None:
@@ -116,10 +135,19 @@ def _write_init(folder: Path, spec: SirenSpec, settings: FitSettings) -> Tensor:
     return init
 
 
-def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, settings: FitSettings,
-             case_ids: list[str] | None = None, cases_per_batch: int = 16, device: torch.device | str | None = None,
-             precision: str | None = None, progress: bool = True,
-             on_batch: Callable[[list[str]], None] | None = None, case_cache: Path | str | None = None) -> FittedINRs:
+def fit_inrs(
+    prepared: PreparedDataset,
+    out_dir: Path | str,
+    spec: SirenSpec,
+    settings: FitSettings,
+    case_ids: list[str] | None = None,
+    cases_per_batch: int = 16,
+    device: torch.device | str | None = None,
+    precision: str | None = None,
+    progress: bool = True,
+    on_batch: Callable[[list[str]], None] | None = None,
+    case_cache: Path | str | None = None,
+) -> FittedINRs:
     """Fit (or resume fitting) one joint SIREN per case and write the stage folder.
 
     Args:
@@ -147,12 +175,22 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
     device = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     init = _write_init(out, spec, settings)
-    (out / "settings.json").write_text(json.dumps(
-        {"spec": spec.to_dict(), "settings": settings.to_dict(), "n_params": spec.n_params,
-         "layout": [[name, list(shape), count] for name, shape, count in ParameterLayout(spec).table()]}, indent=1))
+    (out / "settings.json").write_text(
+        json.dumps(
+            {
+                "spec": spec.to_dict(),
+                "settings": settings.to_dict(),
+                "n_params": spec.n_params,
+                "layout": [[name, list(shape), count] for name, shape, count in ParameterLayout(spec).table()],
+            },
+            indent=1,
+        )
+    )
     rows = prepared.index(names)
-    fingerprints = {c: case_fingerprint(spec, settings, init, prepared.images[i], prepared.myocardium[i],
-                                        prepared.fibrosis[i]) for c, i in zip(names, rows)}
+    fingerprints = {
+        c: case_fingerprint(spec, settings, init, prepared.images[i], prepared.myocardium[i], prepared.fibrosis[i])
+        for c, i in zip(names, rows)
+    }
     results: dict[str, tuple[Tensor, dict]] = {}
     cache = None if case_cache is None else Path(case_cache)
     for c in names:
@@ -167,31 +205,57 @@ def fit_inrs(prepared: PreparedDataset, out_dir: Path | str, spec: SirenSpec, se
     todo = [c for c in names if c not in results]
     if progress and results:
         logger.info("%d of %d cases already fitted in %s; fitting %d", len(results), len(names), cases_dir, len(todo))
-    batches = [todo[i:i + cases_per_batch] for i in range(0, len(todo), cases_per_batch)]
+    batches = [todo[i : i + cases_per_batch] for i in range(0, len(todo), cases_per_batch)]
     for batch in tqdm(batches, desc="INR batches", disable=not progress or len(batches) < 2, unit="batch"):
         index = prepared.index(batch)
         started = time.perf_counter()
-        params = fit_batch(init, spec, settings, batch, prepared.images[index], prepared.myocardium[index],
-                           prepared.fibrosis[index], device=device, precision=precision, progress=progress)
+        params = fit_batch(
+            init,
+            spec,
+            settings,
+            batch,
+            prepared.images[index],
+            prepared.myocardium[index],
+            prepared.fibrosis[index],
+            device=device,
+            precision=precision,
+            progress=progress,
+        )
         seconds = (time.perf_counter() - started) / len(batch)
         decoded = decode(params, spec, tuple(prepared.images.shape[1:]), device)
         for j, (case_id, i) in enumerate(zip(batch, index)):
             fidelity = case_fidelity(decoded, prepared.images[i], prepared.myocardium[i], prepared.fibrosis[i], j)
             fidelity["seconds"] = seconds
-            save_tensors(cases_dir / f"{case_id}.safetensors", {"params": params[j]},
-                         {"case_id": case_id, "fingerprint": fingerprints[case_id], "fidelity": json.dumps(fidelity)})
+            save_tensors(
+                cases_dir / f"{case_id}.safetensors",
+                {"params": params[j]},
+                {"case_id": case_id, "fingerprint": fingerprints[case_id], "fidelity": json.dumps(fidelity)},
+            )
             if cache is not None:
                 cache.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(cases_dir / f"{case_id}.safetensors", cache / f"{case_id}.safetensors")
             results[case_id] = (params[j], fidelity)
         if on_batch is not None:
             on_batch(batch)
-    fitted = FittedINRs(case_ids=names, params=torch.stack([results[c][0] for c in names]), init=init, spec=spec,
-                        settings=settings, grid_shape=tuple(int(n) for n in prepared.images.shape[1:]),
-                        fidelity=pd.DataFrame([{"case_id": c, **results[c][1]} for c in names]))
-    save_tensors(out / "inrs.safetensors", {"params": fitted.params, "init": init},
-                 {"case_ids": json.dumps(names), "spec": json.dumps(spec.to_dict()),
-                  "settings": json.dumps(settings.to_dict()), "grid_shape": json.dumps(fitted.grid_shape)})
+    fitted = FittedINRs(
+        case_ids=names,
+        params=torch.stack([results[c][0] for c in names]),
+        init=init,
+        spec=spec,
+        settings=settings,
+        grid_shape=tuple(int(n) for n in prepared.images.shape[1:]),
+        fidelity=pd.DataFrame([{"case_id": c, **results[c][1]} for c in names]),
+    )
+    save_tensors(
+        out / "inrs.safetensors",
+        {"params": fitted.params, "init": init},
+        {
+            "case_ids": json.dumps(names),
+            "spec": json.dumps(spec.to_dict()),
+            "settings": json.dumps(settings.to_dict()),
+            "grid_shape": json.dumps(fitted.grid_shape),
+        },
+    )
     fitted.fidelity.to_csv(out / "fidelity.csv", index=False)
     return fitted
 
@@ -206,6 +270,12 @@ def load_fitted(folder: Path | str) -> FittedINRs:
     settings["loss_weights"] = tuple(settings["loss_weights"])
     case_ids = json.loads(metadata["case_ids"])
     fidelity = pd.read_csv(Path(folder) / "fidelity.csv", dtype={"case_id": str})
-    return FittedINRs(case_ids=case_ids, params=tensors["params"], init=tensors["init"],
-                      spec=SirenSpec(**json.loads(metadata["spec"])), settings=FitSettings(**settings),
-                      grid_shape=tuple(json.loads(metadata["grid_shape"])), fidelity=fidelity)
+    return FittedINRs(
+        case_ids=case_ids,
+        params=tensors["params"],
+        init=tensors["init"],
+        spec=SirenSpec(**json.loads(metadata["spec"])),
+        settings=FitSettings(**settings),
+        grid_shape=tuple(json.loads(metadata["grid_shape"])),
+        fidelity=fidelity,
+    )

@@ -35,8 +35,15 @@ class SirenStep:
         device: where the buffers live.
     """
 
-    def __init__(self, spec: SirenSpec, n: int, points: int, loss_weights: tuple[float, float, float],
-                 chunk: int | None = None, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        spec: SirenSpec,
+        n: int,
+        points: int,
+        loss_weights: tuple[float, float, float],
+        chunk: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.spec, self.n, self.points = spec, int(n), int(points)
         self.layout = ParameterLayout(spec)
         self.weights = tuple(float(w) for w in loss_weights)
@@ -58,8 +65,12 @@ class SirenStep:
         # Contiguous accumulators: batched matmuls into the strided views of ``grad`` would run case by case. The
         # first layer's is kept transposed, (inputs, width): a matmul with 3 output columns is several times slower
         # than one with 3 rows. The same holds for the output layer, computed below as (3, voxels).
-        self.grad_weight = [torch.empty(self.n, spec.input_width, width, device=device) if i == 0 else
-                            torch.empty(self.n, width, width, device=device) for i in range(layers)]
+        self.grad_weight = [
+            torch.empty(self.n, spec.input_width, width, device=device)
+            if i == 0
+            else torch.empty(self.n, width, width, device=device)
+            for i in range(layers)
+        ]
 
     @staticmethod
     def default_chunk(spec: SirenSpec, n: int, points: int, device: torch.device | str = "cpu") -> int:
@@ -78,9 +89,11 @@ class SirenStep:
         summed loss is left in ``self.grad`` (N, P)."""
         expected = (self.n, self.points, 3)
         if tuple(coords.shape) != expected or tuple(targets.shape) != expected or flat.shape[0] != self.n:
-            raise ValueError(f"this step fits {self.n} SIRENs on {self.points} voxels each: expected coordinates and "
-                             f"targets shaped {expected}, got {tuple(coords.shape)} and {tuple(targets.shape)} "
-                             f"with {flat.shape[0]} parameter rows")
+            raise ValueError(
+                f"this step fits {self.n} SIRENs on {self.points} voxels each: expected coordinates and "
+                f"targets shaped {expected}, got {tuple(coords.shape)} and {tuple(targets.shape)} "
+                f"with {flat.shape[0]} parameter rows"
+            )
         spec, hh = self.spec, self.spec.head_hidden
         p = self.layout.unflatten(flat)
         weights = [p[f"backbone.{i}.weight"].contiguous() for i in range(spec.backbone_layers)]
@@ -95,7 +108,7 @@ class SirenStep:
             # The three heads' output layers as one block-diagonal (N, 3, 3 hh) matrix.
             out_weight = torch.zeros(self.n, N_OUT, N_OUT * hh, device=flat.device)
             for k, h in enumerate(HEADS):
-                out_weight[:, k, k * hh:(k + 1) * hh] = p[f"heads.{h}.1.weight"][:, 0]
+                out_weight[:, k, k * hh : (k + 1) * hh] = p[f"heads.{h}.1.weight"][:, 0]
             out_bias = torch.cat([p[f"heads.{h}.1.bias"] for h in HEADS], dim=1).unsqueeze(2)
             grad_out_weight = torch.zeros_like(out_weight)
             grad_out_bias = torch.zeros(self.n, N_OUT, device=flat.device)
@@ -111,8 +124,9 @@ class SirenStep:
             for i in range(spec.backbone_layers):
                 w = self.omega(i)
                 pre, act = self.pre[i][:, :m], self.act[i][:, :m]
-                torch.baddbmm(p[f"backbone.{i}.bias"].unsqueeze(1), h, weights[i].transpose(1, 2),
-                              beta=w, alpha=w, out=pre)
+                torch.baddbmm(
+                    p[f"backbone.{i}.bias"].unsqueeze(1), h, weights[i].transpose(1, 2), beta=w, alpha=w, out=pre
+                )
                 torch.sin(pre, out=act)
                 h = act
             if hh:
@@ -126,8 +140,9 @@ class SirenStep:
             # Loss (sums here, means at the end) and its gradient with respect to the outputs.
             error = out[..., 0] - target[..., 0]
             loss_sums[:, 0] += (error * error).sum(1)
-            loss_sums[:, 1:] += F.binary_cross_entropy_with_logits(out[..., 1:], target[..., 1:],
-                                                                   reduction="none").sum(1)
+            loss_sums[:, 1:] += F.binary_cross_entropy_with_logits(out[..., 1:], target[..., 1:], reduction="none").sum(
+                1
+            )
             grad_out = torch.cat([error.unsqueeze(-1), torch.sigmoid(out[..., 1:]) - target[..., 1:]], dim=-1)
             grad_out.mul_(scale)
             # Backward.
@@ -163,10 +178,10 @@ class SirenStep:
             g[f"backbone.{i}.weight"].copy_(buffer.transpose(1, 2) if i == 0 else buffer)
         width = hh or 1
         for k, h in enumerate(HEADS):
-            g[f"heads.{h}.0.weight"].copy_(grad_head_weight[:, k * width:(k + 1) * width])
-            g[f"heads.{h}.0.bias"].copy_(grad_head_bias[:, k * width:(k + 1) * width])
+            g[f"heads.{h}.0.weight"].copy_(grad_head_weight[:, k * width : (k + 1) * width])
+            g[f"heads.{h}.0.bias"].copy_(grad_head_bias[:, k * width : (k + 1) * width])
             if hh:
-                g[f"heads.{h}.1.weight"][:, 0].copy_(grad_out_weight[:, k, k * hh:(k + 1) * hh])
-                g[f"heads.{h}.1.bias"].copy_(grad_out_bias[:, k:k + 1])
+                g[f"heads.{h}.1.weight"][:, 0].copy_(grad_out_weight[:, k, k * hh : (k + 1) * hh])
+                g[f"heads.{h}.1.bias"].copy_(grad_out_bias[:, k : k + 1])
         means = loss_sums / self.points
         return self.weights[0] * means[:, 0] + self.weights[1] * means[:, 1] + self.weights[2] * means[:, 2]

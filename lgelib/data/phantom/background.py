@@ -25,8 +25,9 @@ def chest_frame(s: Subject, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, n
     return cu + c * du + sn * dv, cv - sn * du + c * dv
 
 
-def static_background(s: Subject, u: np.ndarray, v: np.ndarray, z: float,
-                      organ_field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def static_background(
+    s: Subject, u: np.ndarray, v: np.ndarray, z: float, organ_field: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Tissues that do not move with breathing: body wall, ribs, lungs, mediastinum, spine, aorta.
 
     ``u``, ``v`` are in the chest frame (see :func:`chest_frame`). ``organ_field`` is a smooth random
@@ -76,8 +77,15 @@ def static_background(s: Subject, u: np.ndarray, v: np.ndarray, z: float,
     # Posterior mediastinum (oesophagus, aorta) and the spine with paraspinal muscle.
     au_, av_, ar = t.aorta
     su, sv, sr = t.spine
-    mediastinum = _ellipse_radius(u - cu - 0.5 * (au_ + su), v - cv - 0.5 * (av_ + sv),
-                                  0.5 * abs(su - au_) + sr + 8.0, 0.5 * abs(sv - av_) + sr + 10.0) < 1.0
+    mediastinum = (
+        _ellipse_radius(
+            u - cu - 0.5 * (au_ + su),
+            v - cv - 0.5 * (av_ + sv),
+            0.5 * abs(su - au_) + sr + 8.0,
+            0.5 * abs(sv - av_) + sr + 10.0,
+        )
+        < 1.0
+    )
     tissue[mediastinum & interior] = SOFT
     r = np.hypot(u - cu - su, v - cv - sv)
     tissue[_ellipse_radius(u - cu - su - 10.0, v - cv - sv, sr + 10.0, sr + 22.0) < 1.0] = MUSCLE
@@ -103,8 +111,15 @@ def _lv_axis_point(s: Subject, z: float) -> tuple[float, float, float]:
     return float(point[0]), float(point[1]), float(z - apex_z)
 
 
-def paint_abdomen(s: Subject, u: np.ndarray, v: np.ndarray, z: float, tissue: np.ndarray,
-                  interior: np.ndarray, organ_field: np.ndarray) -> None:
+def paint_abdomen(
+    s: Subject,
+    u: np.ndarray,
+    v: np.ndarray,
+    z: float,
+    tissue: np.ndarray,
+    interior: np.ndarray,
+    organ_field: np.ndarray,
+) -> None:
     """Diaphragm, liver and other abdominal organs below a dome that rises towards the apex.
 
     ``u``, ``v`` are chest-frame coordinates already shifted for the slice's breath hold, so the abdomen

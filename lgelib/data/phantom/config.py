@@ -63,8 +63,13 @@ class PhantomConfig:
 
     def __post_init__(self) -> None:
         """Reject settings outside their meaningful ranges."""
-        for name in ("scar_free_fraction", "nonischaemic_fraction", "mvo_fraction",
-                     "padding_probability", "beyond_apex_probability"):
+        for name in (
+            "scar_free_fraction",
+            "nonischaemic_fraction",
+            "mvo_fraction",
+            "padding_probability",
+            "beyond_apex_probability",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -74,8 +79,7 @@ class PhantomConfig:
             raise ValueError("matrix must be two sizes >= 64")
         if self.sub_slices < 1 or self.sub_slices % 2 == 0:
             raise ValueError("sub_slices must be a positive odd number")
-        for name in ("inplane_spacing_mm", "slice_spacing_mm", "slice_gap_fraction", "noise_fraction",
-                     "ti_offset_ms"):
+        for name in ("inplane_spacing_mm", "slice_spacing_mm", "slice_gap_fraction", "noise_fraction", "ti_offset_ms"):
             low, high = getattr(self, name)
             if high < low:
                 raise ValueError(f"{name} must be (low, high)")

@@ -29,14 +29,33 @@ _T1_RANGE_MS = {
     BONE: (1000.0, 1000.0),
 }
 _PROTON_DENSITY = {
-    AIR: 0.0, FAT: 1.0, MUSCLE: 0.75, LUNG: 0.25, LIVER: 0.75, BLOOD: 0.95, MYO: 0.8,
-    SCAR: 0.8, MVO: 0.85, MARROW: 0.8, BONE: 0.08, SOFT: 0.8,
+    AIR: 0.0,
+    FAT: 1.0,
+    MUSCLE: 0.75,
+    LUNG: 0.25,
+    LIVER: 0.75,
+    BLOOD: 0.95,
+    MYO: 0.8,
+    SCAR: 0.8,
+    MVO: 0.85,
+    MARROW: 0.8,
+    BONE: 0.08,
+    SOFT: 0.8,
 }
 # Relative texture amplitudes (fine, coarse) per tissue: heterogeneity that is not noise.
 _TEXTURE = {
-    FAT: (0.04, 0.08), MUSCLE: (0.08, 0.10), LUNG: (0.35, 0.35), LIVER: (0.05, 0.06), BLOOD: (0.03, 0.05),
-    MYO: (0.06, 0.05), SCAR: (0.08, 0.06), MVO: (0.08, 0.05), MARROW: (0.10, 0.10), BONE: (0.2, 0.1),
-    SOFT: (0.08, 0.10), AIR: (0.0, 0.0),
+    FAT: (0.04, 0.08),
+    MUSCLE: (0.08, 0.10),
+    LUNG: (0.35, 0.35),
+    LIVER: (0.05, 0.06),
+    BLOOD: (0.03, 0.05),
+    MYO: (0.06, 0.05),
+    SCAR: (0.08, 0.06),
+    MVO: (0.08, 0.05),
+    MARROW: (0.10, 0.10),
+    BONE: (0.2, 0.1),
+    SOFT: (0.08, 0.10),
+    AIR: (0.0, 0.0),
 }
 
 
@@ -51,8 +70,9 @@ def _myocardial_null_ti(t1_ms: float, recovery_ms: float) -> float:
     return float(t1_ms * math.log(2.0 / (1.0 + math.exp(-recovery_ms / t1_ms))))
 
 
-def sample_contrast(rng: np.random.Generator,
-                    config: PhantomConfig) -> tuple[dict[int, float], float, float, np.ndarray]:
+def sample_contrast(
+    rng: np.random.Generator, config: PhantomConfig
+) -> tuple[dict[int, float], float, float, np.ndarray]:
     """Per-tissue T1 (ms), recovery time and inversion time (ms), and coil-bias coefficients."""
     t1 = {tissue: float(rng.uniform(*bounds)) for tissue, bounds in _T1_RANGE_MS.items()}
     t1[SCAR] = min(t1[SCAR], t1[MYO] - 150.0)
@@ -60,14 +80,14 @@ def sample_contrast(rng: np.random.Generator,
     t1[MVO] = t1[MYO] * float(rng.uniform(1.15, 1.4))  # little contrast reaches the obstructed core
     recovery = float(rng.uniform(1500.0, 2100.0))  # two RR intervals
     ti = _myocardial_null_ti(t1[MYO], recovery) + float(rng.uniform(*config.ti_offset_ms))
-    bias = np.clip(rng.normal(0.0, config.bias_strength, size=6), -2.0 * config.bias_strength,
-                   2.0 * config.bias_strength)
+    bias = np.clip(
+        rng.normal(0.0, config.bias_strength, size=6), -2.0 * config.bias_strength, 2.0 * config.bias_strength
+    )
     bias[0] = -abs(bias[0])  # anterior (surface coil side) brighter
     return t1, recovery, ti, bias
 
 
-def tissue_tables(t1: dict[int, float], ti_ms: float,
-                  recovery_ms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tissue_tables(t1: dict[int, float], ti_ms: float, recovery_ms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-tissue signed IR signal and its fine / coarse texture gains, indexed by tissue code."""
     base = np.zeros(_N_TISSUES, dtype=np.float32)
     fine = np.zeros(_N_TISSUES, dtype=np.float32)

@@ -28,12 +28,15 @@ def heart_window(subject: Subject) -> tuple[slice, slice]:
     ]
     u = np.array([c[0] for c in corners]) / du + (nu - 1) / 2.0
     v = np.array([c[1] for c in corners]) / du + (nv - 1) / 2.0
-    return (slice(max(0, int(u.min())), min(nu, int(u.max()) + 2)),
-            slice(max(0, int(v.min())), min(nv, int(v.max()) + 2)))
+    return (
+        slice(max(0, int(u.min())), min(nu, int(u.max()) + 2)),
+        slice(max(0, int(v.min())), min(nv, int(v.max()) + 2)),
+    )
 
 
-def _implicit_distance(rho: np.ndarray, h_pos: np.ndarray, radius: np.ndarray | float, length: float,
-                       q: float) -> np.ndarray:
+def _implicit_distance(
+    rho: np.ndarray, h_pos: np.ndarray, radius: np.ndarray | float, length: float, q: float
+) -> np.ndarray:
     """Approximate signed distance (mm, negative inside) to the surface (rho/R)^2 + (h/L)^q = 1."""
     a = rho / radius
     b = h_pos / length
@@ -66,9 +69,9 @@ def heart_plane(subject: Subject, u: np.ndarray, v: np.ndarray, z: float) -> Hea
     a0, a1, a2 = (float(c) for c in s.axis)
     s0, s1, s2 = (float(c) for c in s.e_septal)
     n0, n1, n2 = (float(c) for c in s.e_anterior)
-    h = ru * a0 + rv * a1 + rz * a2           # depth below the base plane along the long axis
-    x1 = ru * s0 + rv * s1 + rz * s2          # towards the septum / RV
-    x2 = ru * n0 + rv * n1 + rz * n2          # towards the anterior wall
+    h = ru * a0 + rv * a1 + rz * a2  # depth below the base plane along the long axis
+    x1 = ru * s0 + rv * s1 + rz * s2  # towards the septum / RV
+    x2 = ru * n0 + rv * n1 + rz * n2  # towards the anterior wall
     theta = np.arctan2(x2, x1)
 
     ca, sa = math.cos(s.ellipse_angle), math.sin(s.ellipse_angle)
@@ -121,8 +124,9 @@ def heart_plane(subject: Subject, u: np.ndarray, v: np.ndarray, z: float) -> Hea
     return HeartPlane(tissue=tissue, labels=labels, mask=fat | rv_outer | atrium_wall | epi_in)
 
 
-def _right_ventricle(s: Subject, x1: np.ndarray, x2: np.ndarray,
-                     h_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _right_ventricle(
+    s: Subject, x1: np.ndarray, x2: np.ndarray, h_pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RV (wall + blood) and RV blood masks, and the approximate distance (mm) outside the RV.
 
     The RV is an ellipse hugging the septum that shrinks with the LV and tapers to end before the apex.
@@ -143,19 +147,21 @@ def _epicardial_fat_thickness(s: Subject, theta: np.ndarray, h: np.ndarray, h_po
     av_groove = 5.0 * np.exp(-np.abs(h) / 6.0)
     # Interventricular grooves at the RV insertions (theta = +-insertion), with the coronary arteries' fat.
     insertion = math.radians(s.insertion_deg)
-    lobes = (np.exp(-(_wrap_rad(theta - insertion) / 0.45) ** 2)
-             + s.fat_angle * np.exp(-(_wrap_rad(theta + insertion) / 0.4) ** 2))
+    lobes = np.exp(-((_wrap_rad(theta - insertion) / 0.45) ** 2)) + s.fat_angle * np.exp(
+        -((_wrap_rad(theta + insertion) / 0.4) ** 2)
+    )
     return s.fat_base + s.fat_extra * lobes + apex_pad + av_groove
 
 
-def _paint_papillary(s: Subject, x1: np.ndarray, x2: np.ndarray, h_pos: np.ndarray, cavity: np.ndarray,
-                     tissue: np.ndarray) -> None:
+def _paint_papillary(
+    s: Subject, x1: np.ndarray, x2: np.ndarray, h_pos: np.ndarray, cavity: np.ndarray, tissue: np.ndarray
+) -> None:
     """Two papillary muscles (myocardial signal inside the cavity) from mid-ventricle towards the apex."""
     frac = h_pos / s.l_endo
     extent = np.clip(1.0 - ((frac - 0.55) / 0.3) ** 2, 0.0, 1.0)
     if not (extent > 0).any():
         return
-    r_level = s.r_endo * np.sqrt(np.clip(1.0 - frac ** s.q, 0.0, 1.0))
+    r_level = s.r_endo * np.sqrt(np.clip(1.0 - frac**s.q, 0.0, 1.0))
     for angle, radius in s.papillary:
         r_pm = radius * np.sqrt(extent)
         centre = r_level - 0.8 * r_pm
@@ -169,14 +175,15 @@ def _aha_angle(s: Subject, theta: np.ndarray) -> np.ndarray:
     return (s.insertion_deg - np.degrees(theta)) % 360.0
 
 
-def _scar_masks(s: Subject, theta: np.ndarray, h_pos: np.ndarray, d_endo: np.ndarray,
-                d_epi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _scar_masks(
+    s: Subject, theta: np.ndarray, h_pos: np.ndarray, d_endo: np.ndarray, d_epi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Scar and MVO among myocardial voxels, from AHA angle, level and transmural depth."""
     scar_model = s.scar
     assert scar_model is not None
     phi = _aha_angle(s, theta)
-    level = h_pos / s.l_endo                      # 0 base, 1 cavity tip, > 1 apical cap
-    depth = d_endo / (d_endo - d_epi + 1e-6)      # 0 endocardium, 1 epicardium
+    level = h_pos / s.l_endo  # 0 base, 1 cavity tip, > 1 apical cap
+    depth = d_endo / (d_endo - d_epi + 1e-6)  # 0 endocardium, 1 epicardium
     ripple = np.zeros_like(phi)
     for order, (amplitude, phase) in enumerate(scar_model.wall_harmonics, start=1):
         ripple += amplitude * np.cos(order * np.radians(phi) + phase + 3.0 * order * level)

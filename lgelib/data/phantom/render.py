@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from lgelib.data.phantom.background import (chest_frame, lung_vessels, paint_abdomen, random_field,
-                                            static_background)
+from lgelib.data.phantom.background import chest_frame, lung_vessels, paint_abdomen, random_field, static_background
 from lgelib.data.phantom.config import PhantomConfig
 from lgelib.data.phantom.contrast import BLOOD, LUNG, tissue_tables
 from lgelib.data.phantom.heart import heart_plane, heart_window
@@ -54,8 +53,9 @@ def _bias_field(s: Subject, u: np.ndarray, v: np.ndarray, z: float) -> np.ndarra
     """Smooth multiplicative coil sensitivity: exp of a low-order polynomial over the field of view."""
     c = s.bias_coefficients
     un, vn, zn = u / 150.0, v / 150.0, z / 60.0
-    return np.exp(c[0] * un + c[1] * vn + 0.5 * c[2] * un * un + 0.5 * c[3] * vn * vn + 0.5 * c[4] * un * vn
-                  + 0.3 * c[5] * zn).astype(np.float32)
+    return np.exp(
+        c[0] * un + c[1] * vn + 0.5 * c[2] * un * un + 0.5 * c[3] * vn * vn + 0.5 * c[4] * un * vn + 0.3 * c[5] * zn
+    ).astype(np.float32)
 
 
 def render_image(s: Subject, config: PhantomConfig, rng: np.random.Generator) -> np.ndarray:

@@ -14,7 +14,7 @@ from lgelib.data.phantom.harmonics import random_harmonics
 # angle runs from the anterior RV insertion point (0 deg) through the septum to the inferior insertion
 # (~120 deg), inferior, lateral (~240 deg) and back to anterior.
 _TERRITORIES = {
-    "LAD": {"basal_mid": (0.0, 60.0), "apical": (15.0, 90.0)},   # segments 1, 2, 7, 8, 13, 14, 17
+    "LAD": {"basal_mid": (0.0, 60.0), "apical": (15.0, 90.0)},  # segments 1, 2, 7, 8, 13, 14, 17
     "RCA": {"basal_mid": (120.0, 60.0), "apical": (150.0, 45.0)},  # segments 3, 4, 9, 10, 15
     "LCx": {"basal_mid": (240.0, 60.0), "apical": (240.0, 45.0)},  # segments 5, 6, 11, 12, 16
 }
@@ -57,20 +57,28 @@ class _Region:
 class Scar:
     """Scar description in the LV's own coordinates (AHA angle, level, transmural depth)."""
 
-    pattern: str                # "ischaemic" | "nonischaemic"
+    pattern: str  # "ischaemic" | "nonischaemic"
     territory: str | None
     regions: tuple[_Region, ...]
-    kinds: tuple[str, ...]      # per region: "endo" | "midwall" | "epi"
-    depth: tuple[float, ...]    # per region: peak transmurality (endo/epi) or half-thickness (midwall)
+    kinds: tuple[str, ...]  # per region: "endo" | "midwall" | "epi"
+    depth: tuple[float, ...]  # per region: peak transmurality (endo/epi) or half-thickness (midwall)
     wall_harmonics: tuple[tuple[float, float], ...]  # transmural-extent ripple around the LV
-    mvo_radius: float           # 0: no MVO; else normalised radius of the MVO core
-    mvo_depth: float            # MVO occupies depth < mvo_depth * transmurality
+    mvo_radius: float  # 0: no MVO; else normalised radius of the MVO core
+    mvo_depth: float  # MVO occupies depth < mvo_depth * transmurality
 
     def scaled(self, factor: float) -> "Scar":
         """The same scar with every region's extent multiplied by ``factor``."""
         regions = tuple(r.scaled(factor) for r in self.regions)
-        return Scar(self.pattern, self.territory, regions, self.kinds, self.depth, self.wall_harmonics,
-                    self.mvo_radius, self.mvo_depth)
+        return Scar(
+            self.pattern,
+            self.territory,
+            regions,
+            self.kinds,
+            self.depth,
+            self.wall_harmonics,
+            self.mvo_radius,
+            self.mvo_depth,
+        )
 
 
 def sample_scar(rng: np.random.Generator, config: PhantomConfig) -> Scar | None:
@@ -98,7 +106,11 @@ def _sample_ischaemic_scar(rng: np.random.Generator, mvo_fraction: float) -> Sca
     peak = rng.uniform(0.85, 1.05) if has_mvo else rng.uniform(0.5, 1.05)
     region = _Region(float(phi0), float(s0), float(w_phi), float(w_s), random_harmonics(rng, 4, 0.25))
     return Scar(
-        pattern="ischaemic", territory=territory, regions=(region,), kinds=("endo",), depth=(float(peak),),
+        pattern="ischaemic",
+        territory=territory,
+        regions=(region,),
+        kinds=("endo",),
+        depth=(float(peak),),
         wall_harmonics=random_harmonics(rng, 5, 0.12),
         mvo_radius=float(rng.uniform(0.35, 0.6)) if has_mvo else 0.0,
         mvo_depth=float(rng.uniform(0.45, 0.7)),
@@ -112,21 +124,40 @@ def _sample_nonischaemic_scar(rng: np.random.Generator) -> Scar:
     kinds: list[str] = []
     depth: list[float] = []
     if choice < 0.7:
-        regions.append(_Region(float(rng.uniform(45.0, 80.0)), float(rng.uniform(0.2, 0.6)),
-                               float(rng.uniform(35.0, 60.0)), float(rng.uniform(0.25, 0.5)),
-                               random_harmonics(rng, 4, 0.2)))
+        regions.append(
+            _Region(
+                float(rng.uniform(45.0, 80.0)),
+                float(rng.uniform(0.2, 0.6)),
+                float(rng.uniform(35.0, 60.0)),
+                float(rng.uniform(0.25, 0.5)),
+                random_harmonics(rng, 4, 0.2),
+            )
+        )
         kinds.append("midwall")
         depth.append(float(rng.uniform(0.14, 0.25)))
     if choice >= 0.5:
         for _ in range(int(rng.integers(1, 4))):
-            regions.append(_Region(float(rng.uniform(190.0, 290.0)), float(rng.uniform(0.15, 0.8)),
-                                   float(rng.uniform(20.0, 45.0)), float(rng.uniform(0.15, 0.35)),
-                                   random_harmonics(rng, 4, 0.25)))
+            regions.append(
+                _Region(
+                    float(rng.uniform(190.0, 290.0)),
+                    float(rng.uniform(0.15, 0.8)),
+                    float(rng.uniform(20.0, 45.0)),
+                    float(rng.uniform(0.15, 0.35)),
+                    random_harmonics(rng, 4, 0.25),
+                )
+            )
             kinds.append("epi")
             depth.append(float(rng.uniform(0.3, 0.55)))
-    return Scar(pattern="nonischaemic", territory=None, regions=tuple(regions), kinds=tuple(kinds),
-                depth=tuple(depth), wall_harmonics=random_harmonics(rng, 5, 0.1), mvo_radius=0.0,
-                mvo_depth=0.0)
+    return Scar(
+        pattern="nonischaemic",
+        territory=None,
+        regions=tuple(regions),
+        kinds=tuple(kinds),
+        depth=tuple(depth),
+        wall_harmonics=random_harmonics(rng, 5, 0.1),
+        mvo_radius=0.0,
+        mvo_depth=0.0,
+    )
 
 
 def in_territory(territory: str, phi: np.ndarray, level: np.ndarray) -> np.ndarray:

@@ -29,17 +29,17 @@ class _Torso:
 
     body: tuple[float, float, float, float, float]  # centre u, v (image frame), semi-axes u, v, squareness
     body_ripple: tuple[tuple[float, float], ...]
-    subcut_fat: tuple[float, float]                 # anterior, posterior thickness
-    chest_wall: float                               # muscle thickness inside the fat
+    subcut_fat: tuple[float, float]  # anterior, posterior thickness
+    chest_wall: float  # muscle thickness inside the fat
     lungs: tuple[tuple[float, float, float, float], ...]  # LV: left and right lung centre u, v, semi-axes u, v
     lung_ripple: tuple[tuple[tuple[float, float], ...], ...]
-    diaphragm: tuple[float, float, float, float]    # gap beyond the LV axis at the apex, rise per mm towards
-                                                    # the base, dome curvature (1/mm), dome offset along v
-    liver_side: float                               # LV: v beyond which the abdomen is liver
+    diaphragm: tuple[float, float, float, float]  # gap beyond the LV axis at the apex, rise per mm towards
+    # the base, dome curvature (1/mm), dome offset along v
+    liver_side: float  # LV: v beyond which the abdomen is liver
     organs: tuple[tuple[float, float, float, float, int], ...]  # LV: abdominal blobs u, v, au, av, tissue
-    aorta: tuple[float, float, float]               # LV: centre u, v, radius
-    spine: tuple[float, float, float]               # LV: centre u, v, radius
-    ribs: tuple[tuple[float, float], ...]           # angle around the body (rad), size
+    aorta: tuple[float, float, float]  # LV: centre u, v, radius
+    spine: tuple[float, float, float]  # LV: centre u, v, radius
+    ribs: tuple[tuple[float, float], ...]  # angle around the body (rad), size
 
 
 @dataclass(frozen=True)
@@ -50,21 +50,21 @@ class Subject:
     spacing: tuple[float, float, float]
     thickness: float
     n_slices: int
-    slice_shifts: np.ndarray         # (n_slices, 2) breath-hold shifts, mm
+    slice_shifts: np.ndarray  # (n_slices, 2) breath-hold shifts, mm
     # left ventricle
-    base_centre: np.ndarray          # (3,) mm in the image frame
-    axis: np.ndarray                 # (3,) unit vector base -> apex
-    e_septal: np.ndarray             # (3,) unit, towards the septum / RV
-    e_anterior: np.ndarray           # (3,) unit, towards the anterior wall
+    base_centre: np.ndarray  # (3,) mm in the image frame
+    axis: np.ndarray  # (3,) unit vector base -> apex
+    e_septal: np.ndarray  # (3,) unit, towards the septum / RV
+    e_anterior: np.ndarray  # (3,) unit, towards the anterior wall
     r_epi: float
     r_endo: float
     l_epi: float
     l_endo: float
     q: float
     ellipse_ratio: float
-    ellipse_angle: float             # rad
+    ellipse_angle: float  # rad
     endo_ripple: tuple[tuple[float, float], ...]
-    papillary: tuple[tuple[float, float], ...]   # (angle rad, radius mm)
+    papillary: tuple[tuple[float, float], ...]  # (angle rad, radius mm)
     # right ventricle
     insertion_deg: float
     rv_centre: float
@@ -75,9 +75,9 @@ class Subject:
     # fat around the heart
     fat_base: float
     fat_extra: float
-    fat_angle: float                 # relative size of the inferior-groove fat
-    roll: float                      # in-plane rotation (rad) of the chest layout
-    torso: _Torso                    # everything around the heart
+    fat_angle: float  # relative size of the inferior-groove fat
+    roll: float  # in-plane rotation (rad) of the chest layout
+    torso: _Torso  # everything around the heart
     # contrast
     t1: dict[int, float]
     ti_ms: float
@@ -111,7 +111,7 @@ def _sample_lv_size(rng: np.random.Generator, dz: float) -> tuple[float, float, 
     wall = float(np.clip(12.5 * np.sqrt(size) * np.exp(rng.normal(0.0, 0.18)), 7.0, 19.0))
     l_epi = float(np.clip(72.0 * size * np.exp(rng.normal(0.0, 0.10)), 46.0, 100.0))
     l_epi = min(l_epi, _MAX_MYOCARDIUM_SLICES * dz)  # real stacks hold at most ~10 slices with myocardium
-    l_endo = l_epi - float(rng.uniform(3.5, 6.5))   # apical wall thickness
+    l_endo = l_epi - float(rng.uniform(3.5, 6.5))  # apical wall thickness
     q = float(rng.uniform(1.8, 3.2))
     # Keep the extremes inside what real cohorts show (myocardium 65-300 mL, cavity 55-420 mL).
     while _ellipsoid_ml(r_endo + wall, l_epi, q) - _ellipsoid_ml(r_endo, l_endo, q) > _MAX_MYOCARDIUM_ML:
@@ -129,8 +129,7 @@ def _sample_orientation(rng: np.random.Generator) -> tuple[float, np.ndarray, np
     """Long-axis tilt (rad), the LV frame (axis base->apex, septal and anterior directions) and chest roll."""
     tilt = math.radians(rng.uniform(0.0, 9.0))
     tilt_dir = rng.uniform(0, 2 * np.pi)
-    axis = np.array([math.sin(tilt) * math.cos(tilt_dir), math.sin(tilt) * math.sin(tilt_dir),
-                     -math.cos(tilt)])
+    axis = np.array([math.sin(tilt) * math.cos(tilt_dir), math.sin(tilt) * math.sin(tilt_dir), -math.cos(tilt)])
     # Septum / RV towards +v (array axis 1) and somewhat anterior (-u), as in the real stacks.
     # The whole chest is rolled in plane by a small angle; anatomy is laid out in the unrolled frame.
     roll = math.radians(float(np.clip(rng.normal(0.0, 15.0), -30.0, 30.0)))
@@ -142,8 +141,15 @@ def _sample_orientation(rng: np.random.Generator) -> tuple[float, np.ndarray, np
     return tilt, axis, e_septal, e_anterior, roll
 
 
-def _sample_stack(rng: np.random.Generator, config: PhantomConfig, dz: float, r_epi: float, l_epi: float,
-                  tilt: float, axis: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+def _sample_stack(
+    rng: np.random.Generator,
+    config: PhantomConfig,
+    dz: float,
+    r_epi: float,
+    l_epi: float,
+    tilt: float,
+    axis: np.ndarray,
+) -> tuple[int, np.ndarray, np.ndarray]:
     """Slice count, LV base centre (image frame, mm) and per-slice breath-hold shifts.
 
     The basal slice centre lies just below the base plane; slices follow towards the apex until it is
@@ -158,8 +164,11 @@ def _sample_stack(rng: np.random.Generator, config: PhantomConfig, dz: float, r_
     z_top = (n_slices - 1 - (n_slices - 1) / 2.0) * dz  # centre of the basal slice in the image frame
     centre_uv = np.clip(rng.normal(0.0, 7.0, size=2), -14.0, 14.0)
     base_centre = np.array([centre_uv[0], centre_uv[1], z_top]) - base_gap * axis
-    shifts = np.clip(rng.normal(0.0, config.breath_hold_shift_mm, size=(n_slices, 2)),
-                     -2.5 * config.breath_hold_shift_mm, 2.5 * config.breath_hold_shift_mm)
+    shifts = np.clip(
+        rng.normal(0.0, config.breath_hold_shift_mm, size=(n_slices, 2)),
+        -2.5 * config.breath_hold_shift_mm,
+        2.5 * config.breath_hold_shift_mm,
+    )
     return n_slices, base_centre, shifts
 
 
@@ -196,18 +205,41 @@ def sample_subject(rng: np.random.Generator, config: PhantomConfig) -> Subject:
     t1, recovery, ti, bias = sample_contrast(rng, config)
     scar = sample_scar(rng, config)
     return Subject(
-        matrix=(int(nu), int(nv)), spacing=(du, du, dz), thickness=thickness, n_slices=n_slices,
-        slice_shifts=shifts, base_centre=base_centre, axis=axis, e_septal=e_septal, e_anterior=e_anterior,
-        r_epi=r_epi, r_endo=r_endo, l_epi=l_epi, l_endo=l_endo, q=q,
-        ellipse_ratio=float(rng.uniform(1.0, 1.2)), ellipse_angle=float(rng.uniform(0, np.pi)),
-        endo_ripple=random_harmonics(rng, 6, 0.03), papillary=papillary,
-        insertion_deg=insertion, rv_centre=rv_centre, rv_a=rv_a, rv_b=rv_b,
-        rv_wall=float(rng.uniform(2.5, 4.0)), rv_length=l_epi * float(rng.uniform(0.65, 0.85)),
-        fat_base=float(rng.uniform(-1.0, 1.5)), fat_extra=float(rng.uniform(3.0, 9.0)),
+        matrix=(int(nu), int(nv)),
+        spacing=(du, du, dz),
+        thickness=thickness,
+        n_slices=n_slices,
+        slice_shifts=shifts,
+        base_centre=base_centre,
+        axis=axis,
+        e_septal=e_septal,
+        e_anterior=e_anterior,
+        r_epi=r_epi,
+        r_endo=r_endo,
+        l_epi=l_epi,
+        l_endo=l_endo,
+        q=q,
+        ellipse_ratio=float(rng.uniform(1.0, 1.2)),
+        ellipse_angle=float(rng.uniform(0, np.pi)),
+        endo_ripple=random_harmonics(rng, 6, 0.03),
+        papillary=papillary,
+        insertion_deg=insertion,
+        rv_centre=rv_centre,
+        rv_a=rv_a,
+        rv_b=rv_b,
+        rv_wall=float(rng.uniform(2.5, 4.0)),
+        rv_length=l_epi * float(rng.uniform(0.65, 0.85)),
+        fat_base=float(rng.uniform(-1.0, 1.5)),
+        fat_extra=float(rng.uniform(3.0, 9.0)),
         fat_angle=float(rng.uniform(0.3, 1.0)),
-        roll=roll, torso=torso,
-        t1=t1, ti_ms=ti, recovery_ms=recovery,
-        noise_fraction=float(rng.uniform(*config.noise_fraction)), bias_coefficients=bias, scar=scar,
+        roll=roll,
+        torso=torso,
+        t1=t1,
+        ti_ms=ti,
+        recovery_ms=recovery,
+        noise_fraction=float(rng.uniform(*config.noise_fraction)),
+        bias_coefficients=bias,
+        scar=scar,
     )
 
 
@@ -221,31 +253,58 @@ def _sample_torso(rng: np.random.Generator, r_epi: float, rv_reach: float, half_
     body_av = half_fov * float(rng.uniform(1.1, 1.4))
     skin_u = -half_fov + float(rng.uniform(2.0, 15.0))
     body = (skin_u + body_au, float(rng.uniform(-20.0, 30.0)), body_au, body_av, float(rng.uniform(3.0, 5.0)))
-    diaphragm = (float(rng.uniform(r_epi * 0.1, r_epi * 0.6)), float(rng.uniform(0.15, 0.6)),
-                 float(rng.uniform(0.004, 0.01)), float(rng.uniform(-30.0, 30.0)))
+    diaphragm = (
+        float(rng.uniform(r_epi * 0.1, r_epi * 0.6)),
+        float(rng.uniform(0.15, 0.6)),
+        float(rng.uniform(0.004, 0.01)),
+        float(rng.uniform(-30.0, 30.0)),
+    )
     left_v, right_v = float(rng.uniform(35.0, 70.0)), float(rng.uniform(28.0, 55.0))
     lungs = (
-        (float(rng.uniform(-25.0, 15.0)), -(r_epi + float(rng.uniform(2.0, 15.0)) + left_v),
-         float(rng.uniform(50.0, 85.0)), left_v),
-        (float(rng.uniform(-15.0, 25.0)), rv_reach + float(rng.uniform(5.0, 25.0)) + right_v,
-         float(rng.uniform(40.0, 70.0)), right_v),
+        (
+            float(rng.uniform(-25.0, 15.0)),
+            -(r_epi + float(rng.uniform(2.0, 15.0)) + left_v),
+            float(rng.uniform(50.0, 85.0)),
+            left_v,
+        ),
+        (
+            float(rng.uniform(-15.0, 25.0)),
+            rv_reach + float(rng.uniform(5.0, 25.0)) + right_v,
+            float(rng.uniform(40.0, 70.0)),
+            right_v,
+        ),
     )
     organ_tissues = (SOFT, SOFT, MUSCLE, FAT, LIVER, BLOOD)
     organs = tuple(
-        (float(rng.uniform(r_epi + 10.0, r_epi + 110.0)), float(rng.uniform(-130.0, 40.0)),
-         float(rng.uniform(10.0, 35.0)), float(rng.uniform(10.0, 40.0)),
-         int(organ_tissues[int(rng.integers(0, len(organ_tissues)))]))
+        (
+            float(rng.uniform(r_epi + 10.0, r_epi + 110.0)),
+            float(rng.uniform(-130.0, 40.0)),
+            float(rng.uniform(10.0, 35.0)),
+            float(rng.uniform(10.0, 40.0)),
+            int(organ_tissues[int(rng.integers(0, len(organ_tissues)))]),
+        )
         for _ in range(int(rng.integers(2, 6)))
     )
     aorta = (r_epi + float(rng.uniform(30.0, 60.0)), -float(rng.uniform(20.0, 50.0)), float(rng.uniform(9.0, 13.0)))
-    spine = (aorta[0] + float(rng.uniform(25.0, 50.0)), aorta[1] + float(rng.uniform(0.0, 30.0)),
-             float(rng.uniform(15.0, 20.0)))
-    ribs = tuple((float(rng.uniform(-np.pi, np.pi)), float(rng.uniform(5.0, 9.0)))
-                 for _ in range(int(rng.integers(4, 9))))
+    spine = (
+        aorta[0] + float(rng.uniform(25.0, 50.0)),
+        aorta[1] + float(rng.uniform(0.0, 30.0)),
+        float(rng.uniform(15.0, 20.0)),
+    )
+    ribs = tuple(
+        (float(rng.uniform(-np.pi, np.pi)), float(rng.uniform(5.0, 9.0))) for _ in range(int(rng.integers(4, 9)))
+    )
     return _Torso(
-        body=body, body_ripple=random_harmonics(rng, 4, 0.04),
+        body=body,
+        body_ripple=random_harmonics(rng, 4, 0.04),
         subcut_fat=(float(rng.uniform(5.0, 18.0)), float(rng.uniform(10.0, 30.0))),
-        chest_wall=float(rng.uniform(6.0, 14.0)), lungs=lungs,
-        lung_ripple=(random_harmonics(rng, 4, 0.15), random_harmonics(rng, 4, 0.15)), diaphragm=diaphragm,
-        liver_side=float(rng.uniform(-30.0, 10.0)), organs=organs, aorta=aorta, spine=spine, ribs=ribs,
+        chest_wall=float(rng.uniform(6.0, 14.0)),
+        lungs=lungs,
+        lung_ripple=(random_harmonics(rng, 4, 0.15), random_harmonics(rng, 4, 0.15)),
+        diaphragm=diaphragm,
+        liver_side=float(rng.uniform(-30.0, 10.0)),
+        organs=organs,
+        aorta=aorta,
+        spine=spine,
+        ribs=ribs,
     )
