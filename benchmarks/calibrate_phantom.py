@@ -30,7 +30,7 @@ from lgelib.data.cohort import write_phantom_cohort  # noqa: E402
 from lgelib.data.dataset import emidec_cases  # noqa: E402
 from lgelib.data.intensity import normalize_intensity  # noqa: E402
 from lgelib.data.nifti import read_volume, voxel_spacing  # noqa: E402
-from lgelib.data.phantom import PhantomConfig, generate_case  # noqa: E402
+from lgelib.data.phantom import PhantomSettings, generate_case  # noqa: E402
 from lgelib.data.stats import STATISTIC_NAMES, label_map_statistics  # noqa: E402
 
 HEALTHY_SPREAD = "healthy_intensity_std"
@@ -80,13 +80,13 @@ def cohort_seconds(n: int, seed: int) -> float:
     """Wall time of writing a whole cohort (generation plus NIfTI files), as ``lgelib phantom`` does."""
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        write_phantom_cohort(PhantomConfig(n_cases=n, seed=seed), Path(folder) / "cohort", progress=False)
+        write_phantom_cohort(PhantomSettings(n_cases=n, seed=seed), Path(folder) / "cohort", progress=False)
         return time.perf_counter() - start
 
 
 def phantom_statistics(n: int, seed: int) -> tuple[list[dict[str, float]], list[float]]:
     """Statistics of phantom cases 0..n-1 and the wall time of each ``generate_case`` call."""
-    config = PhantomConfig(n_cases=n, seed=seed)
+    config = PhantomSettings(n_cases=n, seed=seed)
     rows, seconds = [], []
     for index in range(n):
         start = time.perf_counter()
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(
             f"Real: {len(real)} cases from `{root.name}`. Phantom: {args.n} cases, seed {args.seed}, "
-            "default `PhantomConfig`.\n"
+            "default `PhantomSettings`.\n"
         )
     print(render_table(real, phantom))
     print()
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- generate_case time per case (one process): mean {np.mean(seconds):.3f} s, "
         f"median {np.median(seconds):.3f} s, max {np.max(seconds):.3f} s"
     )
-    default = PhantomConfig()
+    default = PhantomSettings()
     print(
         f"- the default cohort ({default.n_cases} cases, seed {default.seed}) written as NIfTI + manifest, one "
         f"process: {cohort_seconds(default.n_cases, default.seed):.1f} s"

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lgelib.config import AUTHORS_INR, get_profile
 from lgelib.data.prepare import load_run_data
-from lgelib.inr import JointSiren, SirenSpec, siren_init
+from lgelib.inr import JointSiren, SirenSettings, siren_init
 from lgelib.inr.coords import grid_coordinates
 from lgelib.inr.fit import FitSettings, fit_batch, learning_rate, matmul_precision, resolve_precision, stack_targets
 from lgelib.inr.siren import flops_per_point
@@ -79,7 +79,7 @@ def matmul_peak(n: int, rows: int, width: int, device: torch.device, precision: 
 
 def dataloader_fit(
     init: torch.Tensor,
-    spec: SirenSpec,
+    spec: SirenSettings,
     settings: FitSettings,
     image: np.ndarray,
     myocardium: np.ndarray,

@@ -28,7 +28,7 @@ from lgelib.config import get_profile
 from lgelib.data.prepare import load_run_data
 from lgelib.data.validate import validate_dataset
 from lgelib.edm import train_edm
-from lgelib.inr import FittedINRs, fit_inrs, siren_init
+from lgelib.inr import FittedInrs, fit_inrs, siren_init
 from lgelib.device import resolve_device
 from lgelib.inr2vec import reconstruction_fidelity, train_inr2vec
 from lgelib.synthesis import compare_qc, nominal_spacing, real_qc, synthesize
@@ -140,7 +140,7 @@ def paper(args: argparse.Namespace, device: torch.device) -> None:
     n = i2v.batch_size
     init = siren_init(spec, 0)
     params = init + 1e-3 * torch.randn(n, spec.n_params, generator=generator)
-    fitted = FittedINRs(
+    fitted = FittedInrs(
         [f"random_{i:03d}" for i in range(n)],
         params,
         init,

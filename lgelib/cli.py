@@ -105,9 +105,9 @@ def _command_prepare(args: argparse.Namespace) -> int:
 
 def _command_phantom(args: argparse.Namespace) -> int:
     from lgelib.data.cohort import write_phantom_cohort
-    from lgelib.data.phantom import PhantomConfig
+    from lgelib.data.phantom import PhantomSettings
 
-    config = PhantomConfig(n_cases=args.n_cases, seed=args.seed)
+    config = PhantomSettings(n_cases=args.n_cases, seed=args.seed)
     path = write_phantom_cohort(config, Path(args.out), progress=not args.quiet)
     print(f"wrote {config.n_cases} cases and {path}")
     return 0

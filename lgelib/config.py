@@ -7,20 +7,20 @@ import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lgelib.data.grid import GridSpec
+from lgelib.data.grid import GridSettings
 from lgelib.edm import EdmSettings, SamplerSettings
 from lgelib.inr.fit import FitSettings
-from lgelib.inr.siren import SirenSpec
+from lgelib.inr.siren import SirenSettings
 from lgelib.inr2vec import Inr2VecSettings
 from lgelib.segmentation import SegmentationSettings
 from lgelib.synthesis import SynthesisSettings
 
 
 @dataclass(frozen=True)
-class InrStage:
+class InrSettings:
     """Stage 1: the joint SIREN's architecture, how each is fitted, and how many volumes share a batch."""
 
-    spec: SirenSpec
+    spec: SirenSettings
     fit: FitSettings
     cases_per_batch: int
 
@@ -30,8 +30,8 @@ class Profile:
     """Settings of one profile."""
 
     name: str
-    grid: GridSpec
-    inr: InrStage
+    grid: GridSettings
+    inr: InrSettings
     inr2vec: Inr2VecSettings
     edm: EdmSettings
     synthesis: SynthesisSettings
@@ -93,10 +93,10 @@ PROFILES: dict[str, Profile] = {
     # Same 160 mm field of view in both; the smoke grid is coarser so every later stage runs on a CPU.
     "smoke": Profile(
         name="smoke",
-        grid=GridSpec(shape=(8, 64, 64), inplane_spacing_mm=2.5),
+        grid=GridSettings(shape=(8, 64, 64), inplane_spacing_mm=2.5),
         # 15,907 parameters; about 4 s per volume on 2 CPU cores (5.2 ms per volume and step; benchmarks/README.md).
-        inr=InrStage(
-            spec=SirenSpec(hidden=64, backbone_layers=4, head_hidden=16),
+        inr=InrSettings(
+            spec=SirenSettings(hidden=64, backbone_layers=4, head_hidden=16),
             fit=FitSettings(steps=800, points_per_step=4096, lr=1e-3, lr_final=1e-4),
             cases_per_batch=32,
         ),
@@ -128,10 +128,10 @@ PROFILES: dict[str, Profile] = {
     ),
     "paper": Profile(
         name="paper",
-        grid=GridSpec(shape=(12, 128, 128), inplane_spacing_mm=1.25),
+        grid=GridSettings(shape=(12, 128, 128), inplane_spacing_mm=1.25),
         # The paper's 4 x 256 backbone; 260,323 parameters (layout in lgelib/inr/siren.py).
-        inr=InrStage(
-            spec=SirenSpec(hidden=256, backbone_layers=4, head_hidden=80),
+        inr=InrSettings(
+            spec=SirenSettings(hidden=256, backbone_layers=4, head_hidden=80),
             fit=FitSettings(steps=2000, points_per_step=16384, lr=3e-4, lr_final=3e-5),
             cases_per_batch=32,
         ),
@@ -202,8 +202,8 @@ def generator_name(profile: Profile) -> str:
     return next((name for name in GENERATORS if with_generator(profile, name) == profile), "custom")
 
 
-AUTHORS_INR = InrStage(
-    spec=SirenSpec(
+AUTHORS_INR = InrSettings(
+    spec=SirenSettings(
         hidden=512,
         backbone_layers=5,
         head_hidden=0,
@@ -229,7 +229,7 @@ output layer for the three channels, their initialisation (drawn for omega 30, b
 both mask channels (so each mask weighs 1/2), Adam at a constant 1e-4, 3,000 steps of 65,536 uniformly drawn voxels;
 1,084,931 parameters. Their DataLoader draws voxels without replacement within an epoch, lgelib with replacement."""
 
-INR_CHOICES: dict[str, InrStage | None] = {"lgelib": None, "authors": AUTHORS_INR}
+INR_CHOICES: dict[str, InrSettings | None] = {"lgelib": None, "authors": AUTHORS_INR}
 """Named INR choices (`with_inr`): ``lgelib``, the profile's own joint SIREN (the default); ``authors``, the authors'
 network and settings (`AUTHORS_INR`), for comparing them on equal terms (benchmarks/README.md)."""
 

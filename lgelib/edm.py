@@ -2,7 +2,7 @@
 
 As published (NVlabs/edm, ``training/loss.py``, ``training/networks.py``, ``generate.py``):
 
-- Preconditioning (`EDMPrecond`), kept apart from the network: D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)
+- Preconditioning (`EdmPrecond`), kept apart from the network: D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)
   with c_skip = s^2 / (sigma^2 + s^2), c_out = sigma s / sqrt(sigma^2 + s^2), c_in = 1 / sqrt(sigma^2 + s^2),
   c_noise = ln(sigma) / 4, s = sigma_data.
 - Training (`EDMLoss`): ln(sigma) ~ N(P_mean = -1.2, P_std = 1.2), loss lambda(sigma) |D(y + n; sigma) - y|^2 with
@@ -175,7 +175,7 @@ class VectorDenoiser(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
 
-class EDMPrecond(nn.Module):
+class EdmPrecond(nn.Module):  # NVlabs/edm calls it EDMPrecond
     """D(x; sigma) = c_skip x + c_out F(c_in x, c_noise): EDM's preconditioning around any network F."""
 
     def __init__(self, model: nn.Module, sigma_data: float = 0.5) -> None:
@@ -399,7 +399,7 @@ class LatentStandardizer:
 class TrainedEdm:
     """The output of the diffusion stage: the EMA denoiser, the latent statistics, the loss per step."""
 
-    net: EDMPrecond
+    net: EdmPrecond
     standardizer: LatentStandardizer
     settings: EdmSettings
     history: pd.DataFrame
@@ -431,10 +431,10 @@ def sample_seeds(seed: int, count: int, first: int = 0) -> list[int]:
     return [case_seed(seed, f"sample-{index}") for index in range(first, first + count)]
 
 
-def _seeded_net(dim: int, settings: EdmSettings) -> EDMPrecond:
+def _seeded_net(dim: int, settings: EdmSettings) -> EdmPrecond:
     with seeded(settings.seed):
         model = VectorDenoiser(dim, settings.width, settings.blocks, settings.embedding_dim, settings.dropout)
-    return EDMPrecond(model, settings.sigma_data)
+    return EdmPrecond(model, settings.sigma_data)
 
 
 def train_edm(

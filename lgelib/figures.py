@@ -508,3 +508,12 @@ def plot_training_curves(curves: pd.DataFrame) -> Figure:
     dice_axis.legend(fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def not_drawn(reason: str) -> Figure:
+    """A figure's place kept when this run may not draw it (a private dataset with no synthetic volume cleared):
+    the reason as text, so the figure keeps its number and the landing page's reference to it still resolves."""
+    figure, axis = plt.subplots(figsize=(7.2, 1.0))
+    axis.set_axis_off()
+    axis.text(0.5, 0.5, reason, ha="center", va="center", wrap=True, fontsize=9, transform=axis.transAxes)
+    return figure

@@ -53,8 +53,8 @@ from lgelib.device import resolve_device
 from lgelib.inr.fit import joint_loss, stack_targets
 from lgelib.inr.query import Decoded, decode
 from lgelib.inr.sampling import VoxelSampler
-from lgelib.inr.siren import ParameterLayout, SirenSpec, batched_forward
-from lgelib.inr.stage import FittedINRs, case_fidelity
+from lgelib.inr.siren import ParameterLayout, SirenSettings, batched_forward
+from lgelib.inr.stage import FittedInrs, case_fidelity
 from lgelib.fingerprint import fingerprint
 from lgelib.training import TrainingLoop, cosine_lr, seeded
 
@@ -129,7 +129,7 @@ class Inr2VecSettings:
         return asdict(self)
 
 
-def check_params(params: Tensor, spec: SirenSpec, reader: str) -> None:
+def check_params(params: Tensor, spec: SirenSettings, reader: str) -> None:
     """Fail early, naming the profile mismatch, unless ``params`` is (N, P) flat parameters of ``spec``."""
     if params.dim() != 2 or params.shape[1] != spec.n_params:
         raise ValueError(
@@ -145,7 +145,7 @@ class WeightRows:
     layer is [weight[j, :], bias[j]], zero-padded to ``width`` = widest fan-in + 1.
     """
 
-    def __init__(self, spec: SirenSpec) -> None:
+    def __init__(self, spec: SirenSettings) -> None:
         layout = ParameterLayout(spec)
         shapes = dict(layout.entries)
         self.layer_names = [name[: -len(".weight")] for name, _ in layout.entries if name.endswith(".weight")]
@@ -298,7 +298,7 @@ def build_decoder(settings: Inr2VecSettings) -> nn.Module:
 class Inr2Vec(nn.Module):
     """Encoder and decoder together, with the row layout and input scaling of the INRs they were trained on."""
 
-    def __init__(self, spec: SirenSpec, settings: Inr2VecSettings) -> None:
+    def __init__(self, spec: SirenSettings, settings: Inr2VecSettings) -> None:
         super().__init__()
         self.spec, self.settings = spec, settings
         self.rows = WeightRows(spec)
@@ -354,7 +354,7 @@ class WeightLatent(nn.Module):
     """The ``weights`` latent: z = an INR's flat weights (N, P) minus the shared initialisation; decoding runs the
     SIREN on init + z, so decode(encode(INR)) is the INR itself. Nothing to train (HyperDiffusion's space)."""
 
-    def __init__(self, spec: SirenSpec, settings: Inr2VecSettings) -> None:
+    def __init__(self, spec: SirenSettings, settings: Inr2VecSettings) -> None:
         super().__init__()
         self.spec, self.settings = spec, settings
         self.layout = ParameterLayout(spec)
@@ -386,7 +386,7 @@ LatentModel = Inr2Vec | WeightLatent
 """What the later stages use: ``encode`` (N, P) -> (N, latent_dim) and ``decode`` (z, coords) -> outputs."""
 
 
-def build_model(spec: SirenSpec, settings: Inr2VecSettings) -> LatentModel:
+def build_model(spec: SirenSettings, settings: Inr2VecSettings) -> LatentModel:
     """The latent model ``settings.latent`` names, untrained."""
     return WeightLatent(spec, settings) if settings.latent == "weights" else Inr2Vec(spec, settings)
 
@@ -444,7 +444,7 @@ def distillation_loss(outputs: Tensor, targets: Tensor, weights: tuple[float, fl
     return joint_loss(outputs, targets, weights) - weights[1] * entropy[..., 0] - weights[2] * entropy[..., 1]
 
 
-def inr_targets(fitted: FittedINRs, device: torch.device) -> tuple[Tensor, np.ndarray, np.ndarray]:
+def inr_targets(fitted: FittedInrs, device: torch.device) -> tuple[Tensor, np.ndarray, np.ndarray]:
     """The INRs' own outputs at every voxel centre: targets (N, V, 3) and their masks (N, Z, R, C) for sampling."""
     decoded = decode(fitted.params, fitted.spec, fitted.grid_shape, device)
     n = len(fitted.case_ids)
@@ -456,7 +456,7 @@ def inr_targets(fitted: FittedINRs, device: torch.device) -> tuple[Tensor, np.nd
 
 
 def data_targets(
-    prepared: PreparedDataset, fitted: FittedINRs, device: torch.device
+    prepared: PreparedDataset, fitted: FittedInrs, device: torch.device
 ) -> tuple[Tensor, np.ndarray, np.ndarray]:
     """The prepared volumes the INRs were fitted to, in the INRs' order: targets (N, V, 3) and masks (N, Z, R, C)."""
     missing = [c for c in fitted.case_ids if c not in prepared.case_ids]
@@ -476,7 +476,7 @@ def data_targets(
 
 
 def train_inr2vec(
-    fitted: FittedINRs,
+    fitted: FittedInrs,
     out_dir: Path | str,
     settings: Inr2VecSettings,
     device: torch.device | str | None = None,
@@ -577,7 +577,7 @@ def _save_stage(
     out: Path,
     key: str,
     model: LatentModel,
-    fitted: FittedINRs,
+    fitted: FittedInrs,
     settings: Inr2VecSettings,
     history: pd.DataFrame,
     seconds: float,
@@ -604,7 +604,7 @@ def load_inr2vec(folder: Path | str) -> TrainedInr2Vec:
         raise FileNotFoundError(f"{folder / MODEL_FILE} does not exist: train inr2vec first (train_inr2vec)")
     weights, metadata = load_tensors(folder / MODEL_FILE)
     values = json.loads(metadata["settings"])
-    model = build_model(SirenSpec(**json.loads(metadata["siren"])), Inr2VecSettings(**values))
+    model = build_model(SirenSettings(**json.loads(metadata["siren"])), Inr2VecSettings(**values))
     model.load_state_dict(weights)
     latents, latent_meta = load_tensors(folder / LATENTS_FILE)
     history = pd.read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else pd.DataFrame()
@@ -618,7 +618,7 @@ def load_inr2vec(folder: Path | str) -> TrainedInr2Vec:
 
 
 def reconstruction_fidelity(
-    model: LatentModel, fitted: FittedINRs, prepared: PreparedDataset, device: torch.device | str | None = None
+    model: LatentModel, fitted: FittedInrs, prepared: PreparedDataset, device: torch.device | str | None = None
 ) -> pd.DataFrame:
     """Per case: PSNR and Dice of decode(encode(INR)) against the original volumes, beside the INR's own.
 

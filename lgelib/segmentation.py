@@ -848,7 +848,7 @@ def plans_table(out_dir: Path | str, configuration: str) -> pd.DataFrame:
             continue
         chosen = json.loads(plans_file.read_text())["configurations"][configuration]
         architecture = chosen["architecture"]["arch_kwargs"]
-        source = json.loads(record.read_text()).get("plans_from") if record.is_file() else None
+        source = json.loads(record.read_text()).get("settings", {}).get("plans_from") if record.is_file() else None
         rows.append(
             {
                 "dataset": folder.name,

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from lgelib.edm import (
     EMA,
     EDMLoss,
-    EDMPrecond,
+    EdmPrecond,
     EdmSettings,
     HeldOutSelection,
     PerSampleNoise,
@@ -39,7 +39,7 @@ class Recorder(nn.Module):
 
 def test_preconditioning_matches_the_paper() -> None:
     sigma_data = 0.5
-    net = EDMPrecond(Recorder(), sigma_data)
+    net = EdmPrecond(Recorder(), sigma_data)
     x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     sigma = torch.tensor([0.002, 0.5, 1.0, 80.0])
     out = net(x, sigma)
@@ -56,7 +56,7 @@ def test_preconditioning_matches_the_paper() -> None:
 
 def test_loss_draws_sigma_log_normally_and_weights_it_as_published() -> None:
     loss_fn = EDMLoss(p_mean=-1.2, p_std=1.2, sigma_data=0.5)
-    net = EDMPrecond(Recorder(), 0.5)
+    net = EdmPrecond(Recorder(), 0.5)
     y = torch.randn(5000, 2, generator=torch.Generator().manual_seed(1))
     loss = loss_fn(net, y, torch.Generator().manual_seed(7))
     # Replay the draws: same generator, same order (sigma, then noise).

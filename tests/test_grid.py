@@ -9,7 +9,7 @@ import pytest
 
 from lgelib.data.cases import ScanCase
 from lgelib.data.dataset import emidec_cases
-from lgelib.data.grid import GridMapping, GridSpec, base_is_first, to_canonical, to_original_grid
+from lgelib.data.grid import GridMapping, GridSettings, base_is_first, to_canonical, to_original_grid
 from lgelib.data.intensity import normalize_intensity
 from lgelib.data.manifest import EMIDEC_LABELS, CaseFiles
 from lgelib.data.cases import read_case
@@ -17,7 +17,7 @@ from lgelib.data.nifti import read_volume
 
 from conftest import lv_image, lv_label_map
 
-GRID = GridSpec(shape=(8, 40, 40), inplane_spacing_mm=1.8)
+GRID = GridSettings(shape=(8, 40, 40), inplane_spacing_mm=1.8)
 
 
 def scan(labels: np.ndarray, affine: np.ndarray | None = None, case_id: str = "t") -> ScanCase:
@@ -89,7 +89,10 @@ def test_canonical_affine_points_at_the_same_world_positions() -> None:
 def test_round_trip_to_the_original_grid() -> None:
     labels = lv_label_map(shape=(64, 60, 9))
     original = scan(labels)
-    for grid in (GridSpec(shape=(12, 64, 64), inplane_spacing_mm=1.2), GridSpec(shape=(12, 64, 64), z_mode="native")):
+    for grid in (
+        GridSettings(shape=(12, 64, 64), inplane_spacing_mm=1.2),
+        GridSettings(shape=(12, 64, 64), z_mode="native"),
+    ):
         case = to_canonical(original, grid)
         mapping = GridMapping.from_json(case.mapping.to_json())
         assert mapping == case.mapping
@@ -105,7 +108,7 @@ def test_round_trip_to_the_original_grid() -> None:
 
 def test_native_mode_keeps_native_slices() -> None:
     labels = lv_label_map(shape=(48, 44, 7))
-    case = to_canonical(scan(labels), GridSpec(shape=(10, 40, 40), inplane_spacing_mm=1.6, z_mode="native"))
+    case = to_canonical(scan(labels), GridSettings(shape=(10, 40, 40), inplane_spacing_mm=1.6, z_mode="native"))
     assert case.mapping.scale[0] == 1.0
     assert case.myocardium.any(axis=(1, 2)).sum() == 7  # 7 slices with myocardium, the rest padding
 
@@ -113,7 +116,7 @@ def test_native_mode_keeps_native_slices() -> None:
 def test_masks_are_interpolated_as_shapes_not_blocks() -> None:
     """Between two native slices the interpolated ring lies between the two rings (shape interpolation)."""
     labels = lv_label_map(shape=(48, 44, 3), scar=False)
-    case = to_canonical(scan(labels), GridSpec(shape=(5, 40, 40), inplane_spacing_mm=1.6))
+    case = to_canonical(scan(labels), GridSettings(shape=(5, 40, 40), inplane_spacing_mm=1.6))
     area = case.myocardium.sum(axis=(1, 2))
     assert area[0] > area[1] > area[2] > area[3] > area[4] > 0
 
@@ -139,7 +142,7 @@ def test_real_emidec_cases_on_the_paper_grid(emidec_root: Path) -> None:
         labels = read_volume(files.labels, files.case_id, "labels").data
         np.testing.assert_array_equal(scan_case.myocardium, np.isin(labels, [2, 3, 4]))
         np.testing.assert_array_equal(scan_case.fibrosis, np.isin(labels, [3, 4]))
-        case = to_canonical(scan_case, GridSpec())
+        case = to_canonical(scan_case, GridSettings())
         assert case.mapping.slice_order == "apex_first"  # as the data README says: apex at index 0
         back = to_original_grid(case.myocardium, case.mapping, is_mask=True)
         assert dice(back, scan_case.myocardium) > 0.95

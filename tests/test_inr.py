@@ -10,7 +10,16 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from lgelib.inr import FitSettings, JointSiren, ParameterLayout, SirenSpec, decode, fit_inrs, load_fitted, siren_init
+from lgelib.inr import (
+    FitSettings,
+    JointSiren,
+    ParameterLayout,
+    SirenSettings,
+    decode,
+    fit_inrs,
+    load_fitted,
+    siren_init,
+)
 from lgelib.inr.coords import grid_coordinates, index_to_coordinates
 from lgelib.config import AUTHORS_INR, inr_name, with_inr
 from lgelib.run import settings_for
@@ -20,11 +29,11 @@ from lgelib.inr.siren import batched_forward, encode_inputs
 from lgelib.inr.step import SirenStep
 from toys import toy_prepared, toy_volumes
 
-TINY = SirenSpec(hidden=32, backbone_layers=3, head_hidden=8)
+TINY = SirenSettings(hidden=32, backbone_layers=3, head_hidden=8)
 
 
 def test_paper_architecture_and_layout() -> None:
-    spec = SirenSpec()
+    spec = SirenSettings()
     layout = ParameterLayout(spec)
     assert spec.n_params == layout.size == 260_323  # the paper's "about 260K"
     model = JointSiren(spec)
@@ -40,8 +49,8 @@ def test_paper_architecture_and_layout() -> None:
         layout.unflatten(flat[:-1])
 
 
-@pytest.mark.parametrize("spec", [TINY, SirenSpec(hidden=16, backbone_layers=2, head_hidden=0)])
-def test_batched_forward_matches_the_module(spec: SirenSpec) -> None:
+@pytest.mark.parametrize("spec", [TINY, SirenSettings(hidden=16, backbone_layers=2, head_hidden=0)])
+def test_batched_forward_matches_the_module(spec: SirenSettings) -> None:
     flats = torch.stack([siren_init(spec, seed) for seed in range(3)])
     coords = torch.rand(3, 50, 3) * 2 - 1
     batched = batched_forward(ParameterLayout(spec).unflatten(flats), coords, spec)
@@ -52,7 +61,7 @@ def test_batched_forward_matches_the_module(spec: SirenSpec) -> None:
 
 
 def test_siren_initialisation_statistics() -> None:
-    spec = SirenSpec()
+    spec = SirenSettings()
     first, second = siren_init(spec, 0), siren_init(spec, 0)
     assert torch.equal(first, second) and not torch.equal(first, siren_init(spec, 1))
     params = ParameterLayout(spec).unflatten(first)
@@ -148,7 +157,7 @@ def test_batched_fit_equals_one_model_per_volume() -> None:
         torch.testing.assert_close(batched[i], model.flat().detach(), rtol=1e-4, atol=2e-5)
 
 
-AUTHORS_SMALL = SirenSpec(
+AUTHORS_SMALL = SirenSettings(
     hidden=24,
     backbone_layers=3,
     head_hidden=0,
@@ -159,9 +168,9 @@ AUTHORS_SMALL = SirenSpec(
 )
 
 
-@pytest.mark.parametrize("spec", [TINY, SirenSpec(hidden=16, backbone_layers=2, head_hidden=0), AUTHORS_SMALL])
+@pytest.mark.parametrize("spec", [TINY, SirenSettings(hidden=16, backbone_layers=2, head_hidden=0), AUTHORS_SMALL])
 @pytest.mark.parametrize("chunk", [None, 97])
-def test_fused_step_gives_the_autograd_loss_and_gradient(spec: SirenSpec, chunk: int | None) -> None:
+def test_fused_step_gives_the_autograd_loss_and_gradient(spec: SirenSettings, chunk: int | None) -> None:
     generator = torch.Generator().manual_seed(0)
     flat = torch.stack([siren_init(spec, seed) for seed in range(3)])
     flat = flat + 0.05 * torch.randn(flat.shape, generator=generator)  # away from the init's zero biases
@@ -194,7 +203,7 @@ def test_fused_step_gives_the_autograd_loss_and_gradient(spec: SirenSpec, chunk:
 
 
 @pytest.mark.parametrize("spec", [TINY, AUTHORS_SMALL])
-def test_fused_fit_follows_the_autograd_fit(spec: SirenSpec) -> None:
+def test_fused_fit_follows_the_autograd_fit(spec: SirenSettings) -> None:
     """The optimised fitter gives the same parameters, to float rounding, as autograd for the same seed and data."""
     images, myo, fib = toy_volumes(3)
     settings = FitSettings(

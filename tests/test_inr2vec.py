@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lgelib.inr import ParameterLayout, SirenSpec, siren_init
+from lgelib.inr import ParameterLayout, SirenSettings, siren_init
 from lgelib.inr2vec import (
     Inr2Vec,
     Inr2VecSettings,
@@ -52,7 +52,7 @@ def trained(fitted, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_every_parameter_is_in_exactly_one_row_place() -> None:
-    spec = SirenSpec()  # the paper's INR
+    spec = SirenSettings()  # the paper's INR
     rows = WeightRows(spec)
     assert rows.n_rows == 4 * 256 + 3 * (80 + 1) and rows.width == 257 and rows.n_layers == 10
     assert rows.table()[:2] == [("backbone.0", 256, 4), ("backbone.1", 256, 257)]
@@ -70,7 +70,7 @@ def test_every_parameter_is_in_exactly_one_row_place() -> None:
 
 
 def test_encoder_ignores_row_order_but_not_the_weights() -> None:
-    spec = SirenSpec(hidden=32, backbone_layers=3, head_hidden=8)
+    spec = SirenSettings(hidden=32, backbone_layers=3, head_hidden=8)
     model = Inr2Vec(spec, SMALL)
     params = siren_init(spec, 0) + 0.01 * torch.randn(3, spec.n_params, generator=torch.Generator().manual_seed(1))
     model.calibrate(params, siren_init(spec, 0))
@@ -84,7 +84,7 @@ def test_encoder_ignores_row_order_but_not_the_weights() -> None:
     assert z.shape == (3, SMALL.latent_dim)
     assert (z[0] - z[1]).abs().max() > 1e-3  # different INRs, different latents
     with pytest.raises(ValueError, match="another profile"):
-        model.encode(torch.zeros(2, SirenSpec().n_params))
+        model.encode(torch.zeros(2, SirenSettings().n_params))
 
 
 def test_training_reproduces_the_inrs_and_resumes_exactly(fitted, trained, tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_the_decoder_learns_the_data_not_the_inrs(fitted, tmp_path: Path) -> Non
 
 def test_the_film_siren_decoder_is_modulated_by_z() -> None:
     settings = dataclasses.replace(SMALL, decoder="film-siren")
-    decoder = Inr2Vec(SirenSpec(hidden=32, backbone_layers=3, head_hidden=8), settings).decoder
+    decoder = Inr2Vec(SirenSettings(hidden=32, backbone_layers=3, head_hidden=8), settings).decoder
     assert isinstance(decoder, ModulatedSirenDecoder) and decoder.layers == sum(SMALL.decoder_layers)
     coords = torch.rand(50, 3) * 2 - 1
     z = torch.randn(2, SMALL.latent_dim)

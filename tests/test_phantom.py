@@ -11,7 +11,7 @@ from scipy import ndimage
 from lgelib.data.dataset import emidec_cases
 from lgelib.data.intensity import padding_mask
 from lgelib.data.nifti import read_volume, voxel_spacing
-from lgelib.data.phantom import PhantomCase, PhantomConfig, generate_case, phantom_case_id
+from lgelib.data.phantom import PhantomCase, PhantomSettings, generate_case, phantom_case_id
 from lgelib.data.stats import label_map_statistics
 
 COHORT_SIZE = 12
@@ -29,12 +29,12 @@ CALIBRATED = (
 
 
 @pytest.fixture(scope="module")
-def config() -> PhantomConfig:
-    return PhantomConfig(n_cases=COHORT_SIZE, seed=0)
+def config() -> PhantomSettings:
+    return PhantomSettings(n_cases=COHORT_SIZE, seed=0)
 
 
 @pytest.fixture(scope="module")
-def cohort(config: PhantomConfig) -> list[PhantomCase]:
+def cohort(config: PhantomSettings) -> list[PhantomCase]:
     return [generate_case(config, index) for index in range(COHORT_SIZE)]
 
 
@@ -46,7 +46,7 @@ def cohort_stats(cohort: list[PhantomCase]) -> list[dict[str, float]]:
 @pytest.fixture(scope="module")
 def scarred_cohort() -> list[PhantomCase]:
     """Every subject scarred and ischaemic with MVO, on a small matrix to stay fast."""
-    config = PhantomConfig(
+    config = PhantomSettings(
         seed=5, scar_free_fraction=0.0, nonischaemic_fraction=0.0, mvo_fraction=1.0, matrix=(128, 128)
     )
     return [generate_case(config, index) for index in range(8)]
@@ -61,7 +61,7 @@ def test_case_ids() -> None:
     assert phantom_case_id(122) == "Phantom_123"
 
 
-def test_same_seed_and_index_give_identical_case(config: PhantomConfig, cohort: list[PhantomCase]) -> None:
+def test_same_seed_and_index_give_identical_case(config: PhantomSettings, cohort: list[PhantomCase]) -> None:
     again = generate_case(config, 3)
     first = cohort[3]
     assert again.case_id == first.case_id == "Phantom_004"
@@ -72,16 +72,16 @@ def test_same_seed_and_index_give_identical_case(config: PhantomConfig, cohort: 
 
 
 def test_case_does_not_depend_on_cohort_size_or_order(cohort: list[PhantomCase]) -> None:
-    generate_case(PhantomConfig(n_cases=3, seed=0), 7)  # other cases made first, in another order
-    small = generate_case(PhantomConfig(n_cases=3, seed=0), 5)
-    large = generate_case(PhantomConfig(n_cases=500, seed=0), 5)
+    generate_case(PhantomSettings(n_cases=3, seed=0), 7)  # other cases made first, in another order
+    small = generate_case(PhantomSettings(n_cases=3, seed=0), 5)
+    large = generate_case(PhantomSettings(n_cases=500, seed=0), 5)
     for other in (small, large):
         np.testing.assert_array_equal(other.image, cohort[5].image)
         np.testing.assert_array_equal(other.labels, cohort[5].labels)
 
 
 def test_different_seeds_give_different_cases(cohort: list[PhantomCase]) -> None:
-    other = generate_case(PhantomConfig(seed=1), 0)
+    other = generate_case(PhantomSettings(seed=1), 0)
     assert other.image.shape != cohort[0].image.shape or not np.array_equal(other.image, cohort[0].image)
     assert other.labels.shape != cohort[0].labels.shape or not np.array_equal(other.labels, cohort[0].labels)
     assert not np.array_equal(other.affine, cohort[0].affine)
@@ -93,19 +93,19 @@ def test_different_indices_give_different_cases(cohort: list[PhantomCase]) -> No
 
 def test_invalid_config_is_rejected() -> None:
     with pytest.raises(ValueError):
-        PhantomConfig(scar_free_fraction=1.5)
+        PhantomSettings(scar_free_fraction=1.5)
     with pytest.raises(ValueError):
-        PhantomConfig(sub_slices=4)
+        PhantomSettings(sub_slices=4)
     with pytest.raises(ValueError):
-        PhantomConfig(slice_gap_fraction=(0.0, 1.0))
+        PhantomSettings(slice_gap_fraction=(0.0, 1.0))
     with pytest.raises(ValueError):
-        generate_case(PhantomConfig(), -1)
+        generate_case(PhantomSettings(), -1)
 
 
 # -- arrays and geometry --------------------------------------------------------------------------------
 
 
-def test_shapes_dtypes_and_labels(config: PhantomConfig, cohort: list[PhantomCase]) -> None:
+def test_shapes_dtypes_and_labels(config: PhantomSettings, cohort: list[PhantomCase]) -> None:
     for case in cohort:
         assert case.image.dtype == np.float32 and case.labels.dtype == np.uint8
         assert case.image.ndim == 3 and case.image.shape == case.labels.shape
@@ -121,7 +121,7 @@ def test_shapes_dtypes_and_labels(config: PhantomConfig, cohort: list[PhantomCas
         assert has_scar == (case.scar_pattern != "none")
 
 
-def test_affine_spacing_in_configured_ranges(config: PhantomConfig, cohort: list[PhantomCase]) -> None:
+def test_affine_spacing_in_configured_ranges(config: PhantomSettings, cohort: list[PhantomCase]) -> None:
     spacings = []
     for case in cohort:
         affine = case.affine
@@ -161,13 +161,13 @@ def test_myocardium_slice_counts_are_realistic(cohort_stats: list[dict[str, floa
 
 
 def test_scar_free_fraction_is_honoured() -> None:
-    config = PhantomConfig(seed=3, scar_free_fraction=0.5, matrix=(96, 96))
+    config = PhantomSettings(seed=3, scar_free_fraction=0.5, matrix=(96, 96))
     cases = [generate_case(config, index) for index in range(40)]
     free = [c.scar_pattern == "none" for c in cases]
     assert 0.25 <= np.mean(free) <= 0.75
     for case, is_free in zip(cases, free):
         assert is_free == (not np.isin(case.labels, (3, 4)).any())
-    none_scarred = PhantomConfig(seed=3, scar_free_fraction=1.0, matrix=(96, 96))
+    none_scarred = PhantomSettings(seed=3, scar_free_fraction=1.0, matrix=(96, 96))
     assert all(generate_case(none_scarred, i).scar_pattern == "none" for i in range(6))
 
 
@@ -207,13 +207,13 @@ def test_mvo_lies_within_or_next_to_scar(scarred_cohort: list[PhantomCase]) -> N
 
 
 def test_no_mvo_when_disabled() -> None:
-    config = PhantomConfig(seed=5, scar_free_fraction=0.0, mvo_fraction=0.0, matrix=(96, 96))
+    config = PhantomSettings(seed=5, scar_free_fraction=0.0, mvo_fraction=0.0, matrix=(96, 96))
     for index in range(6):
         assert not (generate_case(config, index).labels == 4).any()
 
 
 def test_nonischaemic_pattern_spares_the_endocardium() -> None:
-    config = PhantomConfig(seed=2, scar_free_fraction=0.0, nonischaemic_fraction=1.0, matrix=(128, 128))
+    config = PhantomSettings(seed=2, scar_free_fraction=0.0, nonischaemic_fraction=1.0, matrix=(128, 128))
     cross = np.zeros((3, 3, 1), dtype=bool)
     cross[1, :, 0] = cross[:, 1, 0] = True
     for index in range(5):
@@ -244,7 +244,7 @@ def test_noise_inside_healthy_myocardium_is_realistic(cohort: list[PhantomCase])
 
 
 def test_padding_is_an_exact_zero_band_outside_the_heart() -> None:
-    config = PhantomConfig(seed=4, padding_probability=1.0, matrix=(128, 128))
+    config = PhantomSettings(seed=4, padding_probability=1.0, matrix=(128, 128))
     for index in range(4):
         case = generate_case(config, index)
         pad = padding_mask(case.image)
@@ -256,7 +256,7 @@ def test_padding_is_an_exact_zero_band_outside_the_heart() -> None:
         band[rows] = True
         band[:, cols] = True
         np.testing.assert_array_equal(band, pad)  # whole rows or columns, through every slice
-    unpadded = generate_case(PhantomConfig(seed=4, padding_probability=0.0, matrix=(128, 128)), 0)
+    unpadded = generate_case(PhantomSettings(seed=4, padding_probability=0.0, matrix=(128, 128)), 0)
     assert not padding_mask(unpadded.image).any()
 
 

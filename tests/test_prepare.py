@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lgelib.cli import main
-from lgelib.data.grid import GridSpec
+from lgelib.data.grid import GridSettings
 from lgelib.data.prepare import load_prepared, prepare_dataset
 from lgelib.data.summary import prepared_summary
 from lgelib.data.validate import validate_dataset
@@ -20,7 +20,7 @@ from lgelib.errors import DataError
 
 from conftest import REPO, lv_label_map
 
-GRID = GridSpec(shape=(6, 32, 32), inplane_spacing_mm=2.0)
+GRID = GridSettings(shape=(6, 32, 32), inplane_spacing_mm=2.0)
 
 
 def test_prepare_writes_a_valid_dataset_that_loads_back(toy_dataset: Path, tmp_path: Path) -> None:

@@ -318,14 +318,14 @@ def test_real_and_synthetic_cases_reach_nnunet_on_one_intensity_scale(cohort: Pa
     crop, written as the synthesis stage writes one) gets matching tissue values from what nnU-Net trains on."""
     from nnunetv2.preprocessing.normalization.map_channel_name_to_normalization import get_normalization_scheme
 
-    from lgelib.data.grid import GridSpec
+    from lgelib.data.grid import GridSettings
     from lgelib.data.prepare import load_prepared, prepare_dataset
     from lgelib.synthesis import nominal_spacing
 
     real = open_split(cohort)
     prepared = load_prepared(
         prepare_dataset(
-            real, GridSpec(shape=(8, 64, 64), inplane_spacing_mm=2.5), tmp_path / "data", progress=False
+            real, GridSettings(shape=(8, 64, 64), inplane_spacing_mm=2.5), tmp_path / "data", progress=False
         ).parent
     )
     scarred = [c for c in real.split.train if prepared.fibrosis[prepared.index([c])[0]].sum() > 20]

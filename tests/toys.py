@@ -8,7 +8,7 @@ import numpy as np
 
 from lgelib.data.dataset import Split
 from lgelib.data.prepare import PreparedDataset
-from lgelib.inr import FitSettings, FittedINRs, SirenSpec, fit_inrs
+from lgelib.inr import FitSettings, FittedInrs, SirenSettings, fit_inrs
 
 
 def toy_volumes(n: int, shape: tuple[int, int, int] = (4, 20, 20), seed: int = 0):
@@ -35,9 +35,9 @@ def toy_prepared(n: int = 4, seed: int = 0) -> PreparedDataset:
     return PreparedDataset(ids, images, myo, fib, {}, Split(tuple(ids[:-1]), tuple(ids[-1:])), True)
 
 
-def toy_fitted(folder: Path, n: int = 6, steps: int = 150, seed: int = 0) -> tuple[PreparedDataset, FittedINRs]:
+def toy_fitted(folder: Path, n: int = 6, steps: int = 150, seed: int = 0) -> tuple[PreparedDataset, FittedInrs]:
     """``n`` toy volumes and one small joint SIREN fitted to each (written under ``folder``)."""
     prepared = toy_prepared(n, seed=seed)
-    spec = SirenSpec(hidden=32, backbone_layers=3, head_hidden=8)
+    spec = SirenSettings(hidden=32, backbone_layers=3, head_hidden=8)
     settings = FitSettings(steps=steps, points_per_step=512, lr=2e-3, lr_final=2e-4)
     return prepared, fit_inrs(prepared, folder, spec, settings, device="cpu", progress=False)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from lgelib.data.manifest import EMIDEC_LABELS
 from lgelib.data.nifti import write_volume
-from lgelib.data.phantom import PhantomConfig, generate_case, phantom_case_id
+from lgelib.data.phantom import PhantomSettings, generate_case, phantom_case_id
 from lgelib.errors import DataError, Problem
 from lgelib.fingerprint import fingerprint
 from lgelib.fsutil import atomic_directory
@@ -45,12 +45,12 @@ def _wrong_type(key: str, value: Any, default: Any) -> str | None:
     return None
 
 
-def phantom_config_from_source(source: dict[str, Any], manifest_path: Path | None = None) -> PhantomConfig:
+def phantom_config_from_source(source: dict[str, Any], manifest_path: Path | None = None) -> PhantomSettings:
     """The generator settings named in a ``phantom`` manifest's ``source`` (other keys keep their defaults).
 
     A value of the wrong type or out of range raises :class:`DataError` naming the key, not a traceback."""
-    defaults = PhantomConfig()
-    fields = {f.name for f in dataclasses.fields(PhantomConfig)}
+    defaults = PhantomSettings()
+    fields = {f.name for f in dataclasses.fields(PhantomSettings)}
     problems = [
         Problem("error", reason, file=manifest_path)
         for key, value in source.items()
@@ -64,7 +64,7 @@ def phantom_config_from_source(source: dict[str, Any], manifest_path: Path | Non
         key: (tuple(value) if isinstance(value, list) else value) for key, value in source.items() if key in fields
     }
     try:
-        return PhantomConfig(**values)
+        return PhantomSettings(**values)
     except (TypeError, ValueError) as error:
         raise DataError(
             Problem("error", f"source: {error}", file=manifest_path),
@@ -77,13 +77,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("LGELIB_CACHE", Path.home() / ".cache" / "lgelib")).expanduser()
 
 
-def cohort_fingerprint(config: PhantomConfig) -> str:
+def cohort_fingerprint(config: PhantomSettings) -> str:
     """Changes whenever the settings or the generator's code change, so a stale cache is never reused."""
     sources = sorted(Path(__file__).with_name("phantom").glob("*.py"))  # every module of the generator
     return fingerprint(dataclasses.asdict(config), *sources, length=12)
 
 
-def write_phantom_cohort(config: PhantomConfig, out_dir: Path, progress: bool = True) -> Path:
+def write_phantom_cohort(config: PhantomSettings, out_dir: Path, progress: bool = True) -> Path:
     """Generate the cohort into ``out_dir`` (which must not exist) and return its manifest's path.
 
     Each case gets ``image.nii.gz`` and ``labels.nii.gz`` (EMIDEC label convention); ``cohort.json`` records
@@ -129,7 +129,7 @@ def write_phantom_cohort(config: PhantomConfig, out_dir: Path, progress: bool = 
     return out_dir / COHORT_MANIFEST
 
 
-def cached_phantom_cohort(config: PhantomConfig, cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+def cached_phantom_cohort(config: PhantomSettings, cache_dir: str | Path | None = None, progress: bool = True) -> Path:
     """The manifest of the cohort for ``config``, generating it into the cache on first use."""
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folder = root / f"phantom-{cohort_fingerprint(config)}"

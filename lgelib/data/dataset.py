@@ -13,7 +13,7 @@ from lgelib.data.manifest import (
     CaseFiles,
     LabelMapping,
     Manifest,
-    SplitSpec,
+    SplitSettings,
     load_manifest,
     manifest_schema,
 )
@@ -115,7 +115,9 @@ def duplicate_id_problems(case_ids: list[str], manifest_path: Path) -> list[Prob
     ]
 
 
-def make_split(case_ids: tuple[str, ...], spec: SplitSpec, manifest_path: Path) -> tuple[Split | None, list[Problem]]:
+def make_split(
+    case_ids: tuple[str, ...], spec: SplitSettings, manifest_path: Path
+) -> tuple[Split | None, list[Problem]]:
     """A seeded random split (the same seed gives the same split) or the manifest's explicit lists, checked."""
     known = set(case_ids)
     if spec.test is not None:

@@ -44,7 +44,7 @@ _OUTSIDE_MM = 1e3  # signed distance used for "no mask anywhere near": far outsi
 
 
 @dataclass(frozen=True)
-class GridSpec:
+class GridSettings:
     """The canonical grid: ``shape`` = (slices, rows, cols), square in-plane pixels of ``inplane_spacing_mm``."""
 
     shape: tuple[int, int, int] = (12, 128, 128)
@@ -202,7 +202,7 @@ def _resample_mask(
 
 
 def _sampling(
-    grid: GridSpec, myocardium: np.ndarray, spacing: np.ndarray, case_id: str
+    grid: GridSettings, myocardium: np.ndarray, spacing: np.ndarray, case_id: str
 ) -> tuple[np.ndarray, np.ndarray]:
     levels = np.nonzero(myocardium.any(axis=(1, 2)))[0]
     if levels.size < 2:
@@ -224,7 +224,7 @@ def _sampling(
     return offset, scale
 
 
-def to_canonical(case: ScanCase, grid: GridSpec, slice_order: SliceOrder = "auto") -> CanonicalCase:
+def to_canonical(case: ScanCase, grid: GridSettings, slice_order: SliceOrder = "auto") -> CanonicalCase:
     """Orient, normalise and resample a case onto ``grid``; record the mapping back."""
     image, (myocardium, fibrosis), ornt, order = orient_case(case, slice_order)
     spacing = np.asarray(case.spacing)[np.argsort(ornt[:, 0])]

@@ -67,7 +67,7 @@ class CaseFiles:
 
 
 @dataclass(frozen=True)
-class SplitSpec:
+class SplitSettings:
     """How to split: a seed and a test-set size (a count, or a fraction of the cases), or explicit lists (train None
     = every case not in test)."""
 
@@ -88,7 +88,7 @@ class Manifest:
     publishable: bool
     kind: SourceKind
     source: dict[str, Any]
-    split: SplitSpec
+    split: SplitSettings
     slice_order: SliceOrder = "auto"
     fibrosis_outside_myocardium: Literal["warn", "fail"] = "warn"
 
@@ -223,9 +223,9 @@ def _semantic_problems(data: dict[str, Any], path: Path) -> list[Problem]:
                 )
             )
     if source.get("kind") == "phantom":
-        from lgelib.data.phantom import PhantomConfig  # local: the generator is heavy to import
+        from lgelib.data.phantom import PhantomSettings  # local: the generator is heavy to import
 
-        known = set(PhantomConfig.__dataclass_fields__) | {"kind", "cache_dir"}
+        known = set(PhantomSettings.__dataclass_fields__) | {"kind", "cache_dir"}
         for key in sorted(set(source) - known):
             problems.append(Problem("error", f"source: unknown phantom parameter {key!r}", file=path))
     return problems
@@ -281,7 +281,7 @@ def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         publishable=data["publishable"],
         kind=source["kind"],
         source=source,
-        split=SplitSpec(
+        split=SplitSettings(
             seed=split.get("seed"),
             n_test=split.get("n_test"),
             test_fraction=split.get("test_fraction"),

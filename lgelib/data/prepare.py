@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from lgelib import __version__
 from lgelib.data.cases import read_case
 from lgelib.data.dataset import Dataset, Split, open_dataset, open_split
-from lgelib.data.grid import CanonicalCase, GridMapping, GridSpec, to_canonical
+from lgelib.data.grid import CanonicalCase, GridMapping, GridSettings, to_canonical
 from lgelib.data.manifest import Manifest, load_manifest
 from lgelib.data.nifti import read_volume, write_volume
 from lgelib.data.summary import case_summary
@@ -78,7 +78,7 @@ def write_nifti_manifest(
 
 def prepare_dataset(
     dataset: Dataset | Manifest | str | Path,
-    grid: GridSpec,
+    grid: GridSettings,
     out_dir: Path,
     progress: bool = True,
     replace: bool = False,
@@ -207,7 +207,7 @@ def source_fingerprint(dataset: Dataset) -> str:
     return fingerprint(resolved, *parts)
 
 
-def is_prepared(out_dir: Path, dataset: Dataset, grid: GridSpec) -> bool:
+def is_prepared(out_dir: Path, dataset: Dataset, grid: GridSettings) -> bool:
     """Whether ``out_dir`` already holds this exact preparation: same source content (`source_fingerprint`: the
     resolved manifest, publishable flag included, and every source file's bytes), split and grid."""
     record_file = Path(out_dir) / PREPARED_RECORD
@@ -225,7 +225,7 @@ def is_prepared(out_dir: Path, dataset: Dataset, grid: GridSpec) -> bool:
 
 
 def ensure_prepared(
-    dataset: Dataset | Manifest | str | Path, grid: GridSpec, out_dir: Path, progress: bool = True
+    dataset: Dataset | Manifest | str | Path, grid: GridSettings, out_dir: Path, progress: bool = True
 ) -> Path:
     """Prepare ``dataset`` into ``out_dir`` unless that exact preparation is already there; return the manifest."""
     if not isinstance(dataset, Dataset):
@@ -237,7 +237,7 @@ def ensure_prepared(
 
 def load_run_data(
     manifest: str | Path,
-    grid: GridSpec,
+    grid: GridSettings,
     run_dir: Path | str,
     split_seed: int | None = None,
     progress: bool = False,

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from lgelib.data.cases import read_case
 from lgelib.data.dataset import duplicate_id_problems, make_split, resolve_cases
-from lgelib.data.grid import GridSpec, to_canonical
+from lgelib.data.grid import GridSettings, to_canonical
 from lgelib.data.manifest import Manifest, load_manifest
 from lgelib.errors import DataError, Problem
 
@@ -58,7 +58,7 @@ class ValidationReport:
 def validate_dataset(
     manifest: Manifest | str | Path,
     overrides: dict[str, Any] | None = None,
-    grid: GridSpec | None = None,
+    grid: GridSettings | None = None,
     progress: bool = True,
 ) -> ValidationReport:
     """Read every case of a manifest and report every problem; never raises for bad data.
@@ -81,7 +81,7 @@ def validate_dataset(
     report.problems += duplicate_id_problems(ids, manifest.path)
     report.problems += make_split(tuple(ids), manifest.split, manifest.path)[1]
     report.n_cases = len(cases)
-    grid = grid or GridSpec()
+    grid = grid or GridSettings()
     iterable: Iterable = tqdm(cases, desc=f"validate {manifest.name}", unit="case", disable=not progress)
     for files in iterable:
         try:

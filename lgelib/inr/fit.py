@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from lgelib.inr.coords import index_to_coordinates
 from lgelib.inr.sampling import VoxelSampler
 from lgelib.device import resolve_device
-from lgelib.inr.siren import ParameterLayout, SirenSpec, batched_forward
+from lgelib.inr.siren import ParameterLayout, SirenSettings, batched_forward
 from lgelib.inr.step import SirenStep
 from lgelib.training import cosine_lr
 
@@ -113,7 +113,7 @@ def stack_targets(images: np.ndarray, myocardium: np.ndarray, fibrosis: np.ndarr
 
 def fit_batch(
     init: Tensor,
-    spec: SirenSpec,
+    spec: SirenSettings,
     settings: FitSettings,
     case_ids: list[str],
     images: np.ndarray,

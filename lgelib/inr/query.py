@@ -11,7 +11,7 @@ from torch import Tensor
 
 from lgelib.inr.coords import grid_coordinates
 from lgelib.device import resolve_device
-from lgelib.inr.siren import ParameterLayout, SirenSpec, batched_forward
+from lgelib.inr.siren import ParameterLayout, SirenSettings, batched_forward
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Decoded:
 @torch.no_grad()
 def evaluate(
     params: Tensor,
-    spec: SirenSpec,
+    spec: SirenSettings,
     coords: Tensor,
     device: torch.device | str | None = None,
     points_per_chunk: int | None = None,
@@ -49,7 +49,7 @@ def evaluate(
 
 def decode(
     params: Tensor,
-    spec: SirenSpec,
+    spec: SirenSettings,
     shape: tuple[int, int, int],
     device: torch.device | str | None = None,
     points_per_chunk: int | None = None,

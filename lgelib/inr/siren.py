@@ -19,14 +19,14 @@ HEADS: tuple[str, ...] = ("intensity", "myocardium", "fibrosis")
 """Output order of every forward: image intensity, myocardium logit, fibrosis logit."""
 
 INITS: tuple[str, ...] = ("siren", "authors")
-"""Initialisations `siren_init` can draw (`SirenSpec.init`)."""
+"""Initialisations `siren_init` can draw (`SirenSettings.init`)."""
 
 AUTHORS_INIT_OMEGA = 30.0
 """The w0 of the authors' ``model.siren_init``: their weights are drawn for omega 30 while their sines use omega 1."""
 
 
 @dataclass(frozen=True)
-class SirenSpec:
+class SirenSettings:
     """Architecture of the joint SIREN.
 
     Attributes:
@@ -86,7 +86,7 @@ class ParameterLayout:
     (the linear output); with ``head_hidden == 0`` each head is only ``heads.{head}.0`` (linear).
     """
 
-    def __init__(self, spec: SirenSpec) -> None:
+    def __init__(self, spec: SirenSettings) -> None:
         self.spec = spec
         entries: list[tuple[str, tuple[int, ...]]] = []
         width = spec.input_width
@@ -134,7 +134,7 @@ class ParameterLayout:
         return [(name, shape, math.prod(shape)) for name, shape in self.entries]
 
 
-def siren_init(spec: SirenSpec, seed: int) -> Tensor:
+def siren_init(spec: SirenSettings, seed: int) -> Tensor:
     """The flat (P,) initialisation for ``seed``, drawn on the CPU so a seed gives the same weights on every device.
 
     ``spec.init == "siren"`` (Sitzmann et al. 2020, section 3.2): input layer weights ~ U(-1/fan_in, 1/fan_in);
@@ -167,7 +167,7 @@ def siren_init(spec: SirenSpec, seed: int) -> Tensor:
     return layout.flatten(params)
 
 
-def encode_inputs(coords: Tensor, spec: SirenSpec) -> Tensor:
+def encode_inputs(coords: Tensor, spec: SirenSettings) -> Tensor:
     """What the first layer reads: the (..., 3) coordinates, or their Fourier features (``encoding_frequencies``)
     in the authors' order (x, then sin and cos of 2^k x for k = 0 .. F-1)."""
     if not spec.encoding_frequencies:
@@ -181,7 +181,7 @@ def encode_inputs(coords: Tensor, spec: SirenSpec) -> Tensor:
 class JointSiren(nn.Module):
     """One joint SIREN as a plain module: the single-volume reference for the batched forward."""
 
-    def __init__(self, spec: SirenSpec) -> None:
+    def __init__(self, spec: SirenSettings) -> None:
         super().__init__()
         self.spec = spec
         widths = [spec.input_width] + [spec.hidden] * spec.backbone_layers
@@ -220,7 +220,7 @@ class JointSiren(nn.Module):
 
 
 def batched_forward(
-    params: Mapping[str, Tensor], coords: Tensor, spec: SirenSpec, matmul_dtype: torch.dtype | None = None
+    params: Mapping[str, Tensor], coords: Tensor, spec: SirenSettings, matmul_dtype: torch.dtype | None = None
 ) -> Tensor:
     """N SIRENs at once: params shaped (N, *shape) per name, coords (N, B, 3) -> outputs (N, B, 3).
 
@@ -252,6 +252,6 @@ def batched_forward(
     return (z * out_weight.unsqueeze(1)).sum(-1) + out_bias.unsqueeze(1)
 
 
-def flops_per_point(spec: SirenSpec) -> int:
+def flops_per_point(spec: SirenSettings) -> int:
     """Multiply-add FLOPs of one forward pass for one coordinate (2 per weight)."""
     return 2 * sum(math.prod(shape) for name, shape in ParameterLayout(spec).entries if name.endswith("weight"))

@@ -36,7 +36,7 @@ from lgelib.fsutil import load_tensors, save_tensors
 from lgelib.device import resolve_device
 from lgelib.inr.fit import FitSettings, fit_batch
 from lgelib.inr.query import Decoded, decode
-from lgelib.inr.siren import ParameterLayout, SirenSpec, siren_init
+from lgelib.inr.siren import ParameterLayout, SirenSettings, siren_init
 from lgelib.metrics import dice, psnr
 from lgelib.log import logger
 
@@ -47,7 +47,7 @@ seconds (its batch's time divided by the batch size)."""
 
 
 @dataclass
-class FittedINRs:
+class FittedInrs:
     """The output of the INR stage.
 
     Attributes:
@@ -62,7 +62,7 @@ class FittedINRs:
     case_ids: list[str]
     params: Tensor
     init: Tensor
-    spec: SirenSpec
+    spec: SirenSettings
     settings: FitSettings
     grid_shape: tuple[int, int, int]
     fidelity: pd.DataFrame
@@ -83,7 +83,7 @@ class FittedINRs:
 
 
 def case_fingerprint(
-    spec: SirenSpec,
+    spec: SirenSettings,
     settings: FitSettings,
     init: Tensor,
     image: np.ndarray,
@@ -126,7 +126,7 @@ def _finished_case(path: Path, fingerprint: str) -> tuple[Tensor, dict] | None:
     return tensors["params"], json.loads(metadata["fidelity"])
 
 
-def _write_init(folder: Path, spec: SirenSpec, settings: FitSettings) -> Tensor:
+def _write_init(folder: Path, spec: SirenSettings, settings: FitSettings) -> Tensor:
     """The shared initialisation, saved in the stage folder unless an identical one is already there."""
     init = siren_init(spec, settings.init_seed)
     path = folder / "init.safetensors"
@@ -138,7 +138,7 @@ def _write_init(folder: Path, spec: SirenSpec, settings: FitSettings) -> Tensor:
 def fit_inrs(
     prepared: PreparedDataset,
     out_dir: Path | str,
-    spec: SirenSpec,
+    spec: SirenSettings,
     settings: FitSettings,
     case_ids: list[str] | None = None,
     cases_per_batch: int = 16,
@@ -147,7 +147,7 @@ def fit_inrs(
     progress: bool = True,
     on_batch: Callable[[list[str]], None] | None = None,
     case_cache: Path | str | None = None,
-) -> FittedINRs:
+) -> FittedInrs:
     """Fit (or resume fitting) one joint SIREN per case and write the stage folder.
 
     Args:
@@ -237,7 +237,7 @@ def fit_inrs(
             results[case_id] = (params[j], fidelity)
         if on_batch is not None:
             on_batch(batch)
-    fitted = FittedINRs(
+    fitted = FittedInrs(
         case_ids=names,
         params=torch.stack([results[c][0] for c in names]),
         init=init,
@@ -260,7 +260,7 @@ def fit_inrs(
     return fitted
 
 
-def load_fitted(folder: Path | str) -> FittedINRs:
+def load_fitted(folder: Path | str) -> FittedInrs:
     """Read a stage folder written by `fit_inrs` (safetensors: no code is unpickled)."""
     path = Path(folder) / "inrs.safetensors"
     if not path.exists():
@@ -270,11 +270,11 @@ def load_fitted(folder: Path | str) -> FittedINRs:
     settings["loss_weights"] = tuple(settings["loss_weights"])
     case_ids = json.loads(metadata["case_ids"])
     fidelity = pd.read_csv(Path(folder) / "fidelity.csv", dtype={"case_id": str})
-    return FittedINRs(
+    return FittedInrs(
         case_ids=case_ids,
         params=tensors["params"],
         init=tensors["init"],
-        spec=SirenSpec(**json.loads(metadata["spec"])),
+        spec=SirenSettings(**json.loads(metadata["spec"])),
         settings=FitSettings(**settings),
         grid_shape=tuple(json.loads(metadata["grid_shape"])),
         fidelity=fidelity,

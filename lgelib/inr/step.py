@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lgelib.inr.siren import HEADS, ParameterLayout, SirenSpec, encode_inputs
+from lgelib.inr.siren import HEADS, ParameterLayout, SirenSettings, encode_inputs
 
 N_OUT = len(HEADS)
 
@@ -37,7 +37,7 @@ class SirenStep:
 
     def __init__(
         self,
-        spec: SirenSpec,
+        spec: SirenSettings,
         n: int,
         points: int,
         loss_weights: tuple[float, float, float],
@@ -73,7 +73,7 @@ class SirenStep:
         ]
 
     @staticmethod
-    def default_chunk(spec: SirenSpec, n: int, points: int, device: torch.device | str = "cpu") -> int:
+    def default_chunk(spec: SirenSettings, n: int, points: int, device: torch.device | str = "cpu") -> int:
         """Voxels per SIREN per chunk. CPU: about 2^20 floats (4 MB) per activation buffer, at least 256 voxels
         (fastest on the 2-core CPU measured in benchmarks/README.md; smaller chunks make the matmuls inefficient).
         GPU: up to 2^28 floats (1 GB) per buffer, so a step is a few large kernels."""

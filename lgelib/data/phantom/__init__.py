@@ -38,7 +38,7 @@ Everything a case needs comes from ``np.random.default_rng([config.seed, index])
 
 Modules, in the order a case is made:
 
-* :mod:`~lgelib.data.phantom.config`: :class:`PhantomConfig`, :class:`PhantomCase` and case names.
+* :mod:`~lgelib.data.phantom.config`: :class:`PhantomSettings`, :class:`PhantomCase` and case names.
 * :mod:`~lgelib.data.phantom.subject`: the per-subject parameters (heart, torso, acquisition), drawn in a
   fixed order; :mod:`~lgelib.data.phantom.scar` draws the scar, :mod:`~lgelib.data.phantom.contrast` the
   T1 values and inversion time, :mod:`~lgelib.data.phantom.harmonics` the wavy borders.
@@ -48,7 +48,7 @@ Modules, in the order a case is made:
 * :mod:`~lgelib.data.phantom.generate`: :func:`generate_case`, which runs the steps above.
 """
 
-from lgelib.data.phantom.config import PhantomCase, PhantomConfig, phantom_case_id
+from lgelib.data.phantom.config import PhantomCase, PhantomSettings, phantom_case_id
 from lgelib.data.phantom.generate import generate_case
 
-__all__ = ["PhantomCase", "PhantomConfig", "generate_case", "phantom_case_id"]
+__all__ = ["PhantomCase", "PhantomSettings", "generate_case", "phantom_case_id"]

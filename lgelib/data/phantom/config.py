@@ -8,7 +8,7 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class PhantomConfig:
+class PhantomSettings:
     """Cohort-level parameters of the synthetic LGE cohort.
 
     Attributes:

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from lgelib.data.phantom.config import PhantomConfig
+from lgelib.data.phantom.config import PhantomSettings
 
 # Tissue codes (internal): index into the tables below.
 AIR, FAT, MUSCLE, LUNG, LIVER, BLOOD, MYO, SCAR, MVO, MARROW, BONE, SOFT = range(12)
@@ -71,7 +71,7 @@ def _myocardial_null_ti(t1_ms: float, recovery_ms: float) -> float:
 
 
 def sample_contrast(
-    rng: np.random.Generator, config: PhantomConfig
+    rng: np.random.Generator, config: PhantomSettings
 ) -> tuple[dict[int, float], float, float, np.ndarray]:
     """Per-tissue T1 (ms), recovery time and inversion time (ms), and coil-bias coefficients."""
     t1 = {tissue: float(rng.uniform(*bounds)) for tissue, bounds in _T1_RANGE_MS.items()}

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from lgelib.data.phantom.config import PhantomCase, PhantomConfig, phantom_case_id
+from lgelib.data.phantom.config import PhantomCase, PhantomSettings, phantom_case_id
 from lgelib.data.phantom.render import render_image, render_labels
 from lgelib.data.phantom.subject import Subject, sample_subject
 
@@ -17,7 +17,7 @@ _MIN_SCAR_BURDEN = 0.04
 _MAX_SCAR_BURDEN = 0.45
 
 
-def generate_case(config: PhantomConfig, index: int) -> PhantomCase:
+def generate_case(config: PhantomSettings, index: int) -> PhantomCase:
     """Make cohort member ``index``; deterministic in (config, index), independent of ``config.n_cases``."""
     if index < 0:
         raise ValueError("index must be >= 0")
@@ -59,7 +59,7 @@ def _fit_scar_size(subject: Subject, labels: np.ndarray) -> Subject:
     return replace(subject, scar=subject.scar.scaled(min(factor, 2.5)))
 
 
-def _apply_padding(image: np.ndarray, labels: np.ndarray, config: PhantomConfig, rng: np.random.Generator) -> None:
+def _apply_padding(image: np.ndarray, labels: np.ndarray, config: PhantomSettings, rng: np.random.Generator) -> None:
     """Zero a band along the phase-encoding direction in some subjects (reduced phase field of view)."""
     if rng.random() >= config.padding_probability:
         return

@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage
 
 from lgelib.data.phantom.background import chest_frame, lung_vessels, paint_abdomen, random_field, static_background
-from lgelib.data.phantom.config import PhantomConfig
+from lgelib.data.phantom.config import PhantomSettings
 from lgelib.data.phantom.contrast import BLOOD, LUNG, tissue_tables
 from lgelib.data.phantom.heart import heart_plane, heart_window
 from lgelib.data.phantom.subject import Subject
@@ -58,7 +58,7 @@ def _bias_field(s: Subject, u: np.ndarray, v: np.ndarray, z: float) -> np.ndarra
     ).astype(np.float32)
 
 
-def render_image(s: Subject, config: PhantomConfig, rng: np.random.Generator) -> np.ndarray:
+def render_image(s: Subject, config: PhantomSettings, rng: np.random.Generator) -> np.ndarray:
     """Noise-free signal per slice (sub-slice average, PSF, bias), then Rician noise."""
     nu, nv = s.matrix
     u, v = _plane_grid(s)

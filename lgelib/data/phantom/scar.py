@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lgelib.data.phantom.config import PhantomConfig
+from lgelib.data.phantom.config import PhantomSettings
 from lgelib.data.phantom.harmonics import random_harmonics
 
 # AHA 17-segment territories: (centre angle, half-width) in degrees for basal/mid and apical levels. The AHA
@@ -81,7 +81,7 @@ class Scar:
         )
 
 
-def sample_scar(rng: np.random.Generator, config: PhantomConfig) -> Scar | None:
+def sample_scar(rng: np.random.Generator, config: PhantomSettings) -> Scar | None:
     """Draw the scar pattern: none, an ischaemic territory scar, or a non-ischaemic pattern."""
     if rng.random() < config.scar_free_fraction:
         return None

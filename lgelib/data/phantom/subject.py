@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lgelib.data.phantom.config import PhantomConfig
+from lgelib.data.phantom.config import PhantomSettings
 from lgelib.data.phantom.contrast import BLOOD, FAT, LIVER, MUSCLE, SOFT, sample_contrast
 from lgelib.data.phantom.harmonics import random_harmonics
 from lgelib.data.phantom.scar import Scar, sample_scar
@@ -143,7 +143,7 @@ def _sample_orientation(rng: np.random.Generator) -> tuple[float, np.ndarray, np
 
 def _sample_stack(
     rng: np.random.Generator,
-    config: PhantomConfig,
+    config: PhantomSettings,
     dz: float,
     r_epi: float,
     l_epi: float,
@@ -186,7 +186,7 @@ def _sample_rv(rng: np.random.Generator, r_epi: float, size: float) -> tuple[flo
     return insertion, rv_centre, r_epi + rv_depth - rv_centre, rv_b
 
 
-def sample_subject(rng: np.random.Generator, config: PhantomConfig) -> Subject:
+def sample_subject(rng: np.random.Generator, config: PhantomSettings) -> Subject:
     """Draw one subject's anatomy, scar, geometry and contrast parameters (in a fixed draw order)."""
     du = float(rng.uniform(*config.inplane_spacing_mm))
     dz = float(rng.uniform(*config.slice_spacing_mm))
