@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from lgelib.fsutil import load_tensors, save_tensors
 from lgelib.device import resolve_device
 from lgelib.inr.sampling import case_seed
-from lgelib.fingerprint import fingerprint
+from lgelib.fingerprint import fingerprint, tensors_match
 from lgelib.training import TrainingLoop, cosine_lr, seeded
 
 MODEL_FILE = "edm.safetensors"
@@ -464,7 +464,7 @@ def train_edm(
     key = fingerprint(
         {**settings.to_dict(), **({"extra_columns": list(extra_columns)} if extra_columns else {})}, latents
     )
-    if (out / MODEL_FILE).is_file() and load_tensors(out / MODEL_FILE)[1].get("fingerprint") == key:
+    if tensors_match(out / MODEL_FILE, key):
         return load_edm(out)
     out.mkdir(parents=True, exist_ok=True)
     train_rows, held_rows = split_holdout(len(latents), settings.holdout_fraction, settings.seed)

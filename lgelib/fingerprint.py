@@ -38,6 +38,31 @@ def fingerprint(settings: Any, *parts: Tensor | np.ndarray | Path | str | bytes,
     return digest.hexdigest()[:length]
 
 
+def record_matches(path: Path, **expected: Any) -> bool:
+    """Whether the JSON record at ``path`` exists, reads, and holds every ``expected`` field with that value
+    (compared as JSON): the one "is this stage finished?" check of every stage that writes a JSON record beside
+    its output (a prepared dataset, a synthetic set, nnU-Net's exports, plans and predictions)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    expected = json.loads(json.dumps(expected, default=str))
+    return isinstance(record, dict) and all(record.get(name) == value for name, value in expected.items())
+
+
+def tensors_match(path: Path, key: str) -> bool:
+    """Whether the safetensors file at ``path`` exists, reads, and was written for inputs with fingerprint
+    ``key`` (its ``fingerprint`` metadata): the same check for the stages that keep their key inside the model file
+    (inr2vec, EDM). Only the header is read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("fingerprint") == key
+    except Exception:  # noqa: BLE001 - missing, torn or foreign: not finished
+        return False
+
+
 def machine_key() -> bytes:
     """A random key kept outside every run directory (``$LGELIB_CACHE/machine.key``, created on first use, readable
     by its owner only): records signed with it (`signed_fingerprint`) vouch that this machine wrote the files they

@@ -55,7 +55,7 @@ from lgelib.inr.query import Decoded, decode
 from lgelib.inr.sampling import VoxelSampler
 from lgelib.inr.siren import ParameterLayout, SirenSettings, batched_forward
 from lgelib.inr.stage import FittedInrs, case_fidelity
-from lgelib.fingerprint import fingerprint
+from lgelib.fingerprint import fingerprint, tensors_match
 from lgelib.training import TrainingLoop, cosine_lr, seeded
 
 MODEL_FILE = "inr2vec.safetensors"
@@ -512,7 +512,7 @@ def train_inr2vec(
         fitted.init,
         *([] if targets is None else [targets]),
     )
-    if (out / MODEL_FILE).is_file() and load_tensors(out / MODEL_FILE)[1].get("fingerprint") == key:
+    if tensors_match(out / MODEL_FILE, key):
         return load_inr2vec(out)
     out.mkdir(parents=True, exist_ok=True)
     record = {

@@ -64,7 +64,7 @@ from lgelib.data.intensity import normalize_intensity
 from lgelib.data.nifti import slice_axis, voxel_spacing, write_volume
 from lgelib.data.prepare import load_prepared
 from lgelib.device import resolve_device
-from lgelib.fingerprint import file_digest, fingerprint, signed_fingerprint
+from lgelib.fingerprint import file_digest, fingerprint, record_matches, signed_fingerprint
 from lgelib.fsutil import atomic_directory
 from lgelib.table1 import regional_dice
 from lgelib.nnunet_stages import SAMPLING_TRAINERS, TRAINER_FOLDER
@@ -75,18 +75,21 @@ FILE_ENDING = ".nii.gz"
 CHANNEL = "noNorm"
 """nnU-Net's channel name for "no normalisation": inputs are already percentile-normalised per scan."""
 
-_ARM = re.compile(r"^(?P<kind>[ND])(?P<n>\d+)(?:-(?P<sampling>uniform|balanced))?$")
+_ARM = re.compile(r"^(?P<kind>[ND])(?P<n>\d+)(?:-(?P<sampling>uniform|balanced))?(?:-seed(?P<seed>\d+))?$")
 
 
 @dataclass(frozen=True)
 class Arm:
     """One nnU-Net of the experiment: the real training cases plus ``n_added`` cases of ``source``, batches drawn
-    with ``sampling``. Named ``N<n>`` (synthetic) or ``D<n>`` (duplicates of real training cases), with
-    ``-balanced`` for a fixed real share of every batch: ``N0``, ``N200``, ``N200-balanced``, ``D200``."""
+    with ``sampling``, trained with the budget's seed plus ``seed_offset``. Named ``N<n>`` (synthetic) or ``D<n>``
+    (duplicates of real training cases), with ``-balanced`` for a fixed real share of every batch and ``-seed<k>``
+    for another training seed: ``N0``, ``N200``, ``N200-balanced``, ``D200``, and ``N0-seed1``, the seed control
+    (the same training set and network retrained with another seed: what retraining alone changes)."""
 
     n_added: int
     source: Literal["synthetic", "duplicates"] = "synthetic"
     sampling: Literal["uniform", "balanced"] = "uniform"
+    seed_offset: int = 0
 
     def __post_init__(self) -> None:
         if self.n_added < 0:
@@ -95,31 +98,46 @@ class Arm:
             raise ValueError(f"unknown arm {self.source}/{self.sampling}")
         if self.n_added == 0 and (self.source, self.sampling) != ("synthetic", "uniform"):
             raise ValueError("N0 (the real-only baseline) has nothing added: it is synthetic/uniform by convention")
+        if self.seed_offset < 0:
+            raise ValueError(f"seed_offset must be >= 0, got {self.seed_offset}")
 
     @property
     def training_set(self) -> str:
-        """Which cases are trained on: N<n> or D<n> (uniform and balanced arms share their training set)."""
-        return f"{'D' if self.source == 'duplicates' else 'N'}{self.n_added}"
+        """Which cases are trained on: N<n> or D<n> (uniform and balanced arms share their training set). A seed
+        control gets its own copy (``N0s1``), so that its model has its own folder; its plan is N0's, as always."""
+        cases = f"{'D' if self.source == 'duplicates' else 'N'}{self.n_added}"
+        return cases + (f"s{self.seed_offset}" if self.seed_offset else "")
 
     @property
     def name(self) -> str:
-        return self.training_set + ("-balanced" if self.sampling == "balanced" else "")
+        cases = f"{'D' if self.source == 'duplicates' else 'N'}{self.n_added}"
+        return (
+            cases
+            + ("-balanced" if self.sampling == "balanced" else "")
+            + (f"-seed{self.seed_offset}" if self.seed_offset else "")
+        )
 
     def __str__(self) -> str:
         return self.name
 
     @classmethod
     def parse(cls, text: "str | int | Arm") -> "Arm":
-        """``N200``, ``N200-balanced``, ``D200`` or a plain number (``200`` = ``N200``)."""
+        """``N200``, ``N200-balanced``, ``D200``, ``N0-seed1`` or a plain number (``200`` = ``N200``)."""
         if isinstance(text, Arm):
             return text
         if isinstance(text, int) or str(text).isdigit():
             return cls(int(text))
         match = _ARM.match(str(text).strip())
         if match is None:
-            raise ValueError(f"arm {text!r} is not N<n>, D<n>, N<n>-balanced or D<n>-balanced (e.g. N200-balanced)")
+            raise ValueError(
+                f"arm {text!r} is not N<n>, D<n>, N<n>-balanced or D<n>-balanced, with an optional -seed<k> "
+                "(e.g. N200-balanced, N0-seed1)"
+            )
         return cls(
-            int(match["n"]), "duplicates" if match["kind"] == "D" else "synthetic", match["sampling"] or "uniform"
+            int(match["n"]),
+            "duplicates" if match["kind"] == "D" else "synthetic",
+            match["sampling"] or "uniform",
+            int(match["seed"] or 0),
         )
 
 
@@ -361,7 +379,7 @@ def export_training_set(
     name = dataset_name(folders, arm.training_set)
     target = folders.raw / name
     record = target / "export.json"
-    if record.is_file() and json.loads(record.read_text())["key"] == key:
+    if record_matches(record, key=key):
         return name, False
     for stale in (folders.preprocessed / name, folders.results / name):
         shutil.rmtree(stale, ignore_errors=True)
@@ -537,13 +555,9 @@ def preprocessed_is_current(folders: NnunetFolders, name: str, expected: dict) -
     """Whether dataset ``name`` was planned and preprocessed with ``expected`` settings, by this machine, and its
     files are unchanged since (`preprocessed_content_key`)."""
     record = folders.preprocessed / name / "planned.json"
-    if not record.is_file():
-        return False
-    try:
-        written = json.loads(record.read_text())
-    except json.JSONDecodeError:
-        return False
-    return written.get("settings") == expected and written.get("content") == preprocessed_content_key(folders, name)
+    return record.is_file() and record_matches(
+        record, settings=expected, content=preprocessed_content_key(folders, name)
+    )
 
 
 def preprocess(
@@ -630,7 +644,7 @@ def train_model(
                 "iterations_per_epoch": settings.iterations_per_epoch,
                 "val_iterations_per_epoch": settings.val_iterations_per_epoch,
                 "save_every": settings.save_every,
-                "seed": settings.seed,
+                "seed": settings.seed + arm.seed_offset,
                 "foreground_oversampling": settings.foreground_oversampling,
                 "sampling": arm.sampling,
                 "real_cases": real_cases,
@@ -669,11 +683,7 @@ def predict_test(
             "mirroring": settings.test_time_mirroring,
         },
     )
-    if (
-        record.is_file()
-        and json.loads(record.read_text())["key"] == key
-        and all((out / f"{c}{FILE_ENDING}").is_file() for c in test_ids)
-    ):
+    if record_matches(record, key=key) and all((out / f"{c}{FILE_ENDING}").is_file() for c in test_ids):
         return {c: out / f"{c}{FILE_ENDING}" for c in test_ids}
     mirroring = device.type == "cuda" if settings.test_time_mirroring is None else settings.test_time_mirroring
     with atomic_directory(out, replace=True) as staging:

@@ -37,7 +37,7 @@ from lgelib.edm import SamplerSettings, TrainedEdm, sample_seeds
 from lgelib.fsutil import atomic_directory, load_tensors, save_tensors
 from lgelib.geometry import split_geometry
 from lgelib.inr2vec import TrainedInr2Vec, decode_latents
-from lgelib.fingerprint import fingerprint
+from lgelib.fingerprint import fingerprint, record_matches
 
 RECORD = "synthesis.json"
 MIN_MYOCARDIUM_SLICES = 2
@@ -160,7 +160,7 @@ def synthesize(
         edm.standardizer.std,
         *[t for t in inr2vec.model.state_dict().values()],
     )
-    if (out / RECORD).is_file() and json.loads((out / RECORD).read_text()).get("fingerprint") == key:
+    if record_matches(out / RECORD, fingerprint=key):
         return load_synthetic(out)
     max_draws = settings.max_draws or 2 * settings.n_volumes + 16
     started = time.perf_counter()

@@ -159,3 +159,21 @@ def test_preprocessed_nnunet_files_are_reused_only_as_this_machine_wrote_them(
     monkeypatch.setenv("LGELIB_CACHE", str(tmp_path / "cache-elsewhere"))  # the same files, another machine
     assert not preprocessed_is_current(folders, folder.name, expected)
     assert oct((tmp_path / "cache-here" / "machine.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_one_check_of_a_finished_stage_for_json_records_and_model_files(tmp_path: Path) -> None:
+    from lgelib.fingerprint import record_matches, tensors_match
+    from lgelib.fsutil import save_tensors
+
+    record = tmp_path / "synthesis.json"
+    assert not record_matches(record, fingerprint="k")  # nothing written: not finished
+    record.write_text('{"fingerprint": "k", "grid": [8, 64, 64]}')
+    assert record_matches(record, fingerprint="k", grid=(8, 64, 64))  # compared as JSON: a tuple is a list
+    assert not record_matches(record, fingerprint="other")
+    record.write_text('{"fingerprint": "k"')  # torn
+    assert not record_matches(record, fingerprint="k")
+    model = tmp_path / "edm.safetensors"
+    save_tensors(model, {"w": torch.zeros(2)}, {"fingerprint": "k"})
+    assert tensors_match(model, "k") and not tensors_match(model, "other")
+    model.write_bytes(b"torn")
+    assert not tensors_match(model, "k") and not tensors_match(tmp_path / "missing.safetensors", "k")

@@ -387,3 +387,41 @@ def test_numbered_folds_validate_real_cases_only(cohort: Path, synthetic_dir: Pa
     assert len(splits) == 5
     assert sorted(c for s in splits for c in s["val"]) == sorted(real.split.train)
     assert all({"synth-0000", "synth-0001"} <= set(s["train"]) for s in splits)
+
+
+def test_a_seed_control_arm_retrains_the_same_cases_with_another_seed() -> None:
+    from lgelib.segmentation import Arm, parse_arms
+    from lgelib.table1 import arm_order
+
+    control = Arm.parse("N0-seed1")
+    assert (control.n_added, control.source, control.sampling, control.seed_offset) == (0, "synthetic", "uniform", 1)
+    assert control.name == "N0-seed1" and control.training_set == "N0s1"  # its own model folder, N0's cases
+    assert Arm.parse("N200-balanced-seed2").name == "N200-balanced-seed2"
+    assert [a.name for a in parse_arms("N200,N0-seed1")] == ["N0", "N200", "N0-seed1"]
+    assert arm_order(["D200", "N200", "N0-seed1", "N0"]) == ["N0", "N0-seed1", "N200", "D200"]
+    with pytest.raises(ValueError, match="with an optional -seed<k>"):
+        Arm.parse("N0-seedx")
+
+
+def test_the_seed_control_trains_with_the_budgets_seed_plus_its_offset(tmp_path, monkeypatch) -> None:
+    import json as json_
+
+    import torch as torch_
+
+    from lgelib import segmentation
+    from lgelib.config import SMOKE_SEGMENTATION
+    from lgelib.segmentation import Arm, NnunetFolders, train_model
+
+    folders = NnunetFolders(tmp_path)
+    for name in ("Dataset001_LGE_N0", "Dataset002_LGE_N0s1"):
+        (folders.raw / name).mkdir(parents=True)
+        (folders.raw / name / "export.json").write_text(json_.dumps({"real": ["a"]}))
+    seeds = {}
+    monkeypatch.setattr(
+        segmentation, "run_stage", lambda f, stage, args, *rest: seeds.setdefault(args["dataset_id"], args["seed"])
+    )
+    train_model(folders, "Dataset001_LGE_N0", SMOKE_SEGMENTATION, torch_.device("cpu"), Arm.parse("N0"), echo=False)
+    train_model(
+        folders, "Dataset002_LGE_N0s1", SMOKE_SEGMENTATION, torch_.device("cpu"), Arm.parse("N0-seed1"), echo=False
+    )
+    assert seeds == {1: SMOKE_SEGMENTATION.seed, 2: SMOKE_SEGMENTATION.seed + 1}

@@ -30,7 +30,7 @@ from lgelib.data.manifest import Manifest, load_manifest
 from lgelib.data.nifti import read_volume, write_volume
 from lgelib.data.summary import case_summary
 from lgelib.errors import DataError
-from lgelib.fingerprint import file_digest, fingerprint
+from lgelib.fingerprint import file_digest, fingerprint, record_matches
 from lgelib.fsutil import atomic_directory
 
 PREPARED_RECORD = "prepared.json"
@@ -210,17 +210,12 @@ def source_fingerprint(dataset: Dataset) -> str:
 def is_prepared(out_dir: Path, dataset: Dataset, grid: GridSettings) -> bool:
     """Whether ``out_dir`` already holds this exact preparation: same source content (`source_fingerprint`: the
     resolved manifest, publishable flag included, and every source file's bytes), split and grid."""
-    record_file = Path(out_dir) / PREPARED_RECORD
-    if not record_file.is_file():
-        return False
-    try:
-        record = json.loads(record_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (
-        record.get("source_sha256") == source_fingerprint(dataset)
-        and record.get("grid") == json.loads(json.dumps(dataclasses.asdict(grid)))
-        and record.get("split") == json.loads(json.dumps(dataclasses.asdict(dataset.split)))
+    record = Path(out_dir) / PREPARED_RECORD
+    return record.is_file() and record_matches(
+        record,
+        source_sha256=source_fingerprint(dataset),
+        grid=dataclasses.asdict(grid),
+        split=dataclasses.asdict(dataset.split),
     )
 
 
