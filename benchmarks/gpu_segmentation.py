@@ -19,7 +19,7 @@ import torch
 from lgelib.comparisons import headline
 from lgelib.run import parse_options
 from lgelib.experiment import run_experiment
-from lgelib.segmentation import SegmentationSettings
+from lgelib.segmentation_setup import SegmentationSettings
 
 GPU_SHORT = SegmentationSettings(
     configuration="2d", epochs=20, iterations_per_epoch=100, val_iterations_per_epoch=5, folds=("all",), save_every=10

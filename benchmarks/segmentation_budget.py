@@ -25,7 +25,8 @@ import pandas as pd
 from lgelib.comparisons import headline
 from lgelib.config import SMOKE_SEGMENTATION
 from lgelib.data.dataset import open_split
-from lgelib.segmentation import SegmentationSettings, run_segmentation
+from lgelib.segmentation import run_segmentation
+from lgelib.segmentation_setup import SegmentationSettings
 
 _BUDGET = re.compile(
     r"^(?P<mm>[\d.]+)mm-(?P<patch>\d+):(?P<epochs>\d+)x(?P<its>\d+)"

@@ -92,12 +92,13 @@ def _command_prepare(args: argparse.Namespace) -> int:
     from lgelib.config import get_profile
     from lgelib.data.manifest import load_manifest
     from lgelib.data.prepare import prepare_dataset
+    from lgelib.layout import RunLayout
 
     grid = get_profile(args.profile).grid
     if args.z_mode:
         grid = dataclasses.replace(grid, z_mode=args.z_mode)
     manifest = load_manifest(args.manifest, _overrides(args))
-    out = Path(args.out) if args.out else Path("runs") / args.profile / "data"
+    out = Path(args.out) if args.out else RunLayout(Path("runs") / args.profile).data
     path = prepare_dataset(manifest, grid, out, progress=not args.quiet, replace=args.force)
     print(f"wrote {path.parent} ({manifest.name} on grid {grid.shape}, {grid.z_mode})")
     return 0
@@ -166,7 +167,8 @@ def _command_segment(args: argparse.Namespace) -> int:
     from lgelib.data.dataset import open_dataset
     from lgelib.data.manifest import load_manifest
     from lgelib.table1 import table1, table1_markdown
-    from lgelib.segmentation import NnunetStageFailed, parse_arms, run_segmentation
+    from lgelib.segmentation import NnunetStageFailed, run_segmentation
+    from lgelib.segmentation_setup import parse_arms
 
     from lgelib.run import resolve_settings
 
@@ -322,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="INR network and fit settings (lgelib.config.INRS): lgelib (default, the "
         "profile's own) or authors (the authors' published network)",
     )
-    _add_arm_arguments(experiment, default_arms="N0,N100,N200,N100-balanced,N200-balanced,D200")
+    _add_arm_arguments(experiment, default_arms="N0,N0-seed1,N100,N200,N100-balanced,N200-balanced,D200")
     experiment.add_argument(
         "--set",
         dest="setting",

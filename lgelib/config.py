@@ -12,7 +12,7 @@ from lgelib.edm import EdmSettings, SamplerSettings
 from lgelib.inr.fit import FitSettings
 from lgelib.inr.siren import SirenSettings
 from lgelib.inr2vec import Inr2VecSettings
-from lgelib.segmentation import SegmentationSettings
+from lgelib.segmentation_setup import SegmentationSettings
 from lgelib.synthesis import SynthesisSettings
 
 

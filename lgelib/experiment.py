@@ -27,7 +27,7 @@ import pandas as pd
 from lgelib.comparisons import compare_arms
 from lgelib.layout import RunLayout
 from lgelib.run import Run, RunOptions, resolve_settings
-from lgelib.segmentation import BASELINE
+from lgelib.segmentation_setup import BASELINE
 from lgelib.log import logger
 
 

@@ -227,9 +227,12 @@ class Run:
         return path
 
     def for_split(self, split_seed: int) -> "Run":
-        """The same run on another split seed, in ``repeats/split-<seed>``, sharing this run's fitted INRs."""
+        """The same run on another split seed, in ``repeats/split-<seed>`` (its own run.json), sharing this run's
+        fitted INRs."""
         options = dataclasses.replace(self.options, split_seed=int(split_seed), repeat_split_seeds=())
-        return Run(options, self.layout.repeat(split_seed), inr_cache=self.inr_cache or self.layout.inr_cases)
+        repeat = Run(options, self.layout.repeat(split_seed), inr_cache=self.inr_cache or self.layout.inr_cases)
+        repeat.write()
+        return repeat
 
     # ---- data ---------------------------------------------------------------------------------------------------
     @cached_property
@@ -383,7 +386,7 @@ class Run:
 
     @property
     def arms(self):
-        from lgelib.segmentation import parse_arms
+        from lgelib.segmentation_setup import parse_arms
 
         return parse_arms(self.options.seg_arms)
 

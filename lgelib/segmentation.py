@@ -1,5 +1,7 @@
 """Segmentation experiments (paper sections 3.4-3.5): nnU-Net trained on the real training cases plus N added
-volumes, tested on the real test cases, all through nnunetv2's Python API.
+volumes, tested on the real test cases, all through nnunetv2's Python API. This module runs the stages (plan,
+train, predict) and scores the predictions; what an experiment is made of (arms, budget, folders) is
+`lgelib.segmentation_setup`, and the datasets nnU-Net reads are written by `lgelib.nnunet_export`.
 
 An **arm** (:class:`Arm`) is one nnU-Net: the real training cases plus ``N`` added cases, either synthetic volumes
 (``N100``, the paper's variable) or duplicates of the real training cases (``D100``, the control: as many cases
@@ -37,7 +39,6 @@ afresh.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -47,396 +48,45 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Literal
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
-from nibabel.orientations import apply_orientation, inv_ornt_aff
+from nibabel.orientations import apply_orientation
 
 from lgelib.data.cases import ScanCase, read_case
 from lgelib.data.dataset import Dataset
-from lgelib.data.grid import inverse_ornt, orient_case
+from lgelib.data.grid import orient_case
 from lgelib.data.manifest import SliceOrder
-from lgelib.data.intensity import normalize_intensity
-from lgelib.data.nifti import slice_axis, voxel_spacing, write_volume
-from lgelib.data.prepare import load_prepared
+from lgelib.data.nifti import write_volume
 from lgelib.device import resolve_device
 from lgelib.fingerprint import file_digest, fingerprint, record_matches, signed_fingerprint
 from lgelib.fsutil import atomic_directory
 from lgelib.table1 import regional_dice
 from lgelib.nnunet_stages import SAMPLING_TRAINERS, TRAINER_FOLDER
 from lgelib.log import logger
-
-LABELS = {"background": 0, "myocardium": 1, "fibrosis": 2}
-FILE_ENDING = ".nii.gz"
-CHANNEL = "noNorm"
-"""nnU-Net's channel name for "no normalisation": inputs are already percentile-normalised per scan."""
-
-_ARM = re.compile(r"^(?P<kind>[ND])(?P<n>\d+)(?:-(?P<sampling>uniform|balanced))?(?:-seed(?P<seed>\d+))?$")
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One nnU-Net of the experiment: the real training cases plus ``n_added`` cases of ``source``, batches drawn
-    with ``sampling``, trained with the budget's seed plus ``seed_offset``. Named ``N<n>`` (synthetic) or ``D<n>``
-    (duplicates of real training cases), with ``-balanced`` for a fixed real share of every batch and ``-seed<k>``
-    for another training seed: ``N0``, ``N200``, ``N200-balanced``, ``D200``, and ``N0-seed1``, the seed control
-    (the same training set and network retrained with another seed: what retraining alone changes)."""
-
-    n_added: int
-    source: Literal["synthetic", "duplicates"] = "synthetic"
-    sampling: Literal["uniform", "balanced"] = "uniform"
-    seed_offset: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n_added < 0:
-            raise ValueError(f"n_added must be >= 0, got {self.n_added}")
-        if self.source not in ("synthetic", "duplicates") or self.sampling not in ("uniform", "balanced"):
-            raise ValueError(f"unknown arm {self.source}/{self.sampling}")
-        if self.n_added == 0 and (self.source, self.sampling) != ("synthetic", "uniform"):
-            raise ValueError("N0 (the real-only baseline) has nothing added: it is synthetic/uniform by convention")
-        if self.seed_offset < 0:
-            raise ValueError(f"seed_offset must be >= 0, got {self.seed_offset}")
-
-    @property
-    def training_set(self) -> str:
-        """Which cases are trained on: N<n> or D<n> (uniform and balanced arms share their training set). A seed
-        control gets its own copy (``N0s1``), so that its model has its own folder; its plan is N0's, as always."""
-        cases = f"{'D' if self.source == 'duplicates' else 'N'}{self.n_added}"
-        return cases + (f"s{self.seed_offset}" if self.seed_offset else "")
-
-    @property
-    def name(self) -> str:
-        cases = f"{'D' if self.source == 'duplicates' else 'N'}{self.n_added}"
-        return (
-            cases
-            + ("-balanced" if self.sampling == "balanced" else "")
-            + (f"-seed{self.seed_offset}" if self.seed_offset else "")
-        )
-
-    def __str__(self) -> str:
-        return self.name
-
-    @classmethod
-    def parse(cls, text: "str | int | Arm") -> "Arm":
-        """``N200``, ``N200-balanced``, ``D200``, ``N0-seed1`` or a plain number (``200`` = ``N200``)."""
-        if isinstance(text, Arm):
-            return text
-        if isinstance(text, int) or str(text).isdigit():
-            return cls(int(text))
-        match = _ARM.match(str(text).strip())
-        if match is None:
-            raise ValueError(
-                f"arm {text!r} is not N<n>, D<n>, N<n>-balanced or D<n>-balanced, with an optional -seed<k> "
-                "(e.g. N200-balanced, N0-seed1)"
-            )
-        return cls(
-            int(match["n"]),
-            "duplicates" if match["kind"] == "D" else "synthetic",
-            match["sampling"] or "uniform",
-            int(match["seed"] or 0),
-        )
-
-
-BASELINE = Arm(0)
-PAPER_ARMS = (Arm(0), Arm(100), Arm(200))
-"""The paper's three models."""
-FULL_ARMS = (
-    Arm(0),
-    Arm(100),
-    Arm(200),
-    Arm(100, sampling="balanced"),
-    Arm(200, sampling="balanced"),
-    Arm(200, "duplicates"),
+from lgelib.nnunet_export import (
+    FILE_ENDING,
+    LABELS,
+    cross_validation_splits,
+    dataset_name,
+    export_test_images,
+    export_training_set,
+    to_scan_layout,
 )
-"""The paper's three, the same N with balanced batches, and the real-duplicate control at the largest N."""
-
-
-def parse_arms(arms: "str | int | Arm | list | tuple") -> tuple[Arm, ...]:
-    """Arms from names (a list, or one comma-separated string), the baseline N0 first and always present."""
-    if isinstance(arms, str):
-        arms = [a for a in arms.split(",") if a.strip()]
-    elif isinstance(arms, (int, Arm)):
-        arms = [arms]
-    parsed = [Arm.parse(a) for a in arms]
-    return tuple(dict.fromkeys([BASELINE, *parsed]))
-
-
-@dataclass(frozen=True)
-class SegmentationSettings:
-    """nnU-Net's budget. The defaults are nnU-Net's own (3d_fullres, 1000 epochs of 250 iterations, 5-fold
-    cross-validation whose 5 models are ensembled at test time, no test-time mirroring on a CPU).
-
-    ``target_spacing_mm`` (slice, row, col), ``batch_size``, ``patch_size`` (voxels, in-plane for 2d; each a
-    multiple of 2 ** (stages - 1) of nnU-Net's plan) and ``max_features`` (a cap on the U-Net's channels
-    per stage) override what nnU-Net plans, ``foreground_oversampling`` its share of patches centred on a label
-    (0.33); None keeps nnU-Net's choice. ``folds`` may be ``("all",)``: one model trained on every case; with
-    numbered folds the cross-validation splits hold real cases only in validation (added cases always train).
-    ``real_share`` is the real part of every batch in ``balanced`` arms. ``cpu_bf16`` trains under bfloat16
-    autocast on a CPU (None: where the CPU computes bfloat16 natively; False: float32, nnU-Net's CPU default).
-    """
-
-    configuration: str = "3d_fullres"
-    epochs: int = 1000
-    iterations_per_epoch: int = 250
-    val_iterations_per_epoch: int = 50
-    folds: tuple[int | str, ...] = (0, 1, 2, 3, 4)
-    target_spacing_mm: tuple[float, float, float] | None = None
-    batch_size: int | None = None
-    patch_size: tuple[int, ...] | None = None
-    max_features: int | None = None
-    foreground_oversampling: float | None = None
-    save_every: int = 50
-    test_time_mirroring: bool | None = None
-    seed: int = 0
-    real_share: float = 0.5
-    cpu_bf16: bool | None = False
-
-    def __post_init__(self) -> None:
-        if self.configuration not in ("2d", "3d_fullres", "3d_lowres"):
-            raise ValueError(f"configuration must be 2d, 3d_fullres or 3d_lowres, got {self.configuration!r}")
-        if min(self.epochs, self.iterations_per_epoch, self.val_iterations_per_epoch, self.save_every) < 1:
-            raise ValueError("epochs, iterations_per_epoch, val_iterations_per_epoch and save_every must be >= 1")
-        for fold in self.folds:
-            if fold != "all" and not (isinstance(fold, int) and 0 <= fold < 5):
-                raise ValueError(f"folds are 0-4 or 'all', got {fold!r}")
-        if not 0.0 < self.real_share < 1.0:
-            raise ValueError(f"real_share must lie in (0, 1), got {self.real_share}")
-
-    def plan_dict(self) -> dict:
-        """What the plan and preprocessing depend on."""
-        return {
-            k: getattr(self, k)
-            for k in ("configuration", "target_spacing_mm", "batch_size", "patch_size", "max_features")
-        }
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class NnunetFolders:
-    """nnU-Net's three folders inside ``<run_dir>/seg``, and what the stage processes get in their environment."""
-
-    root: Path
-
-    @property
-    def raw(self) -> Path:
-        return self.root / "nnUNet_raw"
-
-    @property
-    def preprocessed(self) -> Path:
-        return self.root / "nnUNet_preprocessed"
-
-    @property
-    def results(self) -> Path:
-        return self.root / "nnUNet_results"
-
-    def environment(self, device: torch.device, stage: str) -> dict[str, str]:
-        cores = str(os.cpu_count() or 1)
-        env = {
-            **os.environ,
-            "nnUNet_raw": str(self.raw),
-            "nnUNet_preprocessed": str(self.preprocessed),
-            "nnUNet_results": str(self.results),
-            "nnUNet_compile": "false",
-            "nnUNet_def_n_proc": cores,
-            "PYTHONUNBUFFERED": "1",
-            # The stage processes import lgelib from wherever this one did, installed or not.
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
-            ),
-        }
-        # Training augments in the training process itself on a CPU (no worker processes competing for the two
-        # cores); nnU-Net's default worker count on CUDA. Planning needs at least 1 (0 crashes it).
-        if device.type == "cpu":
-            env["nnUNet_n_proc_DA"] = "0" if stage == "train" else "1"
-        return env
+from lgelib.segmentation_setup import (
+    Arm,
+    BASELINE,
+    PAPER_ARMS,
+    NnunetFolders,
+    SegmentationSettings,
+    parse_arms,
+)
 
 
 # --- export --------------------------------------------------------------------------------------------------
-
-
-def slice_axis_last(affine: np.ndarray) -> np.ndarray:
-    """nibabel ornt that moves the axis with the largest voxel spacing (the slice axis) to the third position,
-    keeping the in-plane axes in their order and no axis flipped."""
-    through_plane = slice_axis(voxel_spacing(affine))
-    order = [a for a in range(3) if a != through_plane] + [through_plane]
-    ornt = np.zeros((3, 2))
-    for target, source in enumerate(order):
-        ornt[source] = (target, 1)
-    return ornt
-
-
-def to_scan_layout(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Undo `slice_axis_last` for a scan with this ``affine``: a volume as exported back to the file's axes."""
-    return apply_orientation(volume, inverse_ornt(slice_axis_last(affine)))
-
-
-def label_map(myocardium: np.ndarray, fibrosis: np.ndarray) -> np.ndarray:
-    """0 background, 1 myocardium without scar, 2 fibrosis."""
-    labels = np.asarray(myocardium, bool).astype(np.uint8)
-    labels[np.asarray(fibrosis, bool)] = LABELS["fibrosis"]
-    return labels
-
-
-def _write(path: Path, data: np.ndarray, affine: np.ndarray, ornt: np.ndarray) -> None:
-    """Write ``data`` (on the grid of ``affine``) reoriented by ``ornt``, with the matching affine."""
-    write_volume(path, apply_orientation(data, ornt), affine @ inv_ornt_aff(ornt, data.shape))
-
-
-def export_real_case(case: ScanCase, images_dir: Path, labels_dir: Path | None) -> None:
-    """A real case on its own grid: normalised image (and label map), slice axis last."""
-    ornt = slice_axis_last(case.affine)
-    _write(images_dir / f"{case.case_id}_0000{FILE_ENDING}", normalize_intensity(case.image), case.affine, ornt)
-    if labels_dir is not None:
-        _write(
-            labels_dir / f"{case.case_id}{FILE_ENDING}", label_map(case.myocardium, case.fibrosis), case.affine, ornt
-        )
-
-
-def _digest(paths: list[Path], extra: dict) -> str:
-    return fingerprint(extra, *map(Path, paths), length=16)
-
-
-def dataset_name(folders: NnunetFolders, training_set: str) -> str:
-    """``DatasetXXX_LGE_<set>``: the id already used for this training set in the run, else the next free one."""
-    folders.raw.mkdir(parents=True, exist_ok=True)
-    existing = {int(p.name[7:10]): p.name for p in folders.raw.glob("Dataset[0-9][0-9][0-9]_*")}
-    for name in existing.values():
-        if name.endswith(f"_LGE_{training_set}"):
-            return name
-    return f"Dataset{max(existing, default=0) + 1:03d}_LGE_{training_set}"
-
-
-def duplicate_ids(train_ids: list[str], n: int) -> dict[str, str]:
-    """``n`` duplicate case ids, cycling through the real training cases in order: duplicate id -> real id."""
-    return {f"dup{k:03d}_{train_ids[k % len(train_ids)]}": train_ids[k % len(train_ids)] for k in range(n)}
-
-
-def cross_validation_splits(
-    real_ids: list[str], added: dict[str, str | None], n_folds: int = 5, seed: int = 12345
-) -> list[dict[str, list[str]]]:
-    """nnU-Net ``splits_final.json`` folds in which only real cases are validated: the real cases are split into
-    ``n_folds`` seeded folds; every added case trains in every fold, except a duplicate (``added`` maps it to its
-    real case) whose real case is validated in that fold, which would leak it."""
-    if len(real_ids) < n_folds:
-        raise ValueError(
-            f"{n_folds}-fold cross-validation needs at least {n_folds} real training cases, got "
-            f"{len(real_ids)}: train on every case instead (folds=('all',))"
-        )
-    order = list(np.random.default_rng(seed).permutation(sorted(real_ids)))
-    folds = [order[k::n_folds] for k in range(n_folds)]
-    splits = []
-    for validation in folds:
-        held = set(validation)
-        train = [c for c in sorted(real_ids) if c not in held]
-        train += [c for c, origin in added.items() if origin not in held]
-        splits.append({"train": train, "val": sorted(validation)})
-    return splits
-
-
-def export_training_set(
-    folders: NnunetFolders, real: Dataset, synthetic_dir: Path | None, arm: Arm, settings: SegmentationSettings
-) -> tuple[str, bool]:
-    """nnU-Net's raw dataset of the real training cases plus the arm's added cases (the first ``n_added``
-    synthetic volumes, or as many duplicates of the real training cases).
-
-    Returns the dataset name and whether it changed. When it did, that dataset's preprocessed data and models
-    are removed, so nothing trained on other data is reused.
-    """
-    train_ids = set(real.split.train)
-    train_files = [c for c in real.cases if c.case_id in train_ids]
-    synthetic_ids: list[str] = []
-    synthetic = None
-    duplicates: dict[str, str] = {}
-    if arm.n_added and arm.source == "synthetic":
-        if synthetic_dir is None:
-            raise ValueError(f"arm {arm}: {arm.n_added} synthetic volumes asked for but no synthesis folder given")
-        synthetic = load_prepared(synthetic_dir)
-        if len(synthetic.case_ids) < arm.n_added:
-            raise ValueError(
-                f"{synthetic_dir} holds {len(synthetic.case_ids)} synthetic volumes, fewer than the "
-                f"{arm.n_added} of arm {arm}: synthesise more (n_synthetic)"
-            )
-        synthetic_ids = synthetic.case_ids[: arm.n_added]
-    elif arm.n_added:
-        duplicates = duplicate_ids([c.case_id for c in train_files], arm.n_added)
-    sources = [p for c in train_files for p in c.paths]
-    if synthetic_ids:
-        sources += [
-            synthetic_dir / "cases" / c / f"{role}.nii.gz"
-            for c in synthetic_ids
-            for role in ("image", "myocardium", "fibrosis")
-        ]
-    key = _digest(
-        sources,
-        {"labels": LABELS, "format": 3, "channel": CHANNEL, "duplicates": duplicates, "budget": settings.to_dict()},
-    )
-    name = dataset_name(folders, arm.training_set)
-    target = folders.raw / name
-    record = target / "export.json"
-    if record_matches(record, key=key):
-        return name, False
-    for stale in (folders.preprocessed / name, folders.results / name):
-        shutil.rmtree(stale, ignore_errors=True)
-    with atomic_directory(target, replace=True) as staging:
-        images, labels = staging / "imagesTr", staging / "labelsTr"
-        images.mkdir()
-        labels.mkdir()
-        for files in train_files:
-            export_real_case(read_case(files, real.label_mapping), images, labels)
-        for duplicate, origin in duplicates.items():
-            for folder, suffix in ((images, "_0000"), (labels, "")):
-                shutil.copyfile(folder / f"{origin}{suffix}{FILE_ENDING}", folder / f"{duplicate}{suffix}{FILE_ENDING}")
-        if synthetic is not None:
-            for i, case_id in enumerate(synthetic_ids):
-                affine = nib.load(str(synthetic_dir / "cases" / case_id / "image.nii.gz")).affine
-                ornt = slice_axis_last(affine)
-                _write(images / f"{case_id}_0000{FILE_ENDING}", synthetic.images[i], affine, ornt)
-                _write(
-                    labels / f"{case_id}{FILE_ENDING}",
-                    label_map(synthetic.myocardium[i], synthetic.fibrosis[i]),
-                    affine,
-                    ornt,
-                )
-        added = synthetic_ids + list(duplicates)
-        dataset_json = {
-            "channel_names": {"0": CHANNEL},
-            "labels": LABELS,
-            "numTraining": len(train_files) + len(added),
-            "file_ending": FILE_ENDING,
-            "description": f"{len(train_files)} real training cases of {real.manifest.name} + "
-            f"{len(synthetic_ids)} synthetic volumes + {len(duplicates)} duplicates of "
-            "real training cases",
-        }
-        (staging / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
-        (staging / "export.json").write_text(
-            json.dumps(
-                {
-                    "key": key,
-                    "real": [c.case_id for c in train_files],
-                    "synthetic": synthetic_ids,
-                    "duplicates": duplicates,
-                },
-                indent=1,
-            )
-        )
-    return name, True
-
-
-def export_test_images(real: Dataset, out: Path) -> dict[str, Path]:
-    """The real test scans as nnU-Net reads them (normalised, slice axis last) in ``out``; case id -> file."""
-    out.mkdir(parents=True, exist_ok=True)
-    files, test_ids = {}, set(real.split.test)
-    for case in real.cases:
-        if case.case_id in test_ids:
-            export_real_case(read_case(case, real.label_mapping), out, None)
-            files[case.case_id] = out / f"{case.case_id}_0000{FILE_ENDING}"
-    return files
 
 
 # --- running the stages --------------------------------------------------------------------------------------
@@ -675,13 +325,14 @@ def predict_test(
     weights = [folder / f"fold_{f}" / "checkpoint_final.pth" for f in settings.folds]
     test_ids = list(real.split.test)
     sources = [p for c in real.cases if c.case_id in real.split.test for p in c.paths]
-    key = _digest(
-        sources,
+    key = fingerprint(
         {
             "model": str(folder.relative_to(folders.root)),
             "weights": [p.stat().st_mtime_ns for p in weights],
             "mirroring": settings.test_time_mirroring,
         },
+        *map(Path, sources),
+        length=16,
     )
     if record_matches(record, key=key) and all((out / f"{c}{FILE_ENDING}").is_file() for c in test_ids):
         return {c: out / f"{c}{FILE_ENDING}" for c in test_ids}

@@ -112,7 +112,9 @@ def test_per_case_numbers_as_strip_plots_without_case_ids() -> None:
 def test_training_curves_read_what_nnunet_logged(tmp_path: Path) -> None:
     from lgelib.config import SMOKE_SEGMENTATION
     from lgelib.figures import plot_training_curves
-    from lgelib.segmentation import NnunetFolders, dataset_name, model_folder, parse_arms, training_curves
+    from lgelib.nnunet_export import dataset_name
+    from lgelib.segmentation import model_folder, training_curves
+    from lgelib.segmentation_setup import NnunetFolders, parse_arms
 
     folders = NnunetFolders(tmp_path)
     arm = parse_arms("N0")[0]
@@ -139,7 +141,8 @@ def test_preprocessed_nnunet_files_are_reused_only_as_this_machine_wrote_them(
     preprocessed again rather than trusted."""
     import json
 
-    from lgelib.segmentation import NnunetFolders, preprocessed_content_key, preprocessed_is_current
+    from lgelib.segmentation import preprocessed_content_key, preprocessed_is_current
+    from lgelib.segmentation_setup import NnunetFolders
 
     monkeypatch.setenv("LGELIB_CACHE", str(tmp_path / "cache-here"))
     folders = NnunetFolders(tmp_path / "seg")

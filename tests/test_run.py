@@ -119,6 +119,7 @@ def test_a_repeat_on_another_split_keeps_every_option_and_shares_the_fitted_inrs
     assert repeat.options == dataclasses.replace(run.options, split_seed=2, repeat_split_seeds=())
     assert repeat.settings == run.settings
     assert repeat.root == tmp_path / "repeats" / "split-2" and repeat.inr_cache == tmp_path / "repeats" / "inr-cases"
+    assert load_run(repeat.root).options == repeat.options  # the repeat says what it ran, in its own run.json
 
 
 def test_the_stage_chain_passes_the_runs_options_to_every_stage(

@@ -19,23 +19,16 @@ from lgelib.data.prepare import write_case_volumes, write_nifti_manifest
 from lgelib.table1 import REGIONS
 from lgelib.data.cases import ScanCase
 from lgelib.data.manifest import CaseFiles
-from lgelib.segmentation import (
+from lgelib.nnunet_export import (
     LABELS,
-    Arm,
-    NnunetFolders,
-    SegmentationSettings,
     cross_validation_splits,
-    evaluate_case,
     export_training_set,
-    is_trained,
     label_map,
-    model_folder,
-    parse_arms,
-    run_segmentation,
     slice_axis_last,
     to_scan_layout,
-    train_model,
 )
+from lgelib.segmentation import evaluate_case, is_trained, model_folder, run_segmentation, train_model
+from lgelib.segmentation_setup import Arm, NnunetFolders, SegmentationSettings, parse_arms
 from conftest import lv_label_map
 from toys import toy_volumes
 
@@ -390,7 +383,7 @@ def test_numbered_folds_validate_real_cases_only(cohort: Path, synthetic_dir: Pa
 
 
 def test_a_seed_control_arm_retrains_the_same_cases_with_another_seed() -> None:
-    from lgelib.segmentation import Arm, parse_arms
+    from lgelib.segmentation_setup import Arm, parse_arms
     from lgelib.table1 import arm_order
 
     control = Arm.parse("N0-seed1")
@@ -410,7 +403,8 @@ def test_the_seed_control_trains_with_the_budgets_seed_plus_its_offset(tmp_path,
 
     from lgelib import segmentation
     from lgelib.config import SMOKE_SEGMENTATION
-    from lgelib.segmentation import Arm, NnunetFolders, train_model
+    from lgelib.segmentation import train_model
+    from lgelib.segmentation_setup import Arm, NnunetFolders
 
     folders = NnunetFolders(tmp_path)
     for name in ("Dataset001_LGE_N0", "Dataset002_LGE_N0s1"):

@@ -32,6 +32,7 @@ from lgelib.data.summary import case_summary
 from lgelib.errors import DataError
 from lgelib.fingerprint import file_digest, fingerprint, record_matches
 from lgelib.fsutil import atomic_directory
+from lgelib.layout import RunLayout
 
 PREPARED_RECORD = "prepared.json"
 
@@ -244,7 +245,7 @@ def load_run_data(
     ``split_seed`` (None: the manifest's own split) and ``n_train`` (None: every training case).
     """
     dataset = open_split(manifest, split_seed, progress=progress, n_train=n_train)
-    prepared = load_prepared(ensure_prepared(dataset, grid, Path(run_dir) / "data", progress=progress).parent)
+    prepared = load_prepared(ensure_prepared(dataset, grid, RunLayout(Path(run_dir)).data, progress=progress).parent)
     # The same lists, and the seed that drew them; whether images may be shown is the source manifest's decision,
     # on every run, never a derived copy's (a private flag anywhere wins).
     return dataclasses.replace(
