@@ -300,6 +300,13 @@ def verdict(per_case: pd.DataFrame, baseline: str = "N0", n_resamples: int = 200
         if ("fibrosis", "Volume", control_arm) in table.index
         else ""
     )
+    seeds = [a for a in numbers.index if re.fullmatch(rf"{re.escape(baseline)}-seed\d+", a)]
+    control += "".join(
+        f" (the seed control, {seed}: {baseline} retrained with another seed, "
+        f"{table.loc[('fibrosis', 'Volume', seed), 'difference']:+.3f})"
+        for seed in seeds
+        if ("fibrosis", "Volume", seed) in table.index
+    )
     change = (
         f"{arm} changed Volume fibrosis Dice by {row.difference:+.3f} (95% CI {row.ci_low:+.3f} to "
         f"{row.ci_high:+.3f}) against {baseline}'s {base:.3f}{control}"

@@ -138,6 +138,11 @@ def test_verdict_says_what_the_design_can_show() -> None:
     one_split = per_case[per_case.split_seed == 0]
     assert "one split trains one model per arm" in verdict(one_split)
 
+    seed_control = per_case[per_case.arm == "N0"].assign(arm="N0-seed1")
+    seed_control.loc[seed_control.structure == "fibrosis", "dice"] = 0.0  # retrained: learned no scar
+    with_seed = verdict(pd.concat([per_case, seed_control], ignore_index=True))
+    assert "(the seed control, N0-seed1: N0 retrained with another seed, -0.475)" in with_seed  # all N0 scar lost
+
 
 def test_comparisons_markdown_names_each_arm() -> None:
     from lgelib.table1 import comparisons_markdown
