@@ -20,6 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The repository (or installed package's parent): relative manifest paths and the notebooks are found from here."""
+
 
 @dataclass(frozen=True)
 class RunLayout:

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lgelib.layout import RunLayout
+from lgelib.layout import REPO_ROOT, RunLayout
 from lgelib.log import logger
-from lgelib.run import ALIASES, OPTION_NAMES, REPO_ROOT, Run, load_run, parse_options
+from lgelib.run import ALIASES, OPTION_NAMES, Run, load_run, parse_options
 
 NOTEBOOKS: tuple[str, ...] = (
     "01_data.ipynb",

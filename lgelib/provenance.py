@@ -17,8 +17,8 @@ from lgelib import __version__
 from lgelib.config import Profile, generator_name, inr_name
 from lgelib.data.dataset import Split
 from lgelib.fingerprint import file_digest
+from lgelib.layout import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SOFTWARE = ("torch", "nnunetv2", "numpy")
 """Packages whose versions a page names beside lgelib's (the ones that change results)."""
 

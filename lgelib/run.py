@@ -30,10 +30,9 @@ from typing import Any
 
 from lgelib.config import Profile, get_profile, override, setting_keys, with_generator, with_inr, with_seg_budget
 from lgelib.fsutil import write_text_atomic
-from lgelib.layout import RunLayout
+from lgelib.layout import REPO_ROOT, RunLayout
 from lgelib.log import show_progress
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = "data_manifest/phantom.yaml"
 DEFAULT_ARMS: tuple[str, ...] = ("N0", "N200", "N200-balanced", "D200")
 
