@@ -74,10 +74,6 @@ def export_real_case(case: ScanCase, images_dir: Path, labels_dir: Path | None) 
         )
 
 
-def _digest(paths: list[Path], extra: dict) -> str:
-    return fingerprint(extra, *map(Path, paths), length=16)
-
-
 def dataset_name(folders: NnunetFolders, training_set: str) -> str:
     """``DatasetXXX_LGE_<set>``: the id already used for this training set in the run, else the next free one."""
     folders.raw.mkdir(parents=True, exist_ok=True)
@@ -148,9 +144,10 @@ def export_training_set(
             for c in synthetic_ids
             for role in ("image", "myocardium", "fibrosis")
         ]
-    key = _digest(
-        sources,
+    key = fingerprint(
         {"labels": LABELS, "format": 3, "channel": CHANNEL, "duplicates": duplicates, "budget": settings.to_dict()},
+        *map(Path, sources),
+        length=16,
     )
     name = dataset_name(folders, arm.training_set)
     target = folders.raw / name

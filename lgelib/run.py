@@ -248,11 +248,9 @@ class Run:
     @cached_property
     def prepared(self):
         """The dataset on the canonical grid (``data/``), prepared first where it is not there yet."""
-        from lgelib.data.prepare import load_run_data
+        from lgelib.data.prepare import prepared_for
 
-        return load_run_data(
-            self.manifest, self.settings.grid, self.root, self.options.split_seed, n_train=self.options.n_train
-        )
+        return prepared_for(self.dataset, self.settings.grid, self.layout.data)
 
     def provenance(self):
         """What a page says produced it (`lgelib.provenance.Provenance`)."""

@@ -14,7 +14,6 @@ import torch
 from lgelib.inr import ParameterLayout, SirenSettings, siren_init
 from lgelib.inr2vec import (
     Inr2Vec,
-    Inr2VecSettings,
     ModulatedSirenDecoder,
     WeightLatent,
     WeightRows,
@@ -24,21 +23,9 @@ from lgelib.inr2vec import (
     reconstruction_fidelity,
     train_inr2vec,
 )
-from toys import toy_fitted
+from toys import TINY_INR2VEC, toy_fitted
 
-SMALL = Inr2VecSettings(
-    latent_dim=32,
-    encoder_hidden=(32, 32, 64),
-    decoder_hidden=64,
-    frequencies=4,
-    max_frequency_log2=3,
-    steps=500,
-    batch_size=4,
-    points_per_inr=512,
-    lr=2e-3,
-    lr_final=2e-4,
-    checkpoint_every=5,
-)
+SMALL = dataclasses.replace(TINY_INR2VEC, checkpoint_every=5)
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ from lgelib.anatomy import closed_rings, mask_qc, ring_string
 from lgelib.cli import main as cli_main
 from lgelib.data.prepare import load_prepared
 from lgelib.data.validate import validate_dataset
-from lgelib.edm import EdmSettings, SamplerSettings, load_edm, train_edm
+from lgelib.edm import SamplerSettings, load_edm, train_edm
 from lgelib.geometry import GEOMETRY_COLUMNS, split_geometry, with_geometry
-from lgelib.inr2vec import Inr2VecSettings, train_inr2vec
+from lgelib.inr2vec import train_inr2vec
 from lgelib.synthesis import QC_COLUMNS, SynthesisSettings, compare_qc, load_synthetic, real_qc, synthesize
-from toys import toy_fitted, toy_prepared
+from toys import TINY_EDM, TINY_INR2VEC, toy_fitted, toy_prepared
 
 SPACING = (8.0, 2.5, 2.5)
 
@@ -32,35 +32,14 @@ def models(tmp_path_factory: pytest.TempPathFactory):
     inr2vec = train_inr2vec(
         inrs,
         root / "inr2vec",
-        Inr2VecSettings(
-            latent_dim=32,
-            encoder_hidden=(32, 32, 64),
-            decoder_hidden=64,
-            frequencies=4,
-            max_frequency_log2=3,
-            steps=500,
-            batch_size=4,
-            points_per_inr=512,
-            lr=2e-3,
-            lr_final=2e-4,
-        ),
+        TINY_INR2VEC,
         device="cpu",
         progress=False,
     )
     edm = train_edm(
         inr2vec.latents,
         root / "edm",
-        EdmSettings(
-            width=64,
-            blocks=2,
-            embedding_dim=32,
-            dropout=0.0,
-            steps=400,
-            batch_size=64,
-            lr=1e-3,
-            warmup_steps=20,
-            ema_halflife_samples=2000,
-        ),
+        TINY_EDM,
         device="cpu",
         progress=False,
     )
@@ -174,17 +153,7 @@ def test_per_sample_geometry_is_sampled_and_written_into_each_nifti(models, tmp_
     edm = train_edm(
         vectors,
         tmp_path / "edm",
-        EdmSettings(
-            width=64,
-            blocks=2,
-            embedding_dim=32,
-            dropout=0.0,
-            steps=400,
-            batch_size=64,
-            lr=1e-3,
-            warmup_steps=20,
-            ema_halflife_samples=2000,
-        ),
+        TINY_EDM,
         device="cpu",
         progress=False,
         extra_columns=GEOMETRY_COLUMNS,

@@ -8,7 +8,36 @@ import numpy as np
 
 from lgelib.data.dataset import Split
 from lgelib.data.prepare import PreparedDataset
+from lgelib.edm import EdmSettings
 from lgelib.inr import FitSettings, FittedInrs, SirenSettings, fit_inrs
+from lgelib.inr2vec import Inr2VecSettings
+
+TINY_INR2VEC = Inr2VecSettings(
+    latent_dim=32,
+    encoder_hidden=(32, 32, 64),
+    decoder_hidden=64,
+    frequencies=4,
+    max_frequency_log2=3,
+    steps=500,
+    batch_size=4,
+    points_per_inr=512,
+    lr=2e-3,
+    lr_final=2e-4,
+)
+"""An inr2vec small enough to train on the toy INRs in seconds."""
+
+TINY_EDM = EdmSettings(
+    width=64,
+    blocks=2,
+    embedding_dim=32,
+    dropout=0.0,
+    steps=400,
+    batch_size=64,
+    lr=1e-3,
+    warmup_steps=20,
+    ema_halflife_samples=2000,
+)
+"""An EDM small enough to train on a few toy latents in seconds."""
 
 
 def toy_volumes(n: int, shape: tuple[int, int, int] = (4, 20, 20), seed: int = 0):

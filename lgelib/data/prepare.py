@@ -245,7 +245,13 @@ def load_run_data(
     ``split_seed`` (None: the manifest's own split) and ``n_train`` (None: every training case).
     """
     dataset = open_split(manifest, split_seed, progress=progress, n_train=n_train)
-    prepared = load_prepared(ensure_prepared(dataset, grid, RunLayout(Path(run_dir)).data, progress=progress).parent)
+    return prepared_for(dataset, grid, RunLayout(Path(run_dir)).data, progress)
+
+
+def prepared_for(dataset: Dataset, grid: GridSettings, data_dir: Path, progress: bool = False) -> PreparedDataset:
+    """``dataset`` (already opened, with its split) on the canonical grid in ``data_dir``, prepared first if that
+    exact preparation is not there yet."""
+    prepared = load_prepared(ensure_prepared(dataset, grid, data_dir, progress=progress).parent)
     # The same lists, and the seed that drew them; whether images may be shown is the source manifest's decision,
     # on every run, never a derived copy's (a private flag anywhere wins).
     return dataclasses.replace(
