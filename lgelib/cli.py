@@ -222,7 +222,8 @@ def _add_arm_arguments(parser: argparse.ArgumentParser, default_arms: str = "N0,
         "--arms",
         default=default_arms,
         help="comma-separated arms: N<n> (n synthetic volumes added), D<n> (n duplicates of real "
-        "training cases: the control), -balanced for a fixed real share of every batch; "
+        "training cases: the control), P<n> (n new subjects of the calibrated phantom: a simulator as the "
+        "generator), -balanced for a fixed real share of every batch, -seed<k> another training seed; "
         f"N0 is always run (default {default_arms})",
     )
     parser.add_argument("--seg-budget", help="nnU-Net budget: smoke, real-cpu or paper (default: the profile's)")

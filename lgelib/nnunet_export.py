@@ -13,9 +13,10 @@ import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff
 
 from lgelib.data.cases import ScanCase, read_case
-from lgelib.data.dataset import Dataset
+from lgelib.data.dataset import Dataset, resolve_cases
 from lgelib.data.grid import inverse_ornt
 from lgelib.data.intensity import normalize_intensity
+from lgelib.data.manifest import CaseFiles, LabelMapping, load_manifest
 from lgelib.data.nifti import slice_axis, voxel_spacing, write_volume
 from lgelib.data.prepare import load_prepared
 from lgelib.fingerprint import fingerprint, record_matches
@@ -64,14 +65,35 @@ def _write(path: Path, data: np.ndarray, affine: np.ndarray, ornt: np.ndarray) -
     write_volume(path, apply_orientation(data, ornt), affine @ inv_ornt_aff(ornt, data.shape))
 
 
-def export_real_case(case: ScanCase, images_dir: Path, labels_dir: Path | None) -> None:
-    """A real case on its own grid: normalised image (and label map), slice axis last."""
+def export_real_case(case: ScanCase, images_dir: Path, labels_dir: Path | None, case_id: str | None = None) -> None:
+    """A scan-like case on its own grid: normalised image (and label map), slice axis last, named ``case_id``
+    (default: the case's own id)."""
+    case_id = case_id or case.case_id
     ornt = slice_axis_last(case.affine)
-    _write(images_dir / f"{case.case_id}_0000{FILE_ENDING}", normalize_intensity(case.image), case.affine, ornt)
+    _write(images_dir / f"{case_id}_0000{FILE_ENDING}", normalize_intensity(case.image), case.affine, ornt)
     if labels_dir is not None:
-        _write(
-            labels_dir / f"{case.case_id}{FILE_ENDING}", label_map(case.myocardium, case.fibrosis), case.affine, ornt
-        )
+        _write(labels_dir / f"{case_id}{FILE_ENDING}", label_map(case.myocardium, case.fibrosis), case.affine, ornt)
+
+
+def phantom_subjects(real: Dataset, n: int, seed: int) -> tuple[dict[str, CaseFiles], LabelMapping | None]:
+    """``n`` new subjects of the calibrated phantom (`lgelib.data.phantom`, default settings, ``seed``), generated
+    into the cohort cache on first use: exported id (``P<seed>_Phantom_001``, ...) -> files, and their label
+    mapping. Refuses the seed of a phantom cohort that is itself the real data (its test subjects would be added)."""
+    from lgelib.data.cohort import cached_phantom_cohort, phantom_config_from_source
+    from lgelib.data.phantom import PhantomSettings
+
+    if real.manifest.kind == "phantom":
+        real_seed = phantom_config_from_source(real.manifest.source, real.manifest.path).seed
+        if real_seed == seed:
+            raise ValueError(
+                f"phantom arms draw new subjects with phantom_seed {seed}, the seed of the phantom cohort "
+                f"{real.manifest.name} that is the real data here: choose another segmentation.phantom_seed"
+            )
+    cohort = cached_phantom_cohort(PhantomSettings(n_cases=n, seed=seed), progress=False)
+    cases, mapping, problems = resolve_cases(load_manifest(cohort), progress=False)
+    if problems:
+        raise ValueError(f"the phantom cohort {cohort} cannot be read: {problems}")
+    return {f"P{seed}_{c.case_id}": c for c in cases}, mapping
 
 
 def dataset_name(folders: NnunetFolders, training_set: str) -> str:
@@ -115,7 +137,7 @@ def export_training_set(
     folders: NnunetFolders, real: Dataset, synthetic_dir: Path | None, arm: Arm, settings: SegmentationSettings
 ) -> tuple[str, bool]:
     """nnU-Net's raw dataset of the real training cases plus the arm's added cases (the first ``n_added``
-    synthetic volumes, or as many duplicates of the real training cases).
+    synthetic volumes, as many duplicates of the real training cases, or as many new phantom subjects).
 
     Returns the dataset name and whether it changed. When it did, that dataset's preprocessed data and models
     are removed, so nothing trained on other data is reused.
@@ -125,7 +147,11 @@ def export_training_set(
     synthetic_ids: list[str] = []
     synthetic = None
     duplicates: dict[str, str] = {}
-    if arm.n_added and arm.source == "synthetic":
+    phantom: dict[str, CaseFiles] = {}
+    phantom_mapping = None
+    if arm.n_added and arm.source == "phantom":
+        phantom, phantom_mapping = phantom_subjects(real, arm.n_added, settings.phantom_seed)
+    elif arm.n_added and arm.source == "synthetic":
         if synthetic_dir is None:
             raise ValueError(f"arm {arm}: {arm.n_added} synthetic volumes asked for but no synthesis folder given")
         synthetic = load_prepared(synthetic_dir)
@@ -137,18 +163,19 @@ def export_training_set(
         synthetic_ids = synthetic.case_ids[: arm.n_added]
     elif arm.n_added:
         duplicates = duplicate_ids([c.case_id for c in train_files], arm.n_added)
-    sources = [p for c in train_files for p in c.paths]
+    sources = [p for c in train_files for p in c.paths] + [p for c in phantom.values() for p in c.paths]
     if synthetic_ids:
         sources += [
             synthetic_dir / "cases" / c / f"{role}.nii.gz"
             for c in synthetic_ids
             for role in ("image", "myocardium", "fibrosis")
         ]
-    key = fingerprint(
-        {"labels": LABELS, "format": 3, "channel": CHANNEL, "duplicates": duplicates, "budget": settings.to_dict()},
-        *map(Path, sources),
-        length=16,
-    )
+    budget = settings.to_dict()
+    seed = budget.pop("phantom_seed")  # only phantom arms depend on it (and older exports' keys stay valid)
+    recipe = {"labels": LABELS, "format": 3, "channel": CHANNEL, "duplicates": duplicates, "budget": budget}
+    if phantom:
+        recipe |= {"phantom": sorted(phantom), "phantom_seed": seed}
+    key = fingerprint(recipe, *map(Path, sources), length=16)
     name = dataset_name(folders, arm.training_set)
     target = folders.raw / name
     record = target / "export.json"
@@ -162,6 +189,8 @@ def export_training_set(
         labels.mkdir()
         for files in train_files:
             export_real_case(read_case(files, real.label_mapping), images, labels)
+        for case_id, files in phantom.items():
+            export_real_case(read_case(files, phantom_mapping), images, labels, case_id)
         for duplicate, origin in duplicates.items():
             for folder, suffix in ((images, "_0000"), (labels, "")):
                 shutil.copyfile(folder / f"{origin}{suffix}{FILE_ENDING}", folder / f"{duplicate}{suffix}{FILE_ENDING}")
@@ -176,7 +205,7 @@ def export_training_set(
                     affine,
                     ornt,
                 )
-        added = synthetic_ids + list(duplicates)
+        added = synthetic_ids + list(duplicates) + list(phantom)
         dataset_json = {
             "channel_names": {"0": CHANNEL},
             "labels": LABELS,
@@ -184,7 +213,7 @@ def export_training_set(
             "file_ending": FILE_ENDING,
             "description": f"{len(train_files)} real training cases of {real.manifest.name} + "
             f"{len(synthetic_ids)} synthetic volumes + {len(duplicates)} duplicates of "
-            "real training cases",
+            f"real training cases + {len(phantom)} phantom subjects",
         }
         (staging / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
         (staging / "export.json").write_text(
@@ -194,6 +223,7 @@ def export_training_set(
                     "real": [c.case_id for c in train_files],
                     "synthetic": synthetic_ids,
                     "duplicates": duplicates,
+                    "phantom": list(phantom),
                 },
                 indent=1,
             )

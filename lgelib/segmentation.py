@@ -238,7 +238,7 @@ def preprocess(
     shutil.rmtree(folders.preprocessed / name, ignore_errors=True)
     shutil.rmtree(folders.results / name, ignore_errors=True)
     export = json.loads((folders.raw / name / "export.json").read_text())
-    added = {**{c: None for c in export["synthetic"]}, **export["duplicates"]}
+    added = {**{c: None for c in export["synthetic"] + export.get("phantom", [])}, **export["duplicates"]}
     splits = None if settings.folds == ("all",) else cross_validation_splits(export["real"], added)
     # (slice, row, col) is also nnU-Net's axis order here: SimpleITK reverses the exported file axes.
     spacing = None if settings.target_spacing_mm is None else [float(v) for v in settings.target_spacing_mm]

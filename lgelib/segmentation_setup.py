@@ -13,26 +13,32 @@ from typing import Literal
 
 import torch
 
-_ARM = re.compile(r"^(?P<kind>[ND])(?P<n>\d+)(?:-(?P<sampling>uniform|balanced))?(?:-seed(?P<seed>\d+))?$")
+_ARM = re.compile(r"^(?P<kind>[NDP])(?P<n>\d+)(?:-(?P<sampling>uniform|balanced))?(?:-seed(?P<seed>\d+))?$")
+
+
+_PREFIX = {"synthetic": "N", "duplicates": "D", "phantom": "P"}
+"""Each source of added cases and the letter its arms are named with."""
 
 
 @dataclass(frozen=True)
 class Arm:
     """One nnU-Net of the experiment: the real training cases plus ``n_added`` cases of ``source``, batches drawn
-    with ``sampling``, trained with the budget's seed plus ``seed_offset``. Named ``N<n>`` (synthetic) or ``D<n>``
-    (duplicates of real training cases), with ``-balanced`` for a fixed real share of every batch and ``-seed<k>``
-    for another training seed: ``N0``, ``N200``, ``N200-balanced``, ``D200``, and ``N0-seed1``, the seed control
-    (the same training set and network retrained with another seed: what retraining alone changes)."""
+    with ``sampling``, trained with the budget's seed plus ``seed_offset``. Named ``N<n>`` (synthetic volumes of
+    the generator), ``D<n>`` (duplicates of real training cases) or ``P<n>`` (new subjects of the calibrated phantom,
+    `lgelib.data.phantom`: a physics simulator as a baseline generator), with ``-balanced`` for a fixed real share
+    of every batch and ``-seed<k>`` for another training seed: ``N0``, ``N200``, ``N200-balanced``, ``D200``,
+    ``P200-balanced``, and ``N0-seed1``, the seed control (the same training set and network retrained with another
+    seed: what retraining alone changes)."""
 
     n_added: int
-    source: Literal["synthetic", "duplicates"] = "synthetic"
+    source: Literal["synthetic", "duplicates", "phantom"] = "synthetic"
     sampling: Literal["uniform", "balanced"] = "uniform"
     seed_offset: int = 0
 
     def __post_init__(self) -> None:
         if self.n_added < 0:
             raise ValueError(f"n_added must be >= 0, got {self.n_added}")
-        if self.source not in ("synthetic", "duplicates") or self.sampling not in ("uniform", "balanced"):
+        if self.source not in _PREFIX or self.sampling not in ("uniform", "balanced"):
             raise ValueError(f"unknown arm {self.source}/{self.sampling}")
         if self.n_added == 0 and (self.source, self.sampling) != ("synthetic", "uniform"):
             raise ValueError("N0 (the real-only baseline) has nothing added: it is synthetic/uniform by convention")
@@ -43,12 +49,12 @@ class Arm:
     def training_set(self) -> str:
         """Which cases are trained on: N<n> or D<n> (uniform and balanced arms share their training set). A seed
         control gets its own copy (``N0s1``), so that its model has its own folder; its plan is N0's, as always."""
-        cases = f"{'D' if self.source == 'duplicates' else 'N'}{self.n_added}"
+        cases = f"{_PREFIX[self.source]}{self.n_added}"
         return cases + (f"s{self.seed_offset}" if self.seed_offset else "")
 
     @property
     def name(self) -> str:
-        cases = f"{'D' if self.source == 'duplicates' else 'N'}{self.n_added}"
+        cases = f"{_PREFIX[self.source]}{self.n_added}"
         return (
             cases
             + ("-balanced" if self.sampling == "balanced" else "")
@@ -60,7 +66,7 @@ class Arm:
 
     @classmethod
     def parse(cls, text: "str | int | Arm") -> "Arm":
-        """``N200``, ``N200-balanced``, ``D200``, ``N0-seed1`` or a plain number (``200`` = ``N200``)."""
+        """``N200``, ``N200-balanced``, ``D200``, ``P200``, ``N0-seed1`` or a plain number (``200`` = ``N200``)."""
         if isinstance(text, Arm):
             return text
         if isinstance(text, int) or str(text).isdigit():
@@ -68,12 +74,12 @@ class Arm:
         match = _ARM.match(str(text).strip())
         if match is None:
             raise ValueError(
-                f"arm {text!r} is not N<n>, D<n>, N<n>-balanced or D<n>-balanced, with an optional -seed<k> "
-                "(e.g. N200-balanced, N0-seed1)"
+                f"arm {text!r} is not N<n>, D<n> or P<n>, with an optional -balanced and -seed<k> "
+                "(e.g. N200-balanced, P200-balanced, N0-seed1)"
             )
         return cls(
             int(match["n"]),
-            "duplicates" if match["kind"] == "D" else "synthetic",
+            {prefix: source for source, prefix in _PREFIX.items()}[match["kind"]],
             match["sampling"] or "uniform",
             int(match["seed"] or 0),
         )
@@ -119,6 +125,8 @@ class SegmentationSettings:
     numbered folds the cross-validation splits hold real cases only in validation (added cases always train).
     ``real_share`` is the real part of every batch in ``balanced`` arms. ``cpu_bf16`` trains under bfloat16
     autocast on a CPU (None: where the CPU computes bfloat16 natively; False: float32, nnU-Net's CPU default).
+    ``phantom_seed`` seeds the new phantom subjects of ``P<n>`` arms (it must differ from the seed of a phantom
+    cohort used as the real data, or the arm would add the test subjects).
     """
 
     configuration: str = "3d_fullres"
@@ -136,6 +144,7 @@ class SegmentationSettings:
     seed: int = 0
     real_share: float = 0.5
     cpu_bf16: bool | None = False
+    phantom_seed: int = 1000
 
     def __post_init__(self) -> None:
         if self.configuration not in ("2d", "3d_fullres", "3d_lowres"):

@@ -144,11 +144,34 @@ def test_duplicate_control_adds_copies_of_real_training_cases(cohort: Path, tmp_
     assert json.loads((raw / "dataset.json").read_text())["numTraining"] == len(train) + 6
 
 
+def test_phantom_arm_adds_new_phantom_subjects_never_the_cohorts_own(cohort: Path, tmp_path: Path) -> None:
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    real = open_split(cohort)  # itself a phantom cohort, seed 5
+    folders = NnunetFolders(tmp_path / "seg")
+    name, changed = export_training_set(folders, real, None, Arm(3, "phantom", "balanced"), TINY)
+    assert changed and name.endswith("_LGE_P3")
+    raw = folders.raw / name
+    verify_dataset_integrity(str(raw), 1)
+    record = json.loads((raw / "export.json").read_text())
+    assert record["phantom"] == [f"P{TINY.phantom_seed}_Phantom_{k:03d}" for k in (1, 2, 3)]
+    assert record["real"] == list(real.split.train) and not record["synthetic"] and not record["duplicates"]
+    assert json.loads((raw / "dataset.json").read_text())["numTraining"] == len(real.split.train) + 3
+    added = [np.asarray(nib.load(str(raw / "labelsTr" / f"{c}.nii.gz")).dataobj) for c in record["phantom"]]
+    own = [np.asarray(nib.load(str(raw / "labelsTr" / f"{c}.nii.gz")).dataobj) for c in real.split.train]
+    assert all((a == 1).any() for a in added)  # hearts with their exact myocardium labels
+    assert not any(a.shape == o.shape and np.array_equal(a, o) for a in added for o in own)  # new subjects
+    with pytest.raises(ValueError, match="phantom_seed 5"):
+        export_training_set(folders, real, None, Arm(3, "phantom"), dataclasses.replace(TINY, phantom_seed=5))
+
+
 def test_arm_names_parse_and_the_baseline_comes_first() -> None:
     assert Arm.parse("N200-balanced") == Arm(200, "synthetic", "balanced")
     assert Arm.parse("D100") == Arm(100, "duplicates") and Arm.parse(100) == Arm(100)
     assert [a.name for a in parse_arms("N200,D200,N200-balanced")] == ["N0", "N200", "D200", "N200-balanced"]
     assert Arm(200, sampling="balanced").training_set == "N200"
+    assert Arm.parse("P200-balanced") == Arm(200, "phantom", "balanced")
+    assert Arm.parse("P200-balanced").name == "P200-balanced" and Arm(200, "phantom").training_set == "P200"
     with pytest.raises(ValueError, match="is not N<n>"):
         Arm.parse("X200")
     with pytest.raises(ValueError, match="nothing added"):
@@ -392,6 +415,7 @@ def test_a_seed_control_arm_retrains_the_same_cases_with_another_seed() -> None:
     assert Arm.parse("N200-balanced-seed2").name == "N200-balanced-seed2"
     assert [a.name for a in parse_arms("N200,N0-seed1")] == ["N0", "N200", "N0-seed1"]
     assert arm_order(["D200", "N200", "N0-seed1", "N0"]) == ["N0", "N0-seed1", "N200", "D200"]
+    assert arm_order(["P200-balanced", "D200", "P200", "N0"]) == ["N0", "D200", "P200", "P200-balanced"]
     with pytest.raises(ValueError, match="with an optional -seed<k>"):
         Arm.parse("N0-seedx")
 
