@@ -74,7 +74,7 @@ class Arm:
         match = _ARM.match(str(text).strip())
         if match is None:
             raise ValueError(
-                f"arm {text!r} is not N<n>, D<n> or P<n>, with an optional -balanced and -seed<k> "
+                f"arm {text!r} is not N<n>, D<n> or P<n> (optionally -balanced), with an optional -seed<k> "
                 "(e.g. N200-balanced, P200-balanced, N0-seed1)"
             )
         return cls(
