@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lgelib.conditioning import ConditioningSettings
 from lgelib.data.grid import GridSettings
 from lgelib.edm import EdmSettings, SamplerSettings
 from lgelib.inr.fit import FitSettings
@@ -36,6 +37,7 @@ class Profile:
     edm: EdmSettings
     synthesis: SynthesisSettings
     segmentation: SegmentationSettings
+    conditioning: ConditioningSettings = dataclasses.field(default_factory=ConditioningSettings)
 
 
 HEUN_64 = SamplerSettings(num_steps=64)

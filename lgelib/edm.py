@@ -18,6 +18,13 @@ of training, and every ``select_every`` steps the EMA denoiser's samples are com
 (`HeldOutSelection`): the snapshot whose samples lie as near the training latents as the held-out latents do is
 the one kept.
 
+**Conditioning** (beyond the paper; `train_edm` with ``conditions``): each training latent comes with a condition
+vector (e.g. its heart's scar descriptors, `lgelib.scar_descriptors`), embedded and added to the noise embedding.
+A share ``condition_dropout`` of the training rows has its condition replaced by the null condition, so the one
+network is both the conditional and the unconditional denoiser, and sampling uses classifier-free guidance (Ho &
+Salimans 2022): D = D(x; sigma) + w (D(x; sigma | c) - D(x; sigma)) (`guided_denoiser`; w = 1 is the conditional
+denoiser alone, w > 1 pushes samples further towards the condition).
+
 The network is `VectorDenoiser`, a residual MLP for vectors with a sinusoidal embedding of c_noise. Latents are
 standardised per dimension first (`LatentStandardizer`, saved with the model), so sigma_data = 1, not EDM's 0.5
 for images in [-1, 1].
@@ -156,19 +163,41 @@ class ResidualBlock(nn.Module):
         return h + self.fc2(self.dropout(F.silu(self.norm2(x))))
 
 
-class VectorDenoiser(nn.Module):
-    """F(c_in x, c_noise) for vectors (N, dim): input layer, residual blocks conditioned on the noise level, output."""
+def condition_input(cond: Tensor, dim: int) -> Tensor:
+    """Condition vectors (N, dim) -> (N, dim + 1): [c, 1] per row, and [0, ..., 0, 0] (the null condition) for a
+    row of NaN (a dropped or absent condition)."""
+    if cond.dim() != 2 or cond.shape[1] != dim:
+        raise ValueError(f"conditions must be (N, {dim}), got {tuple(cond.shape)}")
+    given = ~torch.isnan(cond).any(dim=1, keepdim=True)
+    return torch.cat([torch.nan_to_num(cond, nan=0.0) * given, given.to(cond.dtype)], dim=1)
 
-    def __init__(self, dim: int, width: int, blocks: int, embedding_dim: int, dropout: float = 0.0) -> None:
+
+class VectorDenoiser(nn.Module):
+    """F(c_in x, c_noise[, c]) for vectors (N, dim): input layer, residual blocks conditioned on the noise level
+    (and, with ``cond_dim`` > 0, on a condition vector), output."""
+
+    def __init__(
+        self, dim: int, width: int, blocks: int, embedding_dim: int, dropout: float = 0.0, cond_dim: int = 0
+    ) -> None:
         super().__init__()
         self.embedding = NoiseEmbedding(embedding_dim, width)
         self.inp = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, dropout) for _ in range(blocks))
         self.out_norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, dim)
+        self.cond_dim = int(cond_dim)
+        if self.cond_dim:  # made last, so an unconditional network's initialisation does not change
+            self.condition = nn.Sequential(nn.Linear(cond_dim + 1, width), nn.SiLU(), nn.Linear(width, width))
 
-    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
-        emb = F.silu(self.embedding(c_noise))
+    def forward(self, x: Tensor, c_noise: Tensor, cond: Tensor | None = None) -> Tensor:
+        emb = self.embedding(c_noise)
+        if self.cond_dim:
+            if cond is None:
+                cond = torch.full((len(x), self.cond_dim), float("nan"), device=x.device)
+            emb = emb + self.condition(condition_input(cond.to(x.device, torch.float32), self.cond_dim))
+        elif cond is not None:
+            raise ValueError("this denoiser was trained without conditions")
+        emb = F.silu(emb)
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, emb)
@@ -192,11 +221,12 @@ class EdmPrecond(nn.Module):  # NVlabs/edm calls it EDMPrecond
         c_noise = sigma.log() / 4
         return c_skip, c_out, c_in, c_noise
 
-    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+    def forward(self, x: Tensor, sigma: Tensor | float, cond: Tensor | None = None) -> Tensor:
         x = x.to(torch.float32)
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1, 1).expand(len(x), 1)
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
-        return c_skip * x + c_out * self.model(c_in * x, c_noise.flatten())
+        extra = () if cond is None else (cond,)
+        return c_skip * x + c_out * self.model(c_in * x, c_noise.flatten(), *extra)
 
 
 class EDMLoss:
@@ -208,11 +238,14 @@ class EDMLoss:
     def weight(self, sigma: Tensor) -> Tensor:
         return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
 
-    def __call__(self, net: nn.Module, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def __call__(
+        self, net: nn.Module, y: Tensor, generator: torch.Generator | None = None, cond: Tensor | None = None
+    ) -> Tensor:
         rnd_normal = torch.randn((len(y), 1), generator=generator).to(y.device)
         sigma = (rnd_normal * self.p_std + self.p_mean).exp()
         n = torch.randn(y.shape, generator=generator).to(y.device) * sigma
-        return self.weight(sigma) * (net(y + n, sigma) - y) ** 2
+        extra = () if cond is None else (cond,)
+        return self.weight(sigma) * (net(y + n, sigma, *extra) - y) ** 2
 
 
 class EMA:
@@ -289,6 +322,27 @@ def edm_sampler(
             d_prime = (x_next - denoised) / t_next
             x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
     return x_next
+
+
+def guided_denoiser(
+    conditional: Callable[[Tensor, Tensor], Tensor],
+    unconditional: Callable[[Tensor, Tensor], Tensor],
+    guidance: float,
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """Classifier-free guidance: D(x; sigma) + w (D(x; sigma | c) - D(x; sigma)), w = ``guidance`` (1: the
+    conditional denoiser alone, not evaluating the unconditional one; 0: the unconditional one)."""
+    if guidance < 0:
+        raise ValueError(f"guidance must be >= 0, got {guidance}")
+    if guidance == 1:
+        return conditional
+    if guidance == 0:
+        return unconditional
+
+    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+        uncond = unconditional(x, sigma)
+        return uncond + guidance * (conditional(x, sigma) - uncond)
+
+    return denoise
 
 
 def ddpm_sigmas(timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
@@ -408,21 +462,40 @@ class TrainedEdm:
     """The held-out audit per judged snapshot (`HeldOutSelection.rows`); None without a held-out share."""
     extra_columns: tuple[str, ...] = ()
     """Names of the trailing input columns that are not latent dimensions (e.g. `lgelib.geometry.GEOMETRY_COLUMNS`)."""
+    condition_columns: tuple[str, ...] = ()
+    """Names of the condition vector's entries (e.g. `lgelib.scar_descriptors.CONDITION_COLUMNS`); () if the model
+    was trained without conditions."""
 
     def sample(
         self,
         seeds: Sequence[int],
         sampler: SamplerSettings = SamplerSettings(),
         device: torch.device | str | None = None,
+        conditions: Tensor | None = None,
+        guidance: float = 1.0,
     ) -> Tensor:
-        """One latent per seed (N, dim) in the original (unstandardised) latent space, on the CPU, float32."""
+        """One latent per seed (N, dim) in the original (unstandardised) latent space, on the CPU, float32.
+
+        ``conditions`` (N, len(condition_columns)), one row per seed, samples with classifier-free ``guidance``
+        (`guided_denoiser`); without them a conditioned model samples unconditionally (the null condition)."""
         device = resolve_device(device)
         net = self.net.to(device).eval()
         noise = PerSampleNoise(seeds)
         dim = len(self.standardizer.mean)
+        denoiser: Callable[[Tensor, Tensor], Tensor] = net
+        if conditions is not None:
+            if not self.condition_columns:
+                raise ValueError("this diffusion model was trained without conditions; sample it without them")
+            cond = torch.as_tensor(conditions, dtype=torch.float32, device=device)
+            if cond.shape != (len(seeds), len(self.condition_columns)):
+                raise ValueError(
+                    f"conditions must be ({len(seeds)}, {len(self.condition_columns)}): one row of "
+                    f"{self.condition_columns} per seed, got {tuple(cond.shape)}"
+                )
+            denoiser = guided_denoiser(lambda x, sigma: net(x, sigma, cond), net, guidance)
         with torch.no_grad():
             start = noise(torch.empty(len(seeds), dim, dtype=torch.float64, device=device))
-            samples = edm_sampler(net, start, sampler, randn_like=noise)
+            samples = edm_sampler(denoiser, start, sampler, randn_like=noise)
         return self.standardizer.unstandardize(samples.float().cpu())
 
 
@@ -431,9 +504,9 @@ def sample_seeds(seed: int, count: int, first: int = 0) -> list[int]:
     return [case_seed(seed, f"sample-{index}") for index in range(first, first + count)]
 
 
-def _seeded_net(dim: int, settings: EdmSettings) -> EdmPrecond:
+def _seeded_net(dim: int, settings: EdmSettings, cond_dim: int = 0) -> EdmPrecond:
     with seeded(settings.seed):
-        model = VectorDenoiser(dim, settings.width, settings.blocks, settings.embedding_dim, settings.dropout)
+        model = VectorDenoiser(dim, settings.width, settings.blocks, settings.embedding_dim, settings.dropout, cond_dim)
     return EdmPrecond(model, settings.sigma_data)
 
 
@@ -445,6 +518,9 @@ def train_edm(
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
     extra_columns: tuple[str, ...] = (),
+    conditions: Tensor | None = None,
+    condition_columns: tuple[str, ...] = (),
+    condition_dropout: float = 0.15,
 ) -> TrainedEdm:
     """Train EDM on latents (N, dim) and write ``edm.safetensors`` (EMA weights, standardisation, settings) and
     ``history.csv``; a finished run with the same inputs is loaded, an interrupted one resumed from its checkpoint.
@@ -452,7 +528,19 @@ def train_edm(
 
     With ``settings.holdout_fraction`` > 0 a seeded share of the latents is held out, the rest trains, and the
     saved weights are the EMA snapshot `HeldOutSelection` keeps (its audit in ``selection.csv``).
-    ``extra_columns`` names trailing columns of ``latents`` that are not latent dimensions (saved with the model)."""
+    ``extra_columns`` names trailing columns of ``latents`` that are not latent dimensions (saved with the model).
+
+    ``conditions`` (N, C), named by ``condition_columns``, conditions the model on one vector per latent; a share
+    ``condition_dropout`` of each batch's rows is trained with the null condition (classifier-free guidance)."""
+    if conditions is not None:
+        conditions = torch.as_tensor(conditions, dtype=torch.float32)
+        if conditions.shape != (len(latents), len(condition_columns)) or not torch.isfinite(conditions).all():
+            raise ValueError(
+                f"conditions must be finite, one row of {len(condition_columns)} ({condition_columns}) per "
+                f"latent: ({len(latents)}, {len(condition_columns)}), got {tuple(conditions.shape)}"
+            )
+        if not 0 < condition_dropout < 1:
+            raise ValueError(f"condition_dropout must lie in (0, 1) for guidance to work, got {condition_dropout}")
     if latents.dim() != 2 or len(latents) < 2 or not torch.isfinite(latents).all():
         raise ValueError(
             f"EDM needs at least 2 finite latent vectors as an (N, dim) tensor, got shape "
@@ -461,16 +549,20 @@ def train_edm(
     out = Path(out_dir)
     device = resolve_device(device)
     extra_columns = tuple(extra_columns)
-    key = fingerprint(
-        {**settings.to_dict(), **({"extra_columns": list(extra_columns)} if extra_columns else {})}, latents
-    )
+    recipe = {**settings.to_dict(), **({"extra_columns": list(extra_columns)} if extra_columns else {})}
+    inputs = [latents]
+    if conditions is not None:
+        recipe |= {"condition_columns": list(condition_columns), "condition_dropout": condition_dropout}
+        inputs.append(conditions)
+    key = fingerprint(recipe, *inputs)
     if tensors_match(out / MODEL_FILE, key):
         return load_edm(out)
     out.mkdir(parents=True, exist_ok=True)
     train_rows, held_rows = split_holdout(len(latents), settings.holdout_fraction, settings.seed)
     standardizer = LatentStandardizer.fit(latents[train_rows].float())
     data = standardizer.standardize(latents[train_rows].float()).to(device)
-    net = _seeded_net(latents.shape[1], settings).to(device)
+    cond_data = None if conditions is None else conditions[train_rows].to(device)
+    net = _seeded_net(latents.shape[1], settings, 0 if conditions is None else len(condition_columns)).to(device)
     ema = EMA(net, settings.ema_halflife_samples, settings.ema_rampup_ratio)
     loss_fn = EDMLoss(settings.p_mean, settings.p_std, settings.sigma_data)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
@@ -489,9 +581,13 @@ def train_edm(
     for step in loop:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, settings.steps, settings.lr, settings.lr, settings.warmup_steps)
-        batch = data[torch.randint(len(data), (settings.batch_size,), generator=generator).to(device)]
+        rows = torch.randint(len(data), (settings.batch_size,), generator=generator).to(device)
+        batch, batch_cond = data[rows], None
+        if cond_data is not None:
+            dropped = (torch.rand(settings.batch_size, generator=generator) < condition_dropout).to(device)
+            batch_cond = cond_data[rows].masked_fill(dropped[:, None], float("nan"))
         with seeded(int(torch.randint(2**62, (1,), generator=generator)), device):  # dropout, reproducibly
-            loss = loss_fn(net, batch, generator).mean()
+            loss = loss_fn(net, batch, generator, batch_cond).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -510,6 +606,8 @@ def train_edm(
         "seconds": str(seconds),
         "extra_columns": json.dumps(list(extra_columns)),
     }
+    if conditions is not None:
+        metadata |= {"condition_columns": json.dumps(list(condition_columns))}
     table = None
     (out / SELECTION_FILE).unlink(missing_ok=True)
     if selection is not None:
@@ -517,7 +615,16 @@ def train_edm(
         table.to_csv(out / SELECTION_FILE, index=False)
         metadata |= {"selected_step": str(selection.best_step), "heldout_rows": json.dumps(held_rows.tolist())}
     save_tensors(out / MODEL_FILE, tensors, metadata)
-    return TrainedEdm(kept.cpu(), standardizer, settings, history, seconds, table, extra_columns)
+    return TrainedEdm(
+        kept.cpu(),
+        standardizer,
+        settings,
+        history,
+        seconds,
+        table,
+        extra_columns,
+        tuple(condition_columns) if conditions is not None else (),
+    )
 
 
 def load_edm(folder: Path | str) -> TrainedEdm:
@@ -527,7 +634,8 @@ def load_edm(folder: Path | str) -> TrainedEdm:
         raise FileNotFoundError(f"{folder / MODEL_FILE} does not exist: train the diffusion model first (train_edm)")
     tensors, metadata = load_tensors(folder / MODEL_FILE)
     settings = EdmSettings(**json.loads(metadata["settings"]))
-    net = _seeded_net(int(metadata["dim"]), settings)
+    condition_columns = tuple(json.loads(metadata.get("condition_columns", "[]")))
+    net = _seeded_net(int(metadata["dim"]), settings, len(condition_columns))
     net.load_state_dict({k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")})
     history = pd.read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else pd.DataFrame()
     selection = pd.read_csv(folder / SELECTION_FILE) if (folder / SELECTION_FILE).is_file() else None
@@ -539,4 +647,5 @@ def load_edm(folder: Path | str) -> TrainedEdm:
         float(metadata.get("seconds", "nan")),
         selection,
         tuple(json.loads(metadata.get("extra_columns", "[]"))),
+        condition_columns,
     )

@@ -9,6 +9,8 @@ A run directory::
     inr2vec/            the encoder and decoder, and the training latents (chapter 03)
     edm/                the latent diffusion model (chapter 04)
     synth/              the synthetic volumes and their masks (chapter 04)
+    edm-conditioned/    the diffusion model conditioned on scar descriptors (chapter 07)
+    synth-conditioned/  volumes drawn for each scar request, and unconditionally, from it (chapter 07)
     seg/                nnU-Net's folders, predictions and per-case Dice (chapter 06)
     repeats/            the same stages on further split seeds (``split-<seed>/``), sharing ``inr-cases/``
     notebooks/          the executed notebooks (``lgelib book``)
@@ -60,6 +62,16 @@ class RunLayout:
     @property
     def synth(self) -> Path:
         return self.root / "synth"
+
+    @property
+    def edm_conditioned(self) -> Path:
+        return self.root / "edm-conditioned"
+
+    def synth_conditioned(self, request: str) -> Path:
+        """Volumes drawn for one scar request (its name made a folder name), or ``"unconditional"``."""
+        import re
+
+        return self.root / "synth-conditioned" / re.sub(r"[^A-Za-z0-9.-]+", "-", request).strip("-")
 
     @property
     def seg(self) -> Path:

@@ -344,6 +344,69 @@ class Run:
             progress=progress,
         )
 
+    def train_conditioned_edm(self, inr2vec=None, progress: bool = False):
+        """Beyond the paper: stage 3a again, each latent conditioned on its heart's scar descriptors
+        (`lgelib.conditioning`), with the profile's EDM settings and condition dropout."""
+        from lgelib.conditioning import condition_tensor, training_descriptors
+        from lgelib.edm import train_edm
+        from lgelib.geometry import diffusion_inputs
+        from lgelib.scar_descriptors import CONDITION_COLUMNS
+
+        inr2vec = self.trained_inr2vec() if inr2vec is None else inr2vec
+        vectors, columns = diffusion_inputs(
+            inr2vec.latents, self.prepared, inr2vec.case_ids, self.settings.synthesis.geometry
+        )
+        return train_edm(
+            vectors,
+            self.layout.edm_conditioned,
+            self.settings.edm,
+            device=self.device,
+            progress=progress,
+            extra_columns=columns,
+            conditions=condition_tensor(training_descriptors(self.prepared, inr2vec.case_ids)),
+            condition_columns=CONDITION_COLUMNS,
+            condition_dropout=self.settings.conditioning.condition_dropout,
+        )
+
+    def conditioned_synthesis(self, edm=None, inr2vec=None, progress: bool = False):
+        """Volumes drawn for each of the settings' scar requests, and as many unconditionally, from the conditioned
+        model, all with the same noise seeds (so a request changes only the condition). Returns the accuracy
+        table (`lgelib.conditioning.accuracy_table`) and each set's measured descriptors by request name."""
+        from lgelib.conditioning import UNCONDITIONAL, accuracy_table, synthetic_descriptors, training_descriptors
+        from lgelib.scar_descriptors import request_conditions
+        from lgelib.synthesis import nominal_spacing, synthesize
+
+        inr2vec = self.trained_inr2vec() if inr2vec is None else inr2vec
+        edm = self.train_conditioned_edm(inr2vec) if edm is None else edm
+        settings = self.settings.conditioning
+        synthesis = dataclasses.replace(self.settings.synthesis, n_volumes=settings.n_per_request)
+        training = training_descriptors(self.prepared, inr2vec.case_ids)
+        requests = settings.parsed_requests()
+        decoded = {}
+        for name, request in [(UNCONDITIONAL, None), *((r.name, r) for r in requests)]:
+            conditions = None
+            if request is not None:
+                conditions = request_conditions(
+                    request, training, synthesis.max_draws or 2 * synthesis.n_volumes + 16, synthesis.seed
+                )
+            folder = self.layout.synth_conditioned(name)
+            synthesize(
+                edm,
+                inr2vec,
+                folder,
+                synthesis,
+                tuple(self.settings.grid.shape),
+                nominal_spacing(self.prepared, inr2vec.case_ids),
+                publishable=self.prepared.publishable,
+                name=f"{self.root.name}-{folder.name}",
+                device=self.device,
+                progress=progress,
+                conditions=conditions,
+                guidance=settings.guidance,
+            )
+            decoded[name] = synthetic_descriptors(folder)
+        return accuracy_table(requests, decoded, training), decoded
+
     def generate(self, n_volumes: int | None = None):
         """Stages 1-3 in order (each reused where finished): the synthetic set."""
         fitted = self.fit_inrs()

@@ -130,6 +130,8 @@ def synthesize(
     device: torch.device | str | None = None,
     progress: bool = True,
     batch: int = 50,
+    conditions: np.ndarray | None = None,
+    guidance: float = 1.0,
 ) -> SyntheticSet:
     """Sample, decode, check and write ``settings.n_volumes`` synthetic cases into ``out_dir``.
 
@@ -142,19 +144,25 @@ def synthesize(
         publishable: whether the manifest lets a rendered book show these images. Synthetic volumes learned
             from a private dataset may reproduce its cases, so pass the source dataset's flag.
         batch: samples decoded together.
+        conditions, guidance: for a conditioned diffusion model (`lgelib.edm`), the condition vector of each draw
+            (draw i uses row i modulo their number) and the classifier-free guidance scale.
 
     A folder already holding this exact synthesis (same models, settings, grid and voxel size) is returned as is;
     otherwise it is written anew, atomically (an interrupted run leaves the old folder or none).
     """
     out = Path(out_dir)
+    recipe = {
+        "settings": settings.to_dict(),
+        "grid": list(grid_shape),
+        "spacing": list(spacing_mm),
+        "publishable": publishable,
+        "name": name,
+    }
+    if conditions is not None:
+        conditions = np.asarray(conditions, dtype=np.float32)
+        recipe |= {"conditions": conditions.tolist(), "guidance": float(guidance)}
     key = fingerprint(
-        {
-            "settings": settings.to_dict(),
-            "grid": list(grid_shape),
-            "spacing": list(spacing_mm),
-            "publishable": publishable,
-            "name": name,
-        },
+        recipe,
         *[t for t in edm.net.state_dict().values()],
         edm.standardizer.mean,
         edm.standardizer.std,
@@ -180,7 +188,12 @@ def synthesize(
                     "or inr2vec model is probably undertrained: check their loss curves."
                 )
             count = min(batch, settings.n_volumes - len(entries), max_draws - drawn)
-            vectors = edm.sample(sample_seeds(settings.seed, count, first=drawn), settings.sampler, device)
+            draw_conditions = None
+            if conditions is not None:
+                draw_conditions = torch.from_numpy(conditions[np.arange(drawn, drawn + count) % len(conditions)])
+            vectors = edm.sample(
+                sample_seeds(settings.seed, count, first=drawn), settings.sampler, device, draw_conditions, guidance
+            )
             latents, slice_spacing = split_geometry(vectors, edm.extra_columns)
             decoded = decode_latents(inr2vec.model, latents, grid_shape, device)
             myocardium = decoded.myocardium > settings.threshold

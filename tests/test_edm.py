@@ -27,6 +27,7 @@ from lgelib.edm import (
     train_edm,
 )
 from lgelib.fsutil import load_tensors
+from toys import TINY_EDM
 
 
 class Recorder(nn.Module):
@@ -268,3 +269,71 @@ def test_held_out_selection_trains_without_the_held_out_latents_and_resumes(tmp_
     for a, b in zip(trained.net.state_dict().values(), resumed.net.state_dict().values()):
         assert torch.equal(a, b)
     assert load_edm(tmp_path / "b").selection.equals(table)
+
+
+def mixture_denoiser(means: Tensor, variance: float, weights: Tensor):
+    """The exact denoiser of the mixture sum_k w_k N(mean_k, variance I): the posterior-weighted component
+    denoisers (a component's denoiser alone is the exact conditional denoiser given that component)."""
+
+    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+        total = variance + float(sigma) ** 2
+        log_p = torch.log(weights)[None] - ((x[:, None, :] - means[None]) ** 2).sum(-1) / (2 * total)
+        posterior = torch.softmax(log_p, dim=1)  # (N, K)
+        per_component = means[None] + variance / total * (x[:, None, :] - means[None])
+        return (posterior[..., None] * per_component).sum(1)
+
+    return denoise
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_guided_sampler_with_exact_denoisers_lands_in_the_requested_component(guidance: float) -> None:
+    """Classifier-free guidance with the exact conditional and unconditional denoisers of a 3-component mixture:
+    every sample lands in the component asked for; unconditionally they spread over all three."""
+    from lgelib.edm import guided_denoiser
+
+    means = torch.tensor([[2.0, 0.0], [-2.0, 1.0], [0.0, -2.5]], dtype=torch.float64)
+    weights = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
+    variance = 0.05
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(600, 2, generator=g, dtype=torch.float64)
+    unconditional = mixture_denoiser(means, variance, weights)
+    for wanted in range(3):
+        conditional = mixture_denoiser(means[wanted : wanted + 1], variance, torch.ones(1, dtype=torch.float64))
+        samples = edm_sampler(guided_denoiser(conditional, unconditional, guidance), latents, SamplerSettings())
+        nearest = torch.cdist(samples, means).argmin(dim=1)
+        assert (nearest == wanted).all(), (wanted, torch.bincount(nearest, minlength=3))
+    free = torch.cdist(edm_sampler(unconditional, latents, SamplerSettings()), means).argmin(dim=1)
+    shares = torch.bincount(free, minlength=3).double() / len(free)
+    assert torch.allclose(shares, weights, atol=0.07), shares  # the rare component too, at its own weight
+
+
+def test_a_conditioned_model_learns_its_conditions_and_still_samples_unconditionally(tmp_path: Path) -> None:
+    """Two clusters labelled by a 1-d condition: sampled with a label, the model returns that cluster; without one
+    (the null condition it learned through condition dropout) it returns both; the labels survive saving."""
+    g = torch.Generator().manual_seed(0)
+    label = (torch.rand(400, generator=g) < 0.5).float()[:, None]
+    data = torch.where(label > 0, torch.tensor([2.0, 2.0]), torch.tensor([-2.0, -2.0])) + 0.2 * torch.randn(
+        400, 2, generator=g
+    )
+    trained = train_edm(
+        data, tmp_path / "cond", TINY_EDM, device="cpu", progress=False, conditions=label, condition_columns=("a",)
+    )
+    assert trained.condition_columns == ("a",)
+    seeds = sample_seeds(3, 200)
+    for value, centre in ((1.0, 2.0), (0.0, -2.0)):
+        samples = trained.sample(seeds, SamplerSettings(), "cpu", conditions=torch.full((200, 1), value), guidance=2)
+        assert ((samples - centre).abs() < 1.0).all(dim=1).float().mean() > 0.95, value
+    free = trained.sample(seeds, SamplerSettings(), "cpu")
+    upper = (free.mean(dim=1) > 0).float().mean()
+    assert 0.25 < upper < 0.75, upper
+    loaded = load_edm(tmp_path / "cond")
+    assert loaded.condition_columns == ("a",)
+    assert torch.equal(
+        loaded.sample(seeds[:4], conditions=torch.ones(4, 1), device="cpu"),
+        trained.sample(seeds[:4], conditions=torch.ones(4, 1), device="cpu"),
+    )
+    with pytest.raises(ValueError, match=r"conditions must be \(4, 1\)"):
+        trained.sample(seeds[:4], conditions=torch.ones(3, 1), device="cpu")
+    plain = train_edm(data, tmp_path / "plain", TINY_EDM, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="trained without conditions"):
+        plain.sample(seeds[:4], conditions=torch.ones(4, 1), device="cpu")

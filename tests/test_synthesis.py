@@ -172,3 +172,58 @@ def test_per_sample_geometry_is_sampled_and_written_into_each_nifti(models, tmp_
     assert synthetic.latents.shape[1] == vectors.shape[1] - 1  # the latents alone, comparable with inr2vec's
     with pytest.raises(ValueError, match="unknown extra columns"):
         split_geometry(vectors, ("heart_rate",))
+
+
+def test_a_conditioned_synthesis_passes_each_draws_condition_and_is_keyed_on_it(models, tmp_path: Path) -> None:
+    """The conditioned EDM samples with each draw's condition (same seeds, other conditions: other volumes; same
+    conditions: the same volumes), the folder is keyed on the conditions, and the decoded volumes are measured."""
+    from lgelib.conditioning import accuracy_table, condition_tensor, synthetic_descriptors, training_descriptors
+    from lgelib.scar_descriptors import CONDITION_COLUMNS, ScarRequest, request_conditions
+
+    edm, inr2vec, shape = models
+    prepared = toy_prepared(6)  # the cases behind the toy INRs (toy_fitted), in the same order
+    training = training_descriptors(prepared, inr2vec.case_ids)
+    assert list(training.index) == list(inr2vec.case_ids) and training["present"].all()
+    conditioned = train_edm(
+        inr2vec.latents,
+        tmp_path / "edm",
+        TINY_EDM,
+        device="cpu",
+        progress=False,
+        conditions=condition_tensor(training),
+        condition_columns=CONDITION_COLUMNS,
+    )
+    settings = SynthesisSettings(n_volumes=3, sampler=SamplerSettings(num_steps=18))
+
+    def draw(folder: str, conditions):
+        return synthesize(
+            conditioned,
+            inr2vec,
+            tmp_path / folder,
+            settings,
+            shape,
+            SPACING,
+            publishable=True,
+            device="cpu",
+            progress=False,
+            conditions=conditions,
+            guidance=2.0,
+        )
+
+    request = ScarRequest(present=True)
+    with_scar = request_conditions(request, training, 8, seed=0)
+    free = np.zeros_like(with_scar)
+    a, b, c = draw("a", with_scar), draw("b", with_scar), draw("c", free)
+    assert torch.equal(a.latents, b.latents) and not torch.allclose(a.latents, c.latents)
+    stamp = (tmp_path / "a" / "synthesis.json").stat().st_mtime_ns
+    draw("a", with_scar)
+    assert (tmp_path / "a" / "synthesis.json").stat().st_mtime_ns == stamp  # reused: the same conditions
+    draw("a", free)
+    assert (tmp_path / "a" / "synthesis.json").stat().st_mtime_ns != stamp  # redrawn: other conditions
+    decoded = {
+        "unconditional": synthetic_descriptors(tmp_path / "c"),
+        request.name: synthetic_descriptors(tmp_path / "b"),
+    }
+    table = accuracy_table([request], decoded, training)
+    assert table.loc["scar", "n drawn"] == 3 and table.loc["scar", "training cases meeting it"] == 6
+    assert 0 <= table.loc["scar", "meets request (conditioned)"] <= 1

@@ -1,0 +1,97 @@
+"""Scar descriptors from masks (burden, presence, long-axis level) on hand-built hearts, and scar requests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lgelib.scar_descriptors import (
+    CONDITION_COLUMNS,
+    ScarRequest,
+    descriptor_table,
+    request_accuracy,
+    request_conditions,
+    scar_descriptors,
+)
+
+
+def ring_heart(n_slices: int = 8, empty_slices: tuple[int, ...] = ()) -> np.ndarray:
+    """A (slices, 32, 32) myocardium: the same ring of 4 x 4 pixels' wall in every slice but ``empty_slices``."""
+    yy, xx = np.mgrid[:32, :32]
+    radius = np.hypot(yy - 15.5, xx - 15.5)
+    ring = (radius > 8) & (radius < 12)
+    myocardium = np.repeat(ring[None], n_slices, axis=0)
+    myocardium[list(empty_slices)] = False
+    return myocardium
+
+
+def test_apical_scar_is_apical_with_its_burden() -> None:
+    myocardium = ring_heart(8)  # 8 myocardial slices: basal 0-1, mid 2-5, apical 6-7 (Table 1's regions)
+    fibrosis = np.zeros_like(myocardium)
+    fibrosis[6:8, :16] = myocardium[6:8, :16]  # half the ring in the two apical slices
+    d = scar_descriptors(myocardium, fibrosis)
+    assert d.present and d.level == "apical" and d.shares == (0.0, 0.0, 1.0)
+    assert d.burden == pytest.approx(fibrosis.sum() / myocardium.sum())
+    assert d.burden == pytest.approx(2 * 0.5 / 8, abs=0.01)
+    assert d.vector().tolist() == pytest.approx([1.0, d.burden, 0.0, 0.0, 1.0])
+
+
+def test_levels_count_only_myocardial_slices_and_split_the_scar_by_region() -> None:
+    # 10 slices of which the first two hold no myocardium: 8 myocardial slices 2-9 -> basal 2-3, mid 4-7, apical 8-9
+    myocardium = ring_heart(10, empty_slices=(0, 1))
+    fibrosis = np.zeros_like(myocardium)
+    fibrosis[2] = myocardium[2]  # one basal slice, whole ring
+    fibrosis[4:7] = myocardium[4:7]  # three mid slices
+    d = scar_descriptors(myocardium, fibrosis)
+    assert d.shares == pytest.approx((0.25, 0.75, 0.0)) and d.level == "mid"
+    fibrosis_outside = fibrosis.copy()
+    fibrosis_outside[0, 0, 0] = True  # outside the myocardium: not counted
+    assert scar_descriptors(myocardium, fibrosis_outside) == d
+
+
+def test_a_scar_free_heart_is_all_zeros() -> None:
+    myocardium = ring_heart(6)
+    d = scar_descriptors(myocardium, np.zeros_like(myocardium))
+    assert not d.present and d.level is None and d.burden == 0 and not d.vector().any()
+    with pytest.raises(ValueError, match="one shape"):
+        scar_descriptors(myocardium, np.zeros((6, 32, 31), bool))
+
+
+def _table() -> pd.DataFrame:
+    myocardium = ring_heart(8)
+    cases = {}
+    for name, slices, width in (("apical-small", (7,), 8), ("apical-big", (6, 7), 32), ("basal", (0,), 32)):
+        fibrosis = np.zeros_like(myocardium)
+        fibrosis[list(slices), :, :width] = myocardium[list(slices), :, :width]
+        cases[name] = fibrosis
+    cases["free"] = np.zeros_like(myocardium)
+    ids = list(cases)
+    return descriptor_table(ids, np.stack([myocardium] * len(ids)), np.stack(list(cases.values())))
+
+
+def test_requests_select_matching_training_cases_and_score_decoded_ones() -> None:
+    table = _table()
+    apical = ScarRequest(present=True, level="apical")
+    assert list(table.index[apical.satisfied(table)]) == ["apical-small", "apical-big"]
+    small = ScarRequest(present=True, level="apical", burden_pct=(0, 5))
+    assert list(table.index[small.satisfied(table)]) == ["apical-small"]
+    conditions = request_conditions(apical, table, 50, seed=0)
+    assert conditions.shape == (50, len(CONDITION_COLUMNS))
+    allowed = table.loc[["apical-small", "apical-big"], list(CONDITION_COLUMNS)].to_numpy(np.float32)
+    assert all(any(np.array_equal(row, a) for a in allowed) for row in conditions)
+    assert np.array_equal(conditions, request_conditions(apical, table, 50, seed=0))  # seeded
+    with pytest.raises(ValueError, match="no training case satisfies the request 'scar mid'"):
+        request_conditions(ScarRequest(present=True, level="mid"), table, 5, seed=0)
+    score = request_accuracy(apical, table)
+    assert score["meets_request"] == 0.5 and score["level_as_requested"] == 0.5
+    assert score["presence_as_requested"] == 0.75
+    with pytest.raises(ValueError, match="scar-free request"):
+        ScarRequest(present=False, level="apical")
+
+
+@pytest.mark.parametrize("text", ["scar-free", "scar", "scar apical", "scar 5-20%", "scar basal 0-5%", "any 15-100%"])
+def test_requests_parse_their_own_names(text: str) -> None:
+    assert ScarRequest.parse(text).name == text
+    with pytest.raises(ValueError, match="neither a level"):
+        ScarRequest.parse("scar septal")
