@@ -78,22 +78,61 @@ def accuracy_table(
     requests: list[ScarRequest], decoded: dict[str, pd.DataFrame], training: pd.DataFrame
 ) -> pd.DataFrame:
     """Per request: how often the conditioned volumes meet it, against the unconditional volumes (the base rate,
-    ``decoded[UNCONDITIONAL]``) and the training cases; with the share at the requested level and in the burden
-    range where the request names them, and the median scar burden (%) of each."""
+    ``decoded[UNCONDITIONAL]``) and the training cases, and the median scar burden (%) of each; NaN for a request
+    that was not drawn (absent from ``decoded``: no training heart meets it)."""
     rows = []
     for request in requests:
-        conditioned = request_accuracy(request, decoded[request.name])
         unconditional = request_accuracy(request, decoded[UNCONDITIONAL])
+        drawn = request.name in decoded  # not drawn where no training heart meets the request
+        conditioned = request_accuracy(request, decoded[request.name]) if drawn else {}
         rows.append(
             {
                 "request": request.name,
                 "training cases meeting it": int(request.satisfied(training).sum()),
-                "n drawn": int(conditioned["n"]),
-                "meets request (conditioned)": conditioned["meets_request"],
+                "n drawn": int(conditioned.get("n", 0)),
+                "meets request (conditioned)": conditioned.get("meets_request", float("nan")),
                 "meets request (unconditional)": unconditional["meets_request"],
                 "meets request (training cases)": float(request.satisfied(training).mean()),
-                "median burden % (conditioned)": conditioned["median_burden_pct"],
+                "median burden % (conditioned)": conditioned.get("median_burden_pct", float("nan")),
                 "median burden % (unconditional)": unconditional["median_burden_pct"],
             }
         )
     return pd.DataFrame(rows).set_index("request")
+
+
+def conditioning_summary(table: pd.DataFrame) -> str:
+    """What an `accuracy_table` says, in words: per request, the share meeting it when asked against the base rate,
+    and whether conditioning lifted it on the whole (a lift of at least 10 points counts)."""
+    lines = []
+    lifted = 0
+    for request, row in table.iterrows():
+        asked, base = row["meets request (conditioned)"], row["meets request (unconditional)"]
+        if row["n drawn"] == 0:
+            lines.append(f"- **{request}**: not drawn: no training heart meets it.")
+            continue
+        lifted += asked - base >= 0.10
+        lines.append(
+            f"- **{request}**: {100 * asked:.0f}% of the volumes drawn for it meet it, against {100 * base:.0f}% of "
+            f"those drawn unconditionally ({100 * row['meets request (training cases)']:.0f}% of the training hearts)."
+        )
+    verdict = (
+        f"Conditioning lifted the share meeting the request by at least 10 points for {lifted} of "
+        f"{int((table['n drawn'] > 0).sum())} requests drawn."
+    )
+    return verdict + "\n\n" + "\n".join(lines)
+
+
+RECORDED = {
+    "conditioned_generation_emidec.csv": "Scar on request: share of volumes meeting each request, mean over splits",
+    "phantom_arm_emidec.csv": "Phantom and learned-generator arms against N0: Volume Dice differences",
+}
+"""Result tables measured on EMIDEC-derived and kept in ``benchmarks/results/`` (file -> title in the chapter)."""
+
+
+def recorded_results(folder: Path | None = None) -> dict[str, pd.DataFrame]:
+    """The recorded EMIDEC-derived tables (`RECORDED`) that exist in ``folder`` (default: the repository's
+    ``benchmarks/results``), by title; empty where the benchmarks are not at hand (an installed package)."""
+    from lgelib.layout import REPO_ROOT
+
+    folder = REPO_ROOT / "benchmarks" / "results" if folder is None else Path(folder)
+    return {title: pd.read_csv(folder / name) for name, title in RECORDED.items() if (folder / name).is_file()}

@@ -517,3 +517,26 @@ def not_drawn(reason: str) -> Figure:
     axis.set_axis_off()
     axis.text(0.5, 0.5, reason, ha="center", va="center", wrap=True, fontsize=9, transform=axis.transAxes)
     return figure
+
+
+def plot_request_accuracy(table: pd.DataFrame) -> Figure:
+    """Per scar request (`lgelib.conditioning.accuracy_table`): the share of volumes meeting it when drawn for it,
+    when drawn unconditionally from the same model (the base rate) and among the real training cases. A conditioning
+    that works lifts the first bar well above the second."""
+    columns = {
+        "meets request (conditioned)": ("drawn for the request", "C0"),
+        "meets request (unconditional)": ("drawn unconditionally", "C7"),
+        "meets request (training cases)": ("real training cases", "C1"),
+    }
+    figure, axis = plt.subplots(figsize=(7.2, 3.0))
+    positions = np.arange(len(table))
+    width = 0.8 / len(columns)
+    for k, (column, (label, colour)) in enumerate(columns.items()):
+        axis.bar(positions + (k - 1) * width, 100 * table[column], width, label=label, color=colour)
+    axis.set_xticks(positions, list(table.index), fontsize=8)
+    axis.set_ylabel("volumes meeting the request (%)", fontsize=8)
+    axis.set_ylim(0, 100)
+    axis.tick_params(axis="y", labelsize=8)
+    axis.legend(fontsize=8, frameon=False, ncols=3, loc="upper center", bbox_to_anchor=(0.5, 1.18))
+    figure.tight_layout()
+    return figure

@@ -27,6 +27,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "04_synthesis.ipynb",
     "05_quality.ipynb",
     "06_segmentation.ipynb",
+    "07_beyond_the_paper.ipynb",
 )
 """The book's notebooks in reading (and execution) order."""
 

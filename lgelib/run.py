@@ -31,7 +31,7 @@ from typing import Any
 from lgelib.config import Profile, get_profile, override, setting_keys, with_generator, with_inr, with_seg_budget
 from lgelib.fsutil import write_text_atomic
 from lgelib.layout import REPO_ROOT, RunLayout
-from lgelib.log import show_progress
+from lgelib.log import logger, show_progress
 
 DEFAULT_MANIFEST = "data_manifest/phantom.yaml"
 DEFAULT_ARMS: tuple[str, ...] = ("N0", "N200", "N200-balanced", "D200")
@@ -386,9 +386,11 @@ class Run:
         for name, request in [(UNCONDITIONAL, None), *((r.name, r) for r in requests)]:
             conditions = None
             if request is not None:
-                conditions = request_conditions(
-                    request, training, synthesis.max_draws or 2 * synthesis.n_volumes + 16, synthesis.seed
-                )
+                if not request.satisfied(training).any():
+                    logger.info("conditioned synthesis: no training heart meets %r; not drawn", name)
+                    continue
+                draws = synthesis.max_draws or 2 * synthesis.n_volumes + 16
+                conditions = request_conditions(request, training, draws, synthesis.seed)
             folder = self.layout.synth_conditioned(name)
             synthesize(
                 edm,

@@ -28,6 +28,7 @@ QUICK = {
     "n_synthetic": 3,
     "seg_arms": ["N0", "N3", "D3"],
     "seg_epochs": 1,
+    "conditioning.n_per_request": 3,
 }
 """Few steps and volumes: the pages must run and say what they did, not reach the profile's quality."""
 
@@ -286,6 +287,7 @@ def test_private_dataset_images_stay_out_of_the_book(tmp_path: Path) -> None:
         "04_synthesis.ipynb": 1 + shown,
         "05_quality.ipynb": 7,  # Figures 2-4 (or their notes), plausibility, three memorisation audits
         "06_segmentation.ipynb": 2,
+        "07_beyond_the_paper.ipynb": 1,  # the aggregate bar chart of the conditioning check
     }
     for name in NOTEBOOKS:
         page = (index.parent / "notebooks" / name.replace(".ipynb", ".html")).read_text()

@@ -180,6 +180,8 @@ def test_every_stage_has_its_own_folder() -> None:
         layout.inr2vec,
         layout.edm,
         layout.synth,
+        layout.edm_conditioned,
+        layout.synth_conditioned("x").parent,
         layout.seg,
         layout.repeats,
         layout.notebooks,
@@ -187,3 +189,46 @@ def test_every_stage_has_its_own_folder() -> None:
     ]
     assert len({folder.name for folder in folders}) == len(folders)
     assert all(folder.parent == layout.root for folder in folders)
+
+
+def test_a_low_data_run_trains_its_generator_on_its_own_training_cases_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The low-data curve's arms (``n_train``): every generative stage sees only the first n training cases, the
+    test cases do not change, and nnU-Net's real training set is the same n cases."""
+    import yaml
+
+    import lgelib.inr
+    from lgelib.nnunet_export import export_training_set
+    from lgelib.segmentation_setup import Arm, NnunetFolders
+    from lgelib.config import SMOKE_SEGMENTATION
+
+    manifest = tmp_path / "tiny.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "tiny",
+                "publishable": True,
+                "source": {"kind": "phantom", "n_cases": 8, "seed": 2, "matrix": [64, 64]},
+                "split": {"seed": 0, "n_test": 2},
+            }
+        )
+    )
+    full = Run(parse_options({"manifest": str(manifest), "device": "cpu"}), RunLayout(tmp_path / "full"))
+    low = Run(parse_options({"manifest": str(manifest), "device": "cpu", "n_train": 3}), RunLayout(tmp_path / "low"))
+    allowed = list(full.dataset.split.train)[:3]
+    assert list(low.dataset.split.train) == allowed and low.dataset.split.test == full.dataset.split.test
+    seen = {}
+
+    def fit(prepared, folder, *args, case_ids=None, **kwargs):
+        seen[Path(folder).name] = list(case_ids)
+        raise StopIteration  # the stage chain's first step is enough: what it was given
+
+    monkeypatch.setattr(lgelib.inr, "fit_inrs", fit)
+    with pytest.raises(StopIteration):
+        low.generate()
+    assert seen == {"inr": allowed}  # the generator's INRs (and so inr2vec, EDM) are of the allowed cases only
+    name, _ = export_training_set(NnunetFolders(tmp_path / "seg"), low.dataset, None, Arm(0), SMOKE_SEGMENTATION)
+    exported = json.loads((tmp_path / "seg" / "nnUNet_raw" / name / "export.json").read_text())
+    assert exported["real"] == allowed
