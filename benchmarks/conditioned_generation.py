@@ -9,7 +9,15 @@ rate) and against the real training cases.
 
 The runs are laid out as `benchmarks/generator_variants.py` lays out its ``paper`` variant (``<out>/paper/split-<s>``,
 INRs shared through ``<out>/inr-cases``), so a finished generator benchmark's INRs and inr2vec are reused and only
-the conditioned EDM and its volumes are new. The table is printed and written to ``<out>/conditioned_generation.csv``.
+the conditioned EDM and its volumes are new. The table is printed and written to
+``<out>/conditioned_generation_splits<seeds>_w<scales>.csv``.
+
+Where a GPU is at hand, after `benchmarks/gpu_generator.py` (same layout, the same cut step counts, so its stages 1-2
+are reused): the paper profile's conditioned EDM and its check (not yet run: no GPU was lent to the issue):
+
+    EMIDEC_ROOT=/path/to/emidec-derived python benchmarks/conditioned_generation.py --profile paper \
+        --manifest data_manifest/emidec.yaml --out runs/gpu-generator --guidance 1,2,4 \
+        --set inr.fit.steps=2000 --set inr2vec.steps=3000 --set edm.steps=10000
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from lgelib.device import resolve_device
 from lgelib.layout import RunLayout
@@ -35,7 +44,9 @@ def main() -> None:
     parser.add_argument("--guidance", default="2", help="comma-separated guidance scales w (1: no guidance)")
     parser.add_argument("--out", default="runs/benchmarks/generator", help="work folder (reused: finished stages load)")
     parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
     args = parser.parse_args()
+    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     device = resolve_device(args.device)
     cpu = platform.processor() or platform.machine()
     print(
@@ -44,6 +55,10 @@ def main() -> None:
         flush=True,
     )
     out = Path(args.out)
+    csv = (
+        out
+        / f"conditioned_generation_splits{args.split_seeds.replace(',', '-')}_w{args.guidance.replace(',', '-')}.csv"
+    )
     tables = []
     for seed in [int(s) for s in args.split_seeds.split(",")]:
         for guidance in [float(w) for w in args.guidance.split(",")]:
@@ -55,6 +70,7 @@ def main() -> None:
                     "device": str(device),
                     "split_seed": seed,
                     "conditioning.guidance": guidance,
+                    **overrides,
                 }
             )
             run = Run(options, RunLayout(out / "paper" / f"split-{seed}"), inr_cache=out / "inr-cases")
@@ -76,7 +92,7 @@ def main() -> None:
             tables.append(table)
             print(f"split {seed}, guidance {guidance:g}: {now - started:.0f} s", flush=True)
             print(table.drop(columns=["split", "guidance"]).round(3).to_markdown(index=False), flush=True)
-            pd.concat(tables).to_csv(out / "conditioned_generation.csv", index=False)  # kept as it grows
+            pd.concat(tables).to_csv(csv, index=False)  # kept as it grows
     table = pd.concat(tables)
     if len(tables) > 1:
         numbers = [c for c in table.columns if c.startswith("meets request") or c.startswith("median burden")]

@@ -71,15 +71,21 @@ def synthetic_descriptors(folder: Path | str) -> pd.DataFrame:
 
 def condition_tensor(descriptors: pd.DataFrame) -> torch.Tensor:
     """The condition vectors (N, len(CONDITION_COLUMNS)) of a descriptor table, in its row order."""
-    return torch.from_numpy(descriptors[list(CONDITION_COLUMNS)].to_numpy(np.float32))
+    return torch.from_numpy(descriptors[list(CONDITION_COLUMNS)].to_numpy(np.float32, copy=True))
 
 
 def accuracy_table(
-    requests: list[ScarRequest], decoded: dict[str, pd.DataFrame], training: pd.DataFrame
+    requests: list[ScarRequest],
+    decoded: dict[str, pd.DataFrame],
+    training: pd.DataFrame,
+    nearer: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Per request: how often the conditioned volumes meet it, against the unconditional volumes (the base rate,
     ``decoded[UNCONDITIONAL]``) and the training cases, and the median scar burden (%) of each; NaN for a request
-    that was not drawn (absent from ``decoded``: no training heart meets it)."""
+    that was not drawn (absent from ``decoded``: no training heart meets it). ``nearer`` (set name -> share of its
+    volumes nearer a training heart than the median real test heart is, `lgelib.quality.nearer_than_median_test`)
+    adds the memorisation check: a request met by copying the few training hearts that meet it is no success."""
+    nearer = nearer or {}
     rows = []
     for request in requests:
         unconditional = request_accuracy(request, decoded[UNCONDITIONAL])
@@ -95,6 +101,8 @@ def accuracy_table(
                 "meets request (training cases)": float(request.satisfied(training).mean()),
                 "median burden % (conditioned)": conditioned.get("median_burden_pct", float("nan")),
                 "median burden % (unconditional)": unconditional["median_burden_pct"],
+                "nearer than median test (conditioned)": nearer.get(request.name, float("nan")),
+                "nearer than median test (unconditional)": nearer.get(UNCONDITIONAL, float("nan")),
             }
         )
     return pd.DataFrame(rows).set_index("request")
@@ -113,7 +121,14 @@ def conditioning_summary(table: pd.DataFrame) -> str:
         lifted += asked - base >= 0.10
         lines.append(
             f"- **{request}**: {100 * asked:.0f}% of the volumes drawn for it meet it, against {100 * base:.0f}% of "
-            f"those drawn unconditionally ({100 * row['meets request (training cases)']:.0f}% of the training hearts)."
+            f"those drawn unconditionally ({100 * row['meets request (training cases)']:.0f}% of the training hearts)"
+            + (
+                f"; {100 * row['nearer than median test (conditioned)']:.0f}% of them are nearer a training heart "
+                "than the median real test heart is."
+                if "nearer than median test (conditioned)" in row
+                and pd.notna(row["nearer than median test (conditioned)"])
+                else "."
+            )
         )
     verdict = (
         f"Conditioning lifted the share meeting the request by at least 10 points for {lifted} of "

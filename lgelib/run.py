@@ -371,8 +371,11 @@ class Run:
     def conditioned_synthesis(self, edm=None, inr2vec=None, progress: bool = False):
         """Volumes drawn for each of the settings' scar requests, and as many unconditionally, from the conditioned
         model, all with the same noise seeds (so a request changes only the condition). Returns the accuracy
-        table (`lgelib.conditioning.accuracy_table`) and each set's measured descriptors by request name."""
+        table (`lgelib.conditioning.accuracy_table`, with each set's memorisation check against the real test
+        hearts) and each set's measured descriptors by request name."""
         from lgelib.conditioning import UNCONDITIONAL, accuracy_table, synthetic_descriptors, training_descriptors
+        from lgelib.data.prepare import load_prepared
+        from lgelib.quality import mask_audit, nearer_than_median_test
         from lgelib.scar_descriptors import request_conditions
         from lgelib.synthesis import nominal_spacing, synthesize
 
@@ -382,7 +385,7 @@ class Run:
         synthesis = dataclasses.replace(self.settings.synthesis, n_volumes=settings.n_per_request)
         training = training_descriptors(self.prepared, inr2vec.case_ids)
         requests = settings.parsed_requests()
-        decoded = {}
+        decoded, nearer = {}, {}
         for name, request in [(UNCONDITIONAL, None), *((r.name, r) for r in requests)]:
             conditions = None
             if request is not None:
@@ -407,7 +410,8 @@ class Run:
                 guidance=settings.guidance,
             )
             decoded[name] = synthetic_descriptors(folder)
-        return accuracy_table(requests, decoded, training), decoded
+            nearer[name] = nearer_than_median_test(mask_audit(load_prepared(folder), self.prepared))
+        return accuracy_table(requests, decoded, training, nearer), decoded
 
     def generate(self, n_volumes: int | None = None):
         """Stages 1-3 in order (each reused where finished): the synthetic set."""

@@ -224,6 +224,7 @@ def test_a_conditioned_synthesis_passes_each_draws_condition_and_is_keyed_on_it(
         "unconditional": synthetic_descriptors(tmp_path / "c"),
         request.name: synthetic_descriptors(tmp_path / "b"),
     }
-    table = accuracy_table([request], decoded, training)
+    table = accuracy_table([request], decoded, training, {"scar": 0.25, "unconditional": 0.5})
     assert table.loc["scar", "n drawn"] == 3 and table.loc["scar", "training cases meeting it"] == 6
+    assert table.loc["scar", "nearer than median test (conditioned)"] == 0.25
     assert 0 <= table.loc["scar", "meets request (conditioned)"] <= 1
