@@ -226,7 +226,9 @@ def _add_arm_arguments(parser: argparse.ArgumentParser, default_arms: str = "N0,
         "generator), -balanced for a fixed real share of every batch, -seed<k> another training seed; "
         f"N0 is always run (default {default_arms})",
     )
-    parser.add_argument("--seg-budget", help="nnU-Net budget: smoke, real-cpu or paper (default: the profile's)")
+    parser.add_argument(
+        "--seg-budget", help="nnU-Net budget: smoke, real-cpu, real-cpu-long or paper (default: the profile's)"
+    )
     parser.add_argument("--epochs", type=int, help="override the budget's nnU-Net epochs")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available)")
 

@@ -93,6 +93,11 @@ def test_named_choices_come_first_and_dotted_overrides_last() -> None:
     assert settings.segmentation.batch_size == 4 and settings.segmentation.epochs == 3  # real-cpu, then edited
     assert settings.inr.spec.hidden == 512 and settings.inr.fit.steps == 5  # the authors' network, then edited
     assert settings.inr2vec.targets == "inr"  # the generator's choice, overridden
+    short, long = (
+        settings_for(seg_budget="real-cpu").segmentation,
+        settings_for(seg_budget="real-cpu-long").segmentation,
+    )
+    assert long.epochs == 2 * short.epochs and long.plan_dict() == short.plan_dict()  # only the length differs
 
 
 def test_a_run_writes_its_settings_once_and_every_chapter_reads_the_same(tmp_path: Path) -> None:
