@@ -134,7 +134,8 @@ training hearts; the median scar burden, memorisation share and closed-ring shar
 def compact(table: pd.DataFrame) -> pd.DataFrame:
     """An `accuracy_table` (or its recorded copy) narrow enough for a book page: `COMPACT_COLUMNS`, rounded."""
     present = [c for c in COMPACT_COLUMNS if c in table.columns]
-    return table[present].rename(columns=COMPACT_COLUMNS).round(2)
+    compacted = table[present].rename(columns=COMPACT_COLUMNS)
+    return compacted.round({"asked": 2, "unasked": 2, "real": 2, "nearer": 2, "burden %": 1, "rings %": 0})
 
 
 def conditioning_summary(table: pd.DataFrame) -> str:
@@ -190,5 +191,8 @@ def recorded_results(folder: Path | None = None) -> dict[str, pd.DataFrame]:
             table = pd.read_csv(folder / name)
             if "request" in table.columns:
                 table = compact(table.set_index("request"))
-            tables[title] = table.round(3)
+            else:  # paired differences: the comparison, its interval and its p
+                kept = ["baseline", "arm", "structure", "difference", "ci_low", "ci_high", "p"]
+                table = table[[c for c in kept if c in table.columns]].round(3).set_index(["baseline", "arm"])
+            tables[title] = table
     return tables
