@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lgelib.data.prepare import PreparedDataset, load_prepared
+from lgelib.data.prepare import PreparedDataset
 from lgelib.scar_descriptors import (
     CONDITION_COLUMNS,
     ScarRequest,
@@ -69,9 +69,9 @@ def training_descriptors(prepared: PreparedDataset, case_ids: list[str]) -> pd.D
     return descriptor_table(case_ids, np.stack([m for m, _ in masks]), np.stack([f for _, f in masks]))
 
 
-def synthetic_descriptors(folder: Path | str) -> pd.DataFrame:
-    """Scar descriptors of the volumes in a synthesis folder, measured on their own decoded masks."""
-    synthetic = load_prepared(Path(folder))
+def synthetic_descriptors(synthetic: PreparedDataset) -> pd.DataFrame:
+    """Scar descriptors of synthetic volumes (a synthesis folder read with `load_prepared`), measured on their own
+    decoded masks."""
     return descriptor_table(list(synthetic.case_ids), synthetic.myocardium, synthetic.fibrosis)
 
 

@@ -415,8 +415,9 @@ class Run:
                 conditions=conditions,
                 guidance=settings.guidance,
             )
-            decoded[name] = synthetic_descriptors(folder)
-            nearer[name] = nearer_than_median_test(mask_audit(load_prepared(folder), self.prepared))
+            volumes = load_prepared(folder)  # read once: measured, then audited
+            decoded[name] = synthetic_descriptors(volumes)
+            nearer[name] = nearer_than_median_test(mask_audit(volumes, self.prepared))
             rings[name] = closed_ring_pct(drawn.qc)
         return accuracy_table(requests, decoded, training, nearer, rings), decoded
 

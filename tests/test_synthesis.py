@@ -221,8 +221,8 @@ def test_a_conditioned_synthesis_passes_each_draws_condition_and_is_keyed_on_it(
     draw("a", free)
     assert (tmp_path / "a" / "synthesis.json").stat().st_mtime_ns != stamp  # redrawn: other conditions
     decoded = {
-        "unconditional": synthetic_descriptors(tmp_path / "c"),
-        request.name: synthetic_descriptors(tmp_path / "b"),
+        "unconditional": synthetic_descriptors(load_prepared(tmp_path / "c")),
+        request.name: synthetic_descriptors(load_prepared(tmp_path / "b")),
     }
     table = accuracy_table([request], decoded, training, {"scar": 0.25, "unconditional": 0.5})
     assert table.loc["scar", "n drawn"] == 3 and table.loc["scar", "training cases meeting it"] == 6
