@@ -178,9 +178,16 @@ def _command_segment(args: argparse.Namespace) -> int:
     synthetic = Path(args.synthetic) if args.synthetic else run_dir / "synth"
     real = open_dataset(load_manifest(args.manifest, _overrides(args)), progress=False)
     uses_synthetic = any(a.n_added and a.source == "synthetic" for a in arms)
+    uses_targeted = any(a.n_added and a.source == "targeted" for a in arms)
     try:
         result = run_segmentation(
-            real, synthetic if uses_synthetic else None, run_dir / "seg", settings, arms, args.device
+            real,
+            synthetic if uses_synthetic else None,
+            run_dir / "seg",
+            settings,
+            arms,
+            args.device,
+            targeted_dir=run_dir / "synth-targeted" if uses_targeted else None,
         )
     except NnunetStageFailed as error:
         print(f"lgelib segment: {error}", file=sys.stderr)
@@ -221,7 +228,8 @@ def _add_arm_arguments(parser: argparse.ArgumentParser, default_arms: str = "N0,
     parser.add_argument(
         "--arms",
         default=default_arms,
-        help="comma-separated arms: N<n> (n synthetic volumes added), D<n> (n duplicates of real "
+        help="comma-separated arms: N<n> (n synthetic volumes added), T<n> (n volumes of the scar-conditioned "
+        "generator that even out the training set's scar levels), D<n> (n duplicates of real "
         "training cases: the control), P<n> (n new subjects of the calibrated phantom: a simulator as the "
         "generator), -balanced for a fixed real share of every batch, -seed<k> another training seed; "
         f"N0 is always run (default {default_arms})",

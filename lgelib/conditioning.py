@@ -20,6 +20,7 @@ import torch
 from lgelib.data.prepare import PreparedDataset
 from lgelib.scar_descriptors import (
     CONDITION_COLUMNS,
+    LEVEL_REQUESTS,
     ScarRequest,
     descriptor_table,
     request_accuracy,
@@ -37,21 +38,29 @@ class ConditioningSettings:
         guidance: classifier-free guidance scale w at sampling (1: the conditional denoiser alone).
         n_per_request: volumes drawn per request (and unconditionally, for the base rate).
         requests: scar requests in `ScarRequest.parse`'s format.
+        fill: the non-overlapping requests a targeted arm (``T<n>``) evens out: its volumes go to the ones the
+            real training set has fewest cases of (`lgelib.scar_descriptors.fill_allocation`).
     """
 
     condition_dropout: float = 0.15
     guidance: float = 2.0
     n_per_request: int = 48
     requests: tuple[str, ...] = ("scar-free", "scar basal", "scar mid", "scar apical", "scar 0-5%", "scar 20-100%")
+    fill: tuple[str, ...] = LEVEL_REQUESTS
 
     def __post_init__(self) -> None:
         if not 0 < self.condition_dropout < 1 or self.guidance < 0 or self.n_per_request < 1:
             raise ValueError(f"invalid conditioning settings {self}")
-        for text in self.requests:
+        for text in (*self.requests, *self.fill):
             ScarRequest.parse(text)  # fails early, naming the request
+        if not self.fill:
+            raise ValueError("conditioning.fill names no request")
 
     def parsed_requests(self) -> list[ScarRequest]:
         return [ScarRequest.parse(text) for text in self.requests]
+
+    def parsed_fill(self) -> list[ScarRequest]:
+        return [ScarRequest.parse(text) for text in self.fill]
 
     def to_dict(self) -> dict:
         return asdict(self)

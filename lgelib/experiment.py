@@ -8,7 +8,8 @@ splits of one experiment share their fitted INRs (``<root>/inr-cases``).
 
 Layout of an experiment folder (:func:`run_experiment`)::
 
-    split-<seed>/           one run directory per split (run.json, data, inr, inr2vec, edm, synth, seg)
+    split-<seed>/           one run directory per split (run.json, data, inr, inr2vec, edm, synth, seg;
+                            edm-conditioned and synth-targeted for T<n> arms)
     inr-cases/              fitted INRs shared by the splits
     per_case_dice.csv       every arm, split and test case (``split_seed`` column)
     comparisons.csv         each arm against N0: paired differences, cluster-bootstrap CIs, Holm-adjusted p
@@ -60,6 +61,8 @@ def run_split(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     started = time.perf_counter()
     if run.synthetic_needed():
         run.generate(run.synthetic_needed())
+    if run.synthetic_needed("targeted"):
+        run.generate_targeted(run.synthetic_needed("targeted"))
     generative_seconds = time.perf_counter() - started
     result = run.segment()
     return result.per_case, result.seconds.assign(generative_s=generative_seconds)

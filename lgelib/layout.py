@@ -11,6 +11,7 @@ A run directory::
     synth/              the synthetic volumes and their masks (chapter 04)
     edm-conditioned/    the diffusion model conditioned on scar descriptors (chapter 07)
     synth-conditioned/  volumes drawn for each scar request, and unconditionally, from it (chapter 07)
+    synth-targeted/     conditioned volumes that even out the training set's scar levels: the T<n> arms
     seg/                nnU-Net's folders, predictions and per-case Dice (chapter 06)
     repeats/            the same stages on further split seeds (``split-<seed>/``), sharing ``inr-cases/``
     notebooks/          the executed notebooks (``lgelib book``)
@@ -66,6 +67,11 @@ class RunLayout:
     @property
     def edm_conditioned(self) -> Path:
         return self.root / "edm-conditioned"
+
+    @property
+    def synth_targeted(self) -> Path:
+        """The targeted set of the ``T<n>`` arms: conditioned volumes that even out the training set's scar."""
+        return self.root / "synth-targeted"
 
     def synth_conditioned(self, request: str) -> Path:
         """Volumes drawn for one scar request (its name made a folder name), or ``"unconditional"``."""

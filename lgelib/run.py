@@ -323,25 +323,40 @@ class Run:
 
         return load_edm(self.layout.edm)
 
-    def synthesize(self, edm=None, inr2vec=None, n_volumes: int | None = None, progress: bool = False):
-        """Stage 3b: synthetic volumes and masks in ``synth/`` (``n_volumes``: the settings' unless given)."""
+    def synthesize(
+        self,
+        edm=None,
+        inr2vec=None,
+        n_volumes: int | None = None,
+        progress: bool = False,
+        folder: Path | None = None,
+        conditions=None,
+        guidance: float = 1.0,
+        settings=None,
+    ):
+        """Stage 3b: synthetic volumes and masks in ``synth/`` (``n_volumes``: the settings' unless given). The
+        conditioned sets of chapter 07 pass their own ``folder``, the conditioned model as ``edm``, one condition
+        vector per draw (`lgelib.synthesis.synthesize`) and the guidance scale."""
         from lgelib.synthesis import nominal_spacing, synthesize
 
         inr2vec = self.trained_inr2vec() if inr2vec is None else inr2vec
-        settings = self.settings.synthesis
+        settings = self.settings.synthesis if settings is None else settings
         if n_volumes is not None:
             settings = dataclasses.replace(settings, n_volumes=int(n_volumes))
+        folder = self.layout.synth if folder is None else Path(folder)
         return synthesize(
             self.trained_edm() if edm is None else edm,
             inr2vec,
-            self.layout.synth,
+            folder,
             settings,
             tuple(self.settings.grid.shape),
             nominal_spacing(self.prepared, inr2vec.case_ids),
             publishable=self.prepared.publishable,
-            name=self.root.name,
+            name=self.root.name if folder == self.layout.synth else f"{self.root.name}-{folder.name}",
             device=self.device,
             progress=progress,
+            conditions=conditions,
+            guidance=guidance,
         )
 
     def train_conditioned_edm(self, inr2vec=None, progress: bool = False):
@@ -383,7 +398,6 @@ class Run:
         from lgelib.data.prepare import load_prepared
         from lgelib.quality import mask_audit, nearer_than_median_test
         from lgelib.scar_descriptors import request_conditions
-        from lgelib.synthesis import nominal_spacing, synthesize
 
         inr2vec = self.trained_inr2vec() if inr2vec is None else inr2vec
         edm = self.train_conditioned_edm(inr2vec) if edm is None else edm
@@ -398,22 +412,16 @@ class Run:
                 if not request.satisfied(training).any():
                     logger.info("conditioned synthesis: no training heart meets %r; not drawn", name)
                     continue
-                draws = synthesis.max_draws or 2 * synthesis.n_volumes + 16
-                conditions = request_conditions(request, training, draws, synthesis.seed)
+                conditions = request_conditions(request, training, synthesis.draw_limit, synthesis.seed)
             folder = self.layout.synth_conditioned(name)
-            drawn = synthesize(
+            drawn = self.synthesize(
                 edm,
                 inr2vec,
-                folder,
-                synthesis,
-                tuple(self.settings.grid.shape),
-                nominal_spacing(self.prepared, inr2vec.case_ids),
-                publishable=self.prepared.publishable,
-                name=f"{self.root.name}-{folder.name}",
-                device=self.device,
                 progress=progress,
+                folder=folder,
                 conditions=conditions,
                 guidance=settings.guidance,
+                settings=synthesis,
             )
             volumes = load_prepared(folder)  # read once: measured, then audited
             decoded[name] = synthetic_descriptors(volumes)
@@ -421,11 +429,48 @@ class Run:
             rings[name] = closed_ring_pct(drawn.qc)
         return accuracy_table(requests, decoded, training, nearer, rings), decoded
 
+    def targeted_synthesis(self, n_volumes: int, edm=None, inr2vec=None, progress: bool = False):
+        """The ``T<n>`` arms' volumes in ``synth-targeted/``: ``n_volumes`` drawn from the conditioned model
+        (guidance as in chapter 07), spread over ``conditioning.fill``'s requests so that the real training set
+        plus these volumes is as even as possible over them (`lgelib.scar_descriptors.fill_allocation`). Same
+        noise seeds as ``synth/``: only the conditions differ from the N<n> arms' volumes. Returns the
+        synthetic set and the allocation (request -> volumes asked for)."""
+        from lgelib.conditioning import training_descriptors
+        from lgelib.scar_descriptors import fill_allocation, targeted_conditions
+
+        inr2vec = self.trained_inr2vec() if inr2vec is None else inr2vec
+        edm = self.train_conditioned_edm(inr2vec, progress=progress) if edm is None else edm
+        settings = self.settings.conditioning
+        synthesis = dataclasses.replace(self.settings.synthesis, n_volumes=int(n_volumes))
+        training = training_descriptors(self.prepared, inr2vec.case_ids)
+        requests = settings.parsed_fill()
+        allocation = fill_allocation(training, requests, synthesis.n_volumes)
+        logger.info("targeted synthesis: %s", ", ".join(f"{k} +{v}" for k, v in allocation.items()))
+        conditions, _ = targeted_conditions(
+            training, requests, synthesis.n_volumes, synthesis.draw_limit, synthesis.seed
+        )
+        drawn = self.synthesize(
+            edm,
+            inr2vec,
+            progress=progress,
+            folder=self.layout.synth_targeted,
+            conditions=conditions,
+            guidance=settings.guidance,
+            settings=synthesis,
+        )
+        return drawn, allocation
+
     def generate(self, n_volumes: int | None = None):
         """Stages 1-3 in order (each reused where finished): the synthetic set."""
         fitted = self.fit_inrs()
         inr2vec = self.train_inr2vec(fitted)
         return self.synthesize(self.train_edm(inr2vec), inr2vec, n_volumes)
+
+    def generate_targeted(self, n_volumes: int):
+        """Stages 1-2, the conditioned diffusion model and the targeted set (`targeted_synthesis`), each reused
+        where finished."""
+        inr2vec = self.train_inr2vec(self.fit_inrs())
+        return self.targeted_synthesis(n_volumes, self.train_conditioned_edm(inr2vec), inr2vec)
 
     def latent_audit(self):
         """Nearest training latent of each synthetic volume and each held-out real case (`lgelib.quality.latent_audit`);
@@ -464,19 +509,22 @@ class Run:
 
         return parse_arms(self.options.seg_arms)
 
-    def synthetic_needed(self) -> int:
-        """How many synthetic volumes the run's arms add at most (0: no generative stage is needed)."""
-        return max([arm.n_added for arm in self.arms if arm.source == "synthetic"] + [0])
+    def synthetic_needed(self, source: str = "synthetic") -> int:
+        """How many volumes of ``source`` (``synthetic``: ``synth/``; ``targeted``: ``synth-targeted/``) the
+        run's arms add at most (0: that generative stage is not needed)."""
+        return max([arm.n_added for arm in self.arms if arm.source == source] + [0])
 
     def segment(self, generate: bool = False):
         """Table 1's experiment: one nnU-Net per arm in ``seg/``, Dice per test case (with a ``split_seed``
         column). With ``generate`` the generative stages run first (a repeat); otherwise chapter 04's synthetic
-        set is used."""
+        set (and chapter 07's targeted set, for ``T<n>`` arms) is used."""
         from lgelib.segmentation import SegmentationResult, run_segmentation
 
-        needed = self.synthetic_needed()
+        needed, targeted = self.synthetic_needed(), self.synthetic_needed("targeted")
         if needed and generate:
             self.generate(needed)
+        if targeted and generate:
+            self.generate_targeted(targeted)
         result = run_segmentation(
             self.dataset,
             self.layout.synth if needed else None,
@@ -484,6 +532,7 @@ class Run:
             self.settings.segmentation,
             self.arms,
             self.device,
+            targeted_dir=self.layout.synth_targeted if targeted else None,
         )
         return SegmentationResult(
             result.per_case.assign(split_seed=self.split.seed), result.seconds.assign(split_seed=self.split.seed)

@@ -167,3 +167,47 @@ def request_accuracy(request: ScarRequest, decoded: pd.DataFrame) -> dict[str, f
         out["burden_in_range"] = float(((pct >= request.burden_pct[0]) & (pct <= request.burden_pct[1])).mean())
     out["median_burden_pct"] = float(100 * decoded["burden"].median())
     return out
+
+
+LEVEL_REQUESTS: tuple[str, ...] = ("scar-free", "scar basal", "scar mid", "scar apical")
+"""The four classes every heart falls in exactly once: what a targeted set evens out by default."""
+
+
+def fill_allocation(training: pd.DataFrame, requests: list[ScarRequest], n: int) -> dict[str, int]:
+    """How many of ``n`` targeted volumes each request gets so that the training cases plus the targeted volumes
+    are as even as possible over the requests (water-filling: each volume goes to the request with the fewest
+    cases so far, the earlier request on ties). A request no training case meets gets none (the generator cannot
+    be asked for a scar it has never seen). The requests should not overlap (as `LEVEL_REQUESTS`)."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    counts = {r.name: int(r.satisfied(training).sum()) for r in requests}
+    fillable = [name for name, count in counts.items() if count > 0]
+    if n and not fillable:
+        raise ValueError(f"no training case meets any of the requests {[r.name for r in requests]}")
+    allocation = dict.fromkeys(counts, 0)
+    for _ in range(n):
+        name = min(fillable, key=lambda k: (counts[k] + allocation[k], fillable.index(k)))
+        allocation[name] += 1
+    return allocation
+
+
+def targeted_conditions(
+    training: pd.DataFrame, requests: list[ScarRequest], n: int, n_draws: int, seed: int
+) -> tuple[np.ndarray, list[str]]:
+    """Condition vectors (n_draws, len(CONDITION_COLUMNS)) for a targeted set of ``n`` volumes (`fill_allocation`)
+    and the request each one was drawn for. The first ``n`` follow the allocation in a seeded random order, so
+    that any prefix (a smaller arm, or the volumes kept when some are rejected) keeps about the same mix; draws
+    beyond ``n`` (replacements for rejected volumes) repeat that order."""
+    if n_draws < n:
+        raise ValueError(f"n_draws ({n_draws}) must be at least n ({n})")
+    allocation = fill_allocation(training, requests, n)
+    by_name = {r.name: r for r in requests}
+    order = [name for name, k in allocation.items() for _ in range(k)]
+    order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
+    drawn_for = [order[i % len(order)] for i in range(n_draws)] if order else []
+    conditions = np.zeros((n_draws, len(CONDITION_COLUMNS)), np.float32)
+    for k, name in enumerate(by_name):
+        rows = [i for i, d in enumerate(drawn_for) if d == name]
+        if rows:
+            conditions[rows] = request_conditions(by_name[name], training, len(rows), seed + 1 + k)
+    return conditions, drawn_for

@@ -447,9 +447,11 @@ def run_segmentation(
     arms: "tuple | list | str" = PAPER_ARMS,
     device: str | torch.device | None = None,
     echo: bool = True,
+    targeted_dir: Path | None = None,
 ) -> SegmentationResult:
     """The experiment of Table 1: one nnU-Net per arm (the baseline N0 always included, first), trained on the real
-    training cases plus the arm's added cases, with N0's plan, and evaluated on the real test cases.
+    training cases plus the arm's added cases, with N0's plan, and evaluated on the real test cases. ``N<n>`` arms
+    add the first n volumes of ``synthetic_dir``, ``T<n>`` arms those of ``targeted_dir``.
 
     Writes ``per_case_dice.csv`` (columns ``PER_CASE_COLUMNS``; ``n_synthetic`` is the number of added cases) in
     ``out_dir``.
@@ -467,7 +469,8 @@ def run_segmentation(
     names = {}
     for arm in arms:  # export first, so that a changed baseline is known before anything is planned from it
         if arm.training_set not in names:
-            names[arm.training_set] = export_training_set(folders, real, synthetic_dir, arm, settings)[0]
+            added = targeted_dir if arm.source == "targeted" else synthetic_dir
+            names[arm.training_set] = export_training_set(folders, real, added, arm, settings)[0]
     base = names[BASELINE.training_set]
     tables, timings = [], []
     for arm in arms:

@@ -80,6 +80,11 @@ class SynthesisSettings:
         if self.geometry not in ("nominal", "sampled"):
             raise ValueError(f"geometry must be 'nominal' or 'sampled', got {self.geometry!r}")
 
+    @property
+    def draw_limit(self) -> int:
+        """The most samples drawn to keep ``n_volumes`` (``max_draws``, or 2n + 16)."""
+        return self.max_draws or 2 * self.n_volumes + 16
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -170,7 +175,7 @@ def synthesize(
     )
     if record_matches(out / RECORD, fingerprint=key):
         return load_synthetic(out)
-    max_draws = settings.max_draws or 2 * settings.n_volumes + 16
+    max_draws = settings.draw_limit
     started = time.perf_counter()
     rows, entries, latents_kept = [], [], []
     drawn = 0

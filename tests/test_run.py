@@ -176,6 +176,76 @@ def test_the_stage_chain_passes_the_runs_options_to_every_stage(
     assert calls["fit"][0][1] == tmp_path / "inr-heldout" and calls["fit"][1]["case_ids"] == ["b"]
 
 
+def test_a_targeted_set_is_drawn_from_the_conditioned_model_with_one_condition_per_draw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``T<n>`` arms: the conditioned EDM (``edm-conditioned/``), then ``n`` volumes in ``synth-targeted/`` with the
+    chapter's guidance and one condition per possible draw, allocated to the scar levels the training set lacks;
+    ``segment`` hands that folder to the T arms."""
+    import lgelib.conditioning
+    import lgelib.edm
+    import lgelib.geometry
+    import lgelib.inr
+    import lgelib.inr2vec
+    import lgelib.segmentation
+    import lgelib.synthesis
+    import pandas as pd
+
+    calls = {}
+
+    def recorder(name, result=None):
+        def record(*args, **kwargs):
+            calls[name] = (args, kwargs)
+            return result
+
+        return record
+
+    class Latents:
+        latents, case_ids = "z", ["a", "b", "c"]
+
+    training = pd.DataFrame(  # two mid scars, one scar-free heart: the rest of a targeted set goes elsewhere
+        {
+            "present": [True, True, False],
+            "burden": [0.1, 0.2, 0.0],
+            "share_basal": [0.0, 0.0, 0.0],
+            "share_mid": [1.0, 1.0, 0.0],
+            "share_apical": [0.0, 0.0, 0.0],
+            "level": ["mid", "mid", None],
+        },
+        index=["a", "b", "c"],
+    )
+    run = Run(
+        parse_options({"device": "cpu", "seg_arms": ["N0", "T4-balanced"], "conditioning.guidance": 3.0}),
+        RunLayout(tmp_path),
+    )
+    monkeypatch.setattr(Run, "prepared", type("Prepared", (), {"publishable": True})())
+    monkeypatch.setattr(Run, "dataset", "real")
+    monkeypatch.setattr(Run, "split", type("S", (), {"seed": 0, "train": ("a", "b", "c")}))
+    monkeypatch.setattr(lgelib.inr, "fit_inrs", recorder("fit", "fitted"))
+    monkeypatch.setattr(lgelib.inr2vec, "train_inr2vec", recorder("inr2vec", Latents()))
+    monkeypatch.setattr(lgelib.geometry, "diffusion_inputs", recorder("inputs", ("vectors", None)))
+    monkeypatch.setattr(lgelib.conditioning, "training_descriptors", lambda prepared, ids: training.loc[ids])
+    monkeypatch.setattr(lgelib.edm, "train_edm", recorder("edm", "conditioned edm"))
+    monkeypatch.setattr(lgelib.synthesis, "nominal_spacing", recorder("spacing", (1.0, 1.0, 1.0)))
+    monkeypatch.setattr(lgelib.synthesis, "synthesize", recorder("synth", "synthetic"))
+    assert run.synthetic_needed() == 0 and run.synthetic_needed("targeted") == 4
+    drawn, allocation = run.generate_targeted(4)
+    assert drawn == "synthetic"
+    # no basal or apical heart to ask for: the volumes even out scar-free (1 real) and mid (2 real)
+    assert allocation == {"scar-free": 3, "scar basal": 0, "scar mid": 1, "scar apical": 0}
+    assert calls["edm"][0][1] == tmp_path / "edm-conditioned" and calls["edm"][1]["condition_dropout"] == 0.15
+    args, kwargs = calls["synth"]
+    assert args[0] == "conditioned edm" and args[2] == tmp_path / "synth-targeted" and args[3].n_volumes == 4
+    assert kwargs["guidance"] == 3.0 and kwargs["conditions"].shape == (args[3].draw_limit, 5)
+    assert sorted(kwargs["conditions"][:4, 0]) == [0, 0, 0, 1]  # three scar-free draws, one with (mid) scar
+
+    monkeypatch.setattr(lgelib.segmentation, "run_segmentation", recorder("segment", None))
+    with pytest.raises(AttributeError):
+        run.segment()  # the recorder returns no result; what matters is what it was given
+    args, kwargs = calls["segment"]
+    assert args[1] is None and kwargs["targeted_dir"] == tmp_path / "synth-targeted"
+
+
 def test_every_stage_has_its_own_folder() -> None:
     layout = RunLayout(Path("run"))
     folders = [
@@ -187,6 +257,7 @@ def test_every_stage_has_its_own_folder() -> None:
         layout.synth,
         layout.edm_conditioned,
         layout.synth_conditioned("x").parent,
+        layout.synth_targeted,
         layout.seg,
         layout.repeats,
         layout.notebooks,

@@ -8,11 +8,14 @@ import pytest
 
 from lgelib.scar_descriptors import (
     CONDITION_COLUMNS,
+    LEVEL_REQUESTS,
     ScarRequest,
     descriptor_table,
+    fill_allocation,
     request_accuracy,
     request_conditions,
     scar_descriptors,
+    targeted_conditions,
 )
 
 
@@ -95,3 +98,27 @@ def test_requests_parse_their_own_names(text: str) -> None:
     assert ScarRequest.parse(text).name == text
     with pytest.raises(ValueError, match="neither a level"):
         ScarRequest.parse("scar septal")
+
+
+def test_a_targeted_set_fills_the_rarest_levels_first_and_never_asks_for_an_unseen_one() -> None:
+    table = _table()  # scar-free 1, basal 1, mid 0, apical 2
+    requests = [ScarRequest.parse(text) for text in LEVEL_REQUESTS]
+    assert fill_allocation(table, requests, 0) == {"scar-free": 0, "scar basal": 0, "scar mid": 0, "scar apical": 0}
+    # water-filling: free and basal rise to the apical count first; no training heart has mid scar
+    assert fill_allocation(table, requests, 2) == {"scar-free": 1, "scar basal": 1, "scar mid": 0, "scar apical": 0}
+    assert fill_allocation(table, requests, 5) == {"scar-free": 2, "scar basal": 2, "scar mid": 0, "scar apical": 1}
+    with pytest.raises(ValueError, match="no training case meets any"):
+        fill_allocation(table, [ScarRequest.parse("scar mid")], 3)
+
+    conditions, drawn_for = targeted_conditions(table, requests, 5, 9, seed=3)
+    assert conditions.shape == (9, len(CONDITION_COLUMNS)) and len(drawn_for) == 9
+    assert sorted(drawn_for[:5]) == sorted(["scar-free"] * 2 + ["scar basal"] * 2 + ["scar apical"])
+    assert drawn_for[5:] == drawn_for[:4]  # replacements for rejected draws repeat the order
+    by_name = {r.name: r for r in requests}
+    for row, name in zip(conditions, drawn_for):
+        meeting = table[by_name[name].satisfied(table)][list(CONDITION_COLUMNS)].to_numpy(np.float32)
+        assert any(np.array_equal(row, m) for m in meeting), name
+    again = targeted_conditions(table, requests, 5, 9, seed=3)
+    assert np.array_equal(conditions, again[0]) and drawn_for == again[1]
+    with pytest.raises(ValueError, match="at least n"):
+        targeted_conditions(table, requests, 5, 4, seed=3)

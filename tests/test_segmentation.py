@@ -165,9 +165,44 @@ def test_phantom_arm_adds_new_phantom_subjects_never_the_cohorts_own(cohort: Pat
         export_training_set(folders, real, None, Arm(3, "phantom"), dataclasses.replace(TINY, phantom_seed=5))
 
 
+def test_targeted_arms_add_the_targeted_folders_volumes_and_synthetic_arms_the_others(
+    cohort: Path, synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """T<n> arms read ``targeted_dir``, N<n> arms ``synthetic_dir``: each arm is exported from its own folder, as
+    its own training set (its own dataset and model)."""
+    import lgelib.segmentation
+
+    real = open_split(cohort)
+    folders = NnunetFolders(tmp_path / "seg")
+    name, changed = export_training_set(folders, real, synthetic_dir, Arm(2, "targeted", "balanced"), TINY)
+    assert changed and name.endswith("_LGE_T2")
+    record = json.loads((folders.raw / name / "export.json").read_text())
+    assert record["synthetic"] == ["synth-0000", "synth-0001"] and record["real"] == list(real.split.train)
+
+    exported = {}
+
+    class Stop(Exception):
+        pass
+
+    def record_export(folders, real, added, arm, settings):
+        exported[arm.name] = added
+        if len(exported) == 3:
+            raise Stop  # every arm exported: nothing is trained here
+        return f"Dataset00{len(exported)}_LGE_{arm.training_set}", True
+
+    monkeypatch.setattr(lgelib.segmentation, "export_training_set", record_export)
+    with pytest.raises(Stop):
+        run_segmentation(
+            real, tmp_path / "synth", tmp_path / "seg2", TINY, ("N2", "T2"), "cpu", False, tmp_path / "targeted"
+        )
+    assert exported == {"N0": tmp_path / "synth", "N2": tmp_path / "synth", "T2": tmp_path / "targeted"}
+
+
 def test_arm_names_parse_and_the_baseline_comes_first() -> None:
     assert Arm.parse("N200-balanced") == Arm(200, "synthetic", "balanced")
     assert Arm.parse("D100") == Arm(100, "duplicates") and Arm.parse(100) == Arm(100)
+    assert Arm.parse("T100-balanced") == Arm(100, "targeted", "balanced")
+    assert Arm(100, "targeted").training_set == "T100"
     assert [a.name for a in parse_arms("N200,D200,N200-balanced")] == ["N0", "N200", "D200", "N200-balanced"]
     assert Arm(200, sampling="balanced").training_set == "N200"
     assert Arm.parse("P200-balanced") == Arm(200, "phantom", "balanced")
