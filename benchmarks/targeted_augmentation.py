@@ -1,0 +1,135 @@
+"""Targeted augmentation (issue "beyond the paper", item 2): does drawing the synthetic volumes to fill what the real
+training set lacks help more than drawing them unconditionally?
+
+Per split, two arms that differ only in which volumes are added, on the fair protocol (N0's plan, the same budget,
+balanced sampling, the same number of volumes and the same noise seeds):
+
+- ``N<n>-balanced``: the first n volumes of the unconditional generator (``synth/``);
+- ``T<n>-balanced``: n volumes of the scar-conditioned generator (``edm-conditioned/``), allocated over the scar
+  levels (scar-free, basal, mid, apical) so that the real training set plus these volumes is as even as possible
+  (`lgelib.scar_descriptors.fill_allocation`): mostly the apical and basal scars the real set lacks.
+
+with N0 and its seed control ``N0-seed1`` (what retraining alone changes). The arms run through
+`lgelib.experiment.run_experiment`, so an experiment folder that already holds some of them reuses them. Prints and
+writes (``<out>/targeted_*.csv``):
+
+1. what each set holds: scar levels of the real training cases, of the N volumes and of the T volumes, measured on
+   their own decoded masks (a targeted set that does not hold what it was asked for tests nothing);
+2. Table 1 by region for every arm (mean Dice over the splits);
+3. paired differences by region, T against N and each against N0 (cluster bootstrap over splits then cases,
+   sign-flip p over splits, Holm), with the seed control beside them.
+
+    EMIDEC_ROOT=/path/to/emidec-derived python benchmarks/targeted_augmentation.py \\
+        --manifest data_manifest/emidec.yaml --split-seeds 0,1,2 --seg-budget real-cpu --out runs/emidec-experiment
+
+The embedded cohort runs it too (``--manifest data_manifest/phantom.yaml``, the default), but its 18 training hearts
+leave most scar levels with one or no heart to condition on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from lgelib.comparisons import compare_arms, headline
+from lgelib.conditioning import synthetic_descriptors, training_descriptors
+from lgelib.data.prepare import load_prepared
+from lgelib.experiment import run_experiment, split_run
+from lgelib.run import parse_options
+from lgelib.scar_descriptors import LEVELS
+from lgelib.table1 import comparisons_markdown, table1, table1_markdown
+
+LEVEL_COLUMNS = ["scar-free", *LEVELS]
+
+
+def level_counts(descriptors: pd.DataFrame) -> dict[str, int]:
+    """How many hearts of a descriptor table are scar-free or have their scar's level at each long-axis level."""
+    levels = descriptors["level"].where(descriptors["present"].astype(bool), "scar-free")
+    return {column: int((levels == column).sum()) for column in LEVEL_COLUMNS}
+
+
+def composition(root: Path, options, seeds: list[int], n: int) -> pd.DataFrame:
+    """Per split: scar levels of the real training cases, the first n unconditional volumes and the n targeted
+    ones, with the median scar burden (%) of each."""
+    rows = []
+    for seed in seeds:
+        run = split_run(options, root, seed)
+        inr2vec = run.trained_inr2vec()
+        sets = {"real training": training_descriptors(run.prepared, inr2vec.case_ids)}
+        for name, folder in (("N (unconditional)", run.layout.synth), ("T (targeted)", run.layout.synth_targeted)):
+            volumes = load_prepared(folder)
+            table = synthetic_descriptors(volumes)
+            sets[name] = table.iloc[:n]
+        for name, table in sets.items():
+            rows.append(
+                {
+                    "split_seed": seed,
+                    "set": name,
+                    "n": len(table),
+                    **level_counts(table),
+                    "median burden %": round(float(100 * table["burden"].median()), 1),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", default="data_manifest/phantom.yaml")
+    parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--split-seeds", default="0,1,2", help="comma-separated split seeds")
+    parser.add_argument("--n", type=int, default=100, help="volumes added by each generator arm (default 100)")
+    parser.add_argument("--seg-budget", default="real-cpu", help="nnU-Net budget (default real-cpu)")
+    parser.add_argument("--out", default="runs/emidec-experiment", help="experiment folder (finished arms are reused)")
+    parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
+    args = parser.parse_args()
+    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    seeds = [int(s) for s in args.split_seeds.split(",")]
+    unconditional, targeted = f"N{args.n}-balanced", f"T{args.n}-balanced"
+    arms = ["N0", unconditional, targeted, "N0-seed1"]
+    options = parse_options(
+        {
+            "profile": args.profile,
+            "manifest": str(Path(args.manifest).resolve()),
+            "device": args.device,
+            "seg_budget": args.seg_budget,
+            "seg_arms": arms,
+            **overrides,
+        }
+    )
+    out = Path(args.out)
+    cpu = platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads ({cpu}); {args.manifest}; arms {arms}")
+    started = time.perf_counter()
+    result = run_experiment(options, out, seeds)
+    print(f"\nexperiment: {(time.perf_counter() - started) / 60:.1f} min (finished arms reused)")
+
+    sets = composition(out, options, seeds, args.n)
+    print("\n1. What each set holds (scar level of each heart, measured on its own masks)\n")
+    print(sets.to_markdown(index=False))
+    print("\n2. Table 1 by region (mean Dice over the splits; fibrosis over test cases with scar in the region)\n")
+    print(table1_markdown(table1(result.per_case)))
+    print("\nVolume Dice and false scar on scar-free test cases\n")
+    print(headline(result.per_case).round(3).to_markdown(index=False))
+    against_n = compare_arms(result.per_case[result.per_case.arm.isin([unconditional, targeted])], unconditional)
+    print(f"\n3. {targeted} against {unconditional}, by region (paired; cluster bootstrap; sign-flip p, Holm)\n")
+    print(comparisons_markdown(against_n))
+    print("\nEach arm against N0 (N0-seed1 is the seed control)\n")
+    print(comparisons_markdown(result.comparisons))
+    tag = f"splits{args.split_seeds.replace(',', '-')}_n{args.n}"
+    sets.to_csv(out / f"targeted_sets_{tag}.csv", index=False)
+    pd.concat([against_n.assign(baseline=unconditional), result.comparisons.assign(baseline="N0")]).to_csv(
+        out / f"targeted_comparisons_{tag}.csv", index=False
+    )
+    print(f"\nwritten: {out}/targeted_sets_{tag}.csv, {out}/targeted_comparisons_{tag}.csv")
+
+
+if __name__ == "__main__":
+    main()
