@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lgelib.conditioning import ConditioningSettings
+from lgelib.scar_enhancement.settings import PAPER_ENHANCEMENT, SMOKE_ENHANCEMENT, EnhancementSettings
 from lgelib.data.grid import GridSettings
 from lgelib.edm import EdmSettings, SamplerSettings
 from lgelib.inr.fit import FitSettings
@@ -38,6 +39,7 @@ class Profile:
     synthesis: SynthesisSettings
     segmentation: SegmentationSettings
     conditioning: ConditioningSettings = dataclasses.field(default_factory=ConditioningSettings)
+    enhancement: EnhancementSettings = SMOKE_ENHANCEMENT
 
 
 HEUN_64 = SamplerSettings(num_steps=64)
@@ -151,6 +153,7 @@ PROFILES: dict[str, Profile] = {
         synthesis=SynthesisSettings(n_volumes=200, sampler=HEUN_64),
         # nnU-Net's default: 3d_fullres, 1000 epochs x 250 iterations, 5 folds ensembled (a GPU job).
         segmentation=SegmentationSettings(),
+        enhancement=PAPER_ENHANCEMENT,
     ),
 }
 

@@ -13,6 +13,7 @@ A run directory::
     synth-conditioned/  volumes drawn for each scar request, and unconditionally, from it (chapter 07)
     synth-targeted/     conditioned volumes that even out the training set's scar levels: the T<n> arms
     seg/                nnU-Net's folders, predictions and per-case Dice (chapter 06)
+    enhance/            the scar-enhancement denoisers, localized (local/) and global (global/) (chapter 08)
     repeats/            the same stages on further split seeds (``split-<seed>/``), sharing ``inr-cases/``
     notebooks/          the executed notebooks (``lgelib book``)
     book/               the book's source and, in ``_build/html``, the built book
@@ -67,6 +68,10 @@ class RunLayout:
     @property
     def edm_conditioned(self) -> Path:
         return self.root / "edm-conditioned"
+
+    def enhance(self, local: bool = True) -> Path:
+        """The scar-enhancement denoiser of chapter 08: localized (the method) or global (the ablation)."""
+        return self.root / "enhance" / ("local" if local else "global")
 
     @property
     def synth_targeted(self) -> Path:

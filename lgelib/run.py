@@ -36,8 +36,16 @@ from lgelib.log import logger, show_progress
 DEFAULT_MANIFEST = "data_manifest/phantom.yaml"
 DEFAULT_ARMS: tuple[str, ...] = ("N0", "N200", "N200-balanced", "D200")
 
-TRAINING_SEEDS: tuple[str, ...] = ("inr.fit.seed", "inr.fit.init_seed", "inr2vec.seed", "edm.seed", "segmentation.seed")
-"""The settings ``training_seed`` sets: each INR's initialisation and voxel draws, inr2vec, EDM and nnU-Net."""
+TRAINING_SEEDS: tuple[str, ...] = (
+    "inr.fit.seed",
+    "inr.fit.init_seed",
+    "inr2vec.seed",
+    "edm.seed",
+    "segmentation.seed",
+    "enhancement.diffusion.seed",
+)
+"""The settings ``training_seed`` sets: each INR's initialisation and voxel draws, inr2vec, EDM, nnU-Net and the
+scar-enhancement denoiser."""
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "training_seed": TRAINING_SEEDS,
@@ -459,6 +467,51 @@ class Run:
             settings=synthesis,
         )
         return drawn, allocation
+
+    # ---- chapter 08: scar enhancement (Hasny et al.) ---------------------------------------------------------------
+    @cached_property
+    def enhancement_data(self):
+        """Training and test slices of the run's split (`lgelib.scar_enhancement.slices`), their gamma targets
+        (the dataset mean blood pool from the training slices) and reference ROIs, as a dict."""
+        import pandas as pd
+
+        from lgelib.scar_enhancement.roi import reference_roi
+        from lgelib.scar_enhancement.slices import scar_slices
+        from lgelib.scar_enhancement.targets import gamma_targets, mean_blood_pool
+
+        settings = self.settings.enhancement
+        train = scar_slices(self.dataset, self.split.train, settings.slices)
+        test = scar_slices(self.dataset, self.split.test, settings.slices)
+        reference = mean_blood_pool(train)
+        train_targets, train_gammas = gamma_targets(train, settings.gamma, reference)
+        test_targets, test_gammas = gamma_targets(test, settings.gamma, reference)
+        return {
+            "train": train,
+            "test": test,
+            "train_targets": train_targets,
+            "test_targets": test_targets,
+            "gammas": pd.concat([train_gammas.assign(split="train"), test_gammas.assign(split="test")]),
+            "blood_reference": reference,
+            "train_roi": reference_roi(train, settings.diffusion.roi_dilation),
+            "test_roi": reference_roi(test, settings.sampling.roi_dilation),
+        }
+
+    def train_enhancer(self, local: bool = True, progress: bool = False):
+        """The scar-enhancement denoiser on the training slices, in ``enhance/local`` (noise and loss on the ROI,
+        the method) or ``enhance/global`` (the ablation)."""
+        from lgelib.scar_enhancement.diffusion import train_denoiser
+
+        data, settings = self.enhancement_data, self.settings.enhancement
+        return train_denoiser(
+            data["train"].image,
+            data["train_targets"],
+            data["train_roi"],
+            self.layout.enhance(local),
+            settings.unet,
+            dataclasses.replace(settings.diffusion, local=local),
+            device=self.device,
+            progress=progress,
+        )
 
     def generate(self, n_volumes: int | None = None):
         """Stages 1-3 in order (each reused where finished): the synthetic set."""

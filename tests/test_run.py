@@ -50,6 +50,7 @@ def test_short_names_stand_for_settings_that_exist_and_training_seed_seeds_every
         seeded.inr2vec.seed,
         seeded.edm.seed,
         seeded.segmentation.seed,
+        seeded.enhancement.diffusion.seed,
     ] == [4] * len(TRAINING_SEEDS)
     assert seeded.synthesis.seed == get_profile("smoke").synthesis.seed  # the sampled volumes have their own seed
     assert settings_for(steps=12, **{"inr.fit.steps": 13}).inr.fit.steps == 13  # later wins, as written
@@ -258,6 +259,7 @@ def test_every_stage_has_its_own_folder() -> None:
         layout.edm_conditioned,
         layout.synth_conditioned("x").parent,
         layout.synth_targeted,
+        layout.enhance(True).parent,
         layout.seg,
         layout.repeats,
         layout.notebooks,
@@ -265,6 +267,7 @@ def test_every_stage_has_its_own_folder() -> None:
     ]
     assert len({folder.name for folder in folders}) == len(folders)
     assert all(folder.parent == layout.root for folder in folders)
+    assert layout.enhance(True) != layout.enhance(False)  # the method and its ablation
 
 
 def test_a_low_data_run_trains_its_generator_on_its_own_training_cases_only(

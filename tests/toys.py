@@ -70,3 +70,24 @@ def toy_fitted(folder: Path, n: int = 6, steps: int = 150, seed: int = 0) -> tup
     spec = SirenSettings(hidden=32, backbone_layers=3, head_hidden=8)
     settings = FitSettings(steps=steps, points_per_step=512, lr=2e-3, lr_final=2e-4)
     return prepared, fit_inrs(prepared, folder, spec, settings, device="cpu", progress=False)
+
+
+def phantom_manifest(
+    path: Path, n_cases: int = 6, seed: int = 5, n_test: int = 2, matrix: tuple[int, int] = (64, 64), name: str = "tiny"
+) -> Path:
+    """A manifest of ``n_cases`` subjects of the embedded phantom (``n_test`` of them for testing) written to
+    ``path``; the cohort itself is generated (and cached) on first use."""
+    import yaml
+
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": name,
+                "publishable": True,
+                "source": {"kind": "phantom", "n_cases": n_cases, "seed": seed, "matrix": list(matrix)},
+                "split": {"seed": 0, "n_test": n_test},
+            }
+        )
+    )
+    return path
