@@ -28,6 +28,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "05_quality.ipynb",
     "06_segmentation.ipynb",
     "07_beyond_the_paper.ipynb",
+    "08_scar_enhancement.ipynb",
 )
 """The book's notebooks in reading (and execution) order."""
 

@@ -29,6 +29,8 @@ QUICK = {
     "seg_arms": ["N0", "N3", "D3"],
     "seg_epochs": 1,
     "conditioning.n_per_request": 3,
+    "enhancement.diffusion.epochs": 2,
+    "enhancement.sampling.k": 2,
 }
 """Few steps and volumes: the pages must run and say what they did, not reach the profile's quality."""
 
@@ -167,6 +169,11 @@ def test_book_runs_and_builds(built_book: Path) -> None:
     assert "0.524" in segmentation_page  # the paper's Table 1 beside ours
     assert "NoNormalization" in segmentation_page and "from N0" in segmentation_page  # one plan, shown
     assert "What this run shows" in segmentation_page and "smallest p" in segmentation_page
+    enhancement_page = (html / "notebooks" / "08_scar_enhancement.html").read_text()
+    assert "CNR(scar, myo)" in enhancement_page and "4.97 ± 2.42" in enhancement_page  # ours beside the paper's
+    assert enhancement_page.count("<img") == 3  # loss curves, CNR against lambda, before / after slices
+    assert (built_book / "enhance" / "local" / "denoiser.safetensors").is_file()
+    assert (built_book / "enhance" / "global" / "denoiser.safetensors").is_file()
     per_case = (built_book / "seg" / "per_case_dice.csv").read_text().splitlines()
     assert len(per_case) == 1 + 3 * 2 * 4 * 2  # header + arms x test cases x regions x structures
 
@@ -288,6 +295,7 @@ def test_private_dataset_images_stay_out_of_the_book(tmp_path: Path) -> None:
         "05_quality.ipynb": 7,  # Figures 2-4 (or their notes), plausibility, three memorisation audits
         "06_segmentation.ipynb": 2,
         "07_beyond_the_paper.ipynb": 1,  # the aggregate bar chart of the conditioning check
+        "08_scar_enhancement.ipynb": 2,  # loss curves and CNR against lambda; no before / after slices
     }
     for name in NOTEBOOKS:
         page = (index.parent / "notebooks" / name.replace(".ipynb", ".html")).read_text()
