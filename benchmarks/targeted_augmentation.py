@@ -85,6 +85,12 @@ def main() -> None:
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--split-seeds", default="0,1,2", help="comma-separated split seeds")
     parser.add_argument("--n", type=int, default=100, help="volumes added by each generator arm (default 100)")
+    parser.add_argument(
+        "--extra-arms",
+        default="",
+        help="more arms to run or reuse beside them, comma-separated (e.g. N200-balanced: an experiment folder that "
+        "drew 200 unconditional volumes keeps that set, since N<n> arms take its first n)",
+    )
     parser.add_argument("--seg-budget", default="real-cpu", help="nnU-Net budget (default real-cpu)")
     parser.add_argument("--out", default="runs/emidec-experiment", help="experiment folder (finished arms are reused)")
     parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
@@ -93,7 +99,7 @@ def main() -> None:
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     seeds = [int(s) for s in args.split_seeds.split(",")]
     unconditional, targeted = f"N{args.n}-balanced", f"T{args.n}-balanced"
-    arms = ["N0", unconditional, targeted, "N0-seed1"]
+    arms = ["N0", unconditional, targeted, "N0-seed1", *[a for a in args.extra_arms.split(",") if a]]
     options = parse_options(
         {
             "profile": args.profile,

@@ -88,7 +88,8 @@ budget than 2 CPU cores allow for a multi-split experiment, and the chapter's ve
 REAL_CPU_LONG_SEGMENTATION = dataclasses.replace(REAL_CPU_SEGMENTATION, epochs=60, save_every=20)
 """REAL_CPU_SEGMENTATION trained twice as long (3,000 iterations, about 17 minutes per model on 2 cores): the first
 point of the Dice-against-budget curve on EMIDEC-derived that meets the goal set for a meaningful baseline
-(split seed 0: myocardium 0.78, fibrosis 0.36 Volume Dice, 8 test cases with scar; one training seed measured).
+(split seed 0, 8 test cases with scar: myocardium 0.78 and fibrosis 0.36 Volume Dice with training seed 0, 0.78
+and 0.37 with seed 1, which learned no scar at all in REAL_CPU_SEGMENTATION's 1,500 iterations).
 Every arm of a multi-split experiment costs that much: 3 splits x 4 arms is about 3.5 hours here."""
 
 SEGMENTATION_BUDGETS: dict[str, SegmentationSettings] = {
