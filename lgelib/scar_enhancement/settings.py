@@ -107,12 +107,12 @@ class EnhancementSettings:
 
 SMOKE_ENHANCEMENT = EnhancementSettings(
     slices=SliceSettings(size=64, fov_mm=128.0),
-    unet=UNetSettings(channels=32, multipliers=(1, 2, 2), res_blocks=1, attention=False),
-    diffusion=DiffusionSettings(timesteps=200, epochs=60, batch_size=16, lr=5e-4, checkpoint_every=200),
-    sampling=SamplingSettings(lam=50, k=3),
+    unet=UNetSettings(channels=16, multipliers=(1, 2, 2), res_blocks=1, attention=False),
+    diffusion=DiffusionSettings(timesteps=100, epochs=40, batch_size=16, lr=5e-4, checkpoint_every=200),
+    sampling=SamplingSettings(lam=25, k=3),
 )
-"""For 2 CPU cores in minutes: 64 x 64 crops, a small U-Net, T = 200 with lambda = 50 (the paper's lambda / T),
-k = 3, 60 epochs at a higher learning rate."""
+"""For 2 CPU cores in minutes: 64 x 64 crops, a U-Net 16 channels wide (263,169 parameters, about 0.2 s a step of
+16 slices here), T = 100 with lambda = 25 (the paper's lambda / T), k = 3, 40 epochs at a higher learning rate."""
 
 PAPER_ENHANCEMENT = EnhancementSettings(
     slices=SliceSettings(size=128, fov_mm=192.0),
