@@ -125,10 +125,10 @@ def main() -> None:
     tag = f"{args.profile}_split{args.split_seed}"
     table = pd.concat(
         [
-            result.table.assign(kind="table 1"),
-            result.ablation.assign(kind="ablation")
-            .set_index("local " + result.ablation["local"] + ", mean " + result.ablation["mean"])
-            .drop(columns=["local", "mean"]),
+            result.table,
+            result.ablation.set_index("local " + result.ablation["local"] + ", mean " + result.ablation["mean"]).drop(
+                columns=["local", "mean"]
+            ),
         ]
     )
     table.index.name = "variant"

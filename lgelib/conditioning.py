@@ -184,6 +184,7 @@ def conditioning_summary(table: pd.DataFrame) -> str:
 RECORDED = {
     "conditioned_generation_emidec.csv": "Scar on request (EDM conditioned, w = 2): mean over three splits",
     "phantom_arm_emidec.csv": "Phantom and learned-generator arms: Volume Dice differences, three splits",
+    "targeted_arm_emidec.csv": "Targeted against unconditional volumes (T100 - N100, balanced): Dice by region",
 }
 """Result tables measured on EMIDEC-derived and kept in ``benchmarks/results/`` (file -> title in the chapter)."""
 
@@ -201,7 +202,8 @@ def recorded_results(folder: Path | None = None) -> dict[str, pd.DataFrame]:
             if "request" in table.columns:
                 table = compact(table.set_index("request"))
             else:  # paired differences: the comparison, its interval and its p
-                kept = ["baseline", "arm", "structure", "difference", "ci_low", "ci_high", "p"]
-                table = table[[c for c in kept if c in table.columns]].round(3).set_index(["baseline", "arm"])
+                kept = ["baseline", "arm", "structure", "region", "difference", "ci_low", "ci_high", "p"]
+                index = [c for c in ("baseline", "arm") if c in table.columns]
+                table = table[[c for c in kept if c in table.columns]].round(3).set_index(index)
             tables[title] = table
     return tables

@@ -122,3 +122,25 @@ def test_a_targeted_set_fills_the_rarest_levels_first_and_never_asks_for_an_unse
     assert np.array_equal(conditions, again[0]) and drawn_for == again[1]
     with pytest.raises(ValueError, match="at least n"):
         targeted_conditions(table, requests, 5, 4, seed=3)
+
+
+def test_recorded_tables_keep_their_region_and_skip_missing_files(tmp_path) -> None:
+    from lgelib.conditioning import RECORDED, recorded_results
+
+    pd.DataFrame(
+        {
+            "arm": ["T100-balanced", "T100-balanced"],
+            "structure": ["fibrosis", "fibrosis"],
+            "region": ["Volume", "Top 25%"],
+            "difference": [0.01234, -0.05],
+            "ci_low": [-0.1, -0.2],
+            "ci_high": [0.1, 0.1],
+            "p": [0.5, 0.25],
+            "n_pairs": [31, 20],
+        }
+    ).to_csv(tmp_path / "targeted_arm_emidec.csv", index=False)
+    tables = recorded_results(tmp_path)
+    assert list(tables) == [RECORDED["targeted_arm_emidec.csv"]]  # the other recorded files are absent here
+    table = tables[RECORDED["targeted_arm_emidec.csv"]]
+    assert list(table.columns) == ["structure", "region", "difference", "ci_low", "ci_high", "p"]
+    assert table["difference"].iloc[0] == 0.012 and list(table["region"]) == ["Volume", "Top 25%"]
