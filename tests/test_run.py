@@ -275,25 +275,15 @@ def test_a_low_data_run_trains_its_generator_on_its_own_training_cases_only(
 ) -> None:
     """The low-data curve's arms (``n_train``): every generative stage sees only the first n training cases, the
     test cases do not change, and nnU-Net's real training set is the same n cases."""
-    import yaml
 
     import lgelib.inr
     from lgelib.nnunet_export import export_training_set
     from lgelib.segmentation_setup import Arm, NnunetFolders
     from lgelib.config import SMOKE_SEGMENTATION
 
-    manifest = tmp_path / "tiny.yaml"
-    manifest.write_text(
-        yaml.safe_dump(
-            {
-                "version": 1,
-                "name": "tiny",
-                "publishable": True,
-                "source": {"kind": "phantom", "n_cases": 8, "seed": 2, "matrix": [64, 64]},
-                "split": {"seed": 0, "n_test": 2},
-            }
-        )
-    )
+    from toys import phantom_manifest
+
+    manifest = phantom_manifest(tmp_path / "tiny.yaml", n_cases=8, seed=2, n_test=2)
     full = Run(parse_options({"manifest": str(manifest), "device": "cpu"}), RunLayout(tmp_path / "full"))
     low = Run(parse_options({"manifest": str(manifest), "device": "cpu", "n_train": 3}), RunLayout(tmp_path / "low"))
     allowed = list(full.dataset.split.train)[:3]

@@ -12,7 +12,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import yaml
 
 from lgelib.data.dataset import Split, open_split
 from lgelib.data.prepare import write_case_volumes, write_nifti_manifest
@@ -30,7 +29,7 @@ from lgelib.nnunet_export import (
 from lgelib.segmentation import evaluate_case, is_trained, model_folder, run_segmentation, train_model
 from lgelib.segmentation_setup import Arm, NnunetFolders, SegmentationSettings, parse_arms
 from conftest import lv_label_map
-from toys import toy_volumes
+from toys import phantom_manifest, toy_volumes
 
 TINY = SegmentationSettings(
     configuration="2d",
@@ -50,20 +49,7 @@ TINY = SegmentationSettings(
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 6-case phantom manifest (4 train, 2 test) on a small matrix."""
-    folder = tmp_path_factory.mktemp("seg-cohort")
-    path = folder / "tiny.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "version": 1,
-                "name": "tiny",
-                "publishable": True,
-                "source": {"kind": "phantom", "n_cases": 6, "seed": 5, "matrix": [64, 64]},
-                "split": {"seed": 0, "n_test": 2},
-            }
-        )
-    )
-    return path
+    return phantom_manifest(tmp_path_factory.mktemp("seg-cohort") / "tiny.yaml", n_cases=6, seed=5, n_test=2)
 
 
 @pytest.fixture(scope="module")
