@@ -441,8 +441,9 @@ class Run:
         """The ``T<n>`` arms' volumes in ``synth-targeted/``: ``n_volumes`` drawn from the conditioned model
         (guidance as in chapter 07), spread over ``conditioning.fill``'s requests so that the real training set
         plus these volumes is as even as possible over them (`lgelib.scar_descriptors.fill_allocation`). Same
-        noise seeds as ``synth/``: only the conditions differ from the N<n> arms' volumes. Returns the
-        synthetic set and the allocation (request -> volumes asked for)."""
+        noise seeds as ``synth/``, but another model (the conditioned one, with guidance): a T<n> - N<n>
+        difference mixes the targeting with the change of model. Returns the synthetic set and the allocation
+        (request -> volumes asked for; what was kept may differ, see `targeted_conditions`)."""
         from lgelib.conditioning import training_descriptors
         from lgelib.scar_descriptors import fill_allocation, targeted_conditions
 

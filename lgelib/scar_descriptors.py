@@ -197,7 +197,9 @@ def targeted_conditions(
     """Condition vectors (n_draws, len(CONDITION_COLUMNS)) for a targeted set of ``n`` volumes (`fill_allocation`)
     and the request each one was drawn for. The first ``n`` follow the allocation in a seeded random order, so
     that any prefix (a smaller arm, or the volumes kept when some are rejected) keeps about the same mix; draws
-    beyond ``n`` (replacements for rejected volumes) repeat that order."""
+    beyond ``n`` (replacements for rejected volumes) repeat that order from its start, not the rejected draws'
+    requests, so a level whose volumes fail quality control more often ends up under-filled: measure the kept
+    set's levels (``benchmarks/targeted_augmentation.py`` does)."""
     if n_draws < n:
         raise ValueError(f"n_draws ({n_draws}) must be at least n ({n})")
     allocation = fill_allocation(training, requests, n)

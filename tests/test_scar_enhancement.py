@@ -186,3 +186,30 @@ def test_a_tiny_denoiser_trains_reloads_and_enhances_only_inside_the_roi(tmp_pat
     assert not np.allclose(samples[0][roi], samples[1][roi])  # k different samples
     repeat, _ = enhance(again, slices.image, roi, lam=5, k=3, seed=1, device="cpu")
     assert np.array_equal(mean, repeat)  # seeded
+
+
+def test_a_perfect_noise_predictor_recovers_the_slice_in_one_reverse_step() -> None:
+    """Oracle check of the reverse update (Ho et al., Eq. 11): from lambda = 1, a model that returns exactly the
+    noise that was added gives back x_0 everywhere; from lambda = 2 its first step lands on the posterior mean."""
+    x_0, roi = torch.rand(2, 1, 16, 16), _roi()
+    noise = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(4))  # partial_diffusion's first draw
+
+    def oracle(y_t, x, t):
+        return noise
+
+    out = partial_diffusion(oracle, x_0, roi, SCHEDULE, 1, torch.Generator().manual_seed(4))
+    assert torch.allclose(out, x_0, atol=1e-5)  # float32 rounding
+    seen = []
+
+    def recording_oracle(y_t, x, t):
+        seen.append(y_t.clone())
+        return noise
+
+    partial_diffusion(recording_oracle, x_0, roi, SCHEDULE, 2, torch.Generator().manual_seed(4))
+    abar, alpha, beta = (float(s[1]) for s in (SCHEDULE.alphas_bar, SCHEDULE.alphas, SCHEDULE.betas))
+    expected_mean = (seen[0] - beta / (1 - abar) ** 0.5 * noise * roi) / alpha**0.5
+    posterior = (  # the closed-form posterior mean of x_{t-1} given x_t and x_0 (Ho et al., Eq. 7)
+        (float(SCHEDULE.alphas_bar[0]) ** 0.5 * beta / (1 - abar)) * x_0
+        + (alpha**0.5 * (1 - float(SCHEDULE.alphas_bar[0])) / (1 - abar)) * seen[0]
+    )
+    assert torch.allclose(expected_mean[roi], posterior[roi], atol=1e-5)

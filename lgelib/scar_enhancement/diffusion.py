@@ -197,7 +197,7 @@ def partial_diffusion(
         if index > 0:
             variance = beta * (1 - float(alphas_bar[index - 1])) / (1 - abar)  # the posterior's
             y = y + math.sqrt(variance) * m * torch.randn(x_0.shape, generator=generator).to(x_0.device)
-    return y
+    return torch.where(roi.bool(), y, x_0)  # outside the ROI the steps above return x_0 up to rounding: exactly
 
 
 def enhance(

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from lgelib.data.cases import read_case
 from lgelib.data.dataset import Dataset
-from lgelib.data.nifti import read_volume
+from lgelib.data.nifti import read_volume, slice_axis
 from lgelib.scar_enhancement.settings import SliceSettings
 
 
@@ -67,7 +67,7 @@ def case_slices(dataset: Dataset, case_id: str, settings: SliceSettings) -> Scar
     labels = read_volume(files.labels, case_id, "labels").data.astype(np.int64)
     blood_all = labels == settings.blood_label
     spacing = np.asarray(case.spacing, float)
-    axis = int(np.argmax(spacing))  # the slice axis: the coarsest one
+    axis = slice_axis(spacing)
     plane_axes = [a for a in range(3) if a != axis]
     step = np.asarray(settings.fov_mm / settings.size / spacing[plane_axes])
     out: dict[str, list] = {k: [] for k in ("image", "blood", "myocardium", "scar", "slice_index")}
@@ -80,7 +80,8 @@ def case_slices(dataset: Dataset, case_id: str, settings: SliceSettings) -> Scar
         blood, scar = blood_all[tuple(take)] & ~myocardium, case.fibrosis[tuple(take)]
         centre = np.array(ndimage.center_of_mass(myocardium | blood))
         image = _crop(case.image[tuple(take)].astype(np.float64), centre, step, settings.size, order=1)
-        low, high = np.percentile(image, settings.percentiles)
+        inside = _crop(np.ones(myocardium.shape), centre, step, settings.size, order=0) > 0.5  # not padding
+        low, high = np.percentile(image[inside], settings.percentiles)
         out["image"].append(np.clip((image - low) / max(high - low, 1e-6), 0, 1).astype(np.float32))
         for name, mask in (("blood", blood), ("myocardium", myocardium), ("scar", scar)):
             out[name].append(_crop(mask.astype(np.float64), centre, step, settings.size, order=0) > 0.5)

@@ -12,7 +12,9 @@ from lgelib.scar_enhancement.slices import ScarSlices
 
 
 def _gamma_to_reach(mean: float, target: float) -> float:
-    """The gamma that takes a mean intensity ``mean`` to ``target`` under I^(1/gamma) (both in (0, 1))."""
+    """The gamma that takes a mean intensity ``mean`` to ``target`` under I^(1/gamma) (both in (0, 1)). Applied to
+    a tissue's pixels it moves their mean only approximately there (the mean of I^(1/gamma) is not the mean of I
+    raised to 1/gamma): a scar ends somewhat below its goal, a blood pool somewhat above; exact for uniform tissue."""
     mean, target = float(np.clip(mean, 1e-4, 1 - 1e-4)), float(np.clip(target, 1e-4, 1 - 1e-4))
     return float(np.log(mean) / np.log(target))
 
