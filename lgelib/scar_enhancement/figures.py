@@ -13,7 +13,7 @@ from lgelib.scar_enhancement.slices import ScarSlices
 def plot_enhancement_panels(slices: ScarSlices, enhanced: np.ndarray, targets: np.ndarray, rows: list[int]) -> Figure:
     """Per chosen slice: the original, the enhanced slice, the gamma target, and enhanced minus original (the
     scar outlined in every panel)."""
-    figure, axes = plt.subplots(len(rows), 4, figsize=(9, 2.4 * len(rows)), squeeze=False)
+    figure, axes = plt.subplots(len(rows), 4, figsize=(8, 2.2 * len(rows)), squeeze=False)  # <= 860 px: legible
     titles = ("original", "enhanced (mean of k)", "gamma target", "enhanced - original")
     for r, i in enumerate(rows):
         difference = enhanced[i] - slices.image[i]
