@@ -1,8 +1,10 @@
 """Targeted augmentation (issue "beyond the paper", item 2): does drawing the synthetic volumes to fill what the real
 training set lacks help more than drawing them unconditionally?
 
-Per split, two arms that differ only in which volumes are added, on the fair protocol (N0's plan, the same budget,
-balanced sampling, the same number of volumes and the same noise seeds):
+Per split, two arms that differ in which volumes are added, on the fair protocol (N0's plan, the same budget,
+balanced sampling, the same number of volumes and the same noise seeds). They differ in two ways, not one: the
+targeting and the model (the conditioned one, sampled with guidance); a control with the conditioned model and
+untargeted conditions would separate them and is not built yet.
 
 - ``N<n>-balanced``: the first n volumes of the unconditional generator (``synth/``);
 - ``T<n>-balanced``: n volumes of the scar-conditioned generator (``edm-conditioned/``), allocated over the scar
