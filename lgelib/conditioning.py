@@ -189,21 +189,26 @@ RECORDED = {
 """Result tables measured on EMIDEC-derived and kept in ``benchmarks/results/`` (file -> title in the chapter)."""
 
 
-def recorded_results(folder: Path | None = None) -> dict[str, pd.DataFrame]:
-    """The recorded EMIDEC-derived tables (`RECORDED`) that exist in ``folder`` (default: the repository's
-    ``benchmarks/results``), by title; empty where the benchmarks are not at hand (an installed package)."""
+def read_recorded(files: dict[str, str], folder: Path | None = None) -> dict[str, pd.DataFrame]:
+    """The CSV files named in ``files`` (file -> title) that exist in ``folder`` (default: the repository's
+    ``benchmarks/results``), read as they are, by title; empty where the benchmarks are not at hand (an installed
+    package). Each chapter shapes its own tables."""
     from lgelib.layout import REPO_ROOT
 
     folder = REPO_ROOT / "benchmarks" / "results" if folder is None else Path(folder)
+    return {title: pd.read_csv(folder / name) for name, title in files.items() if (folder / name).is_file()}
+
+
+def recorded_results(folder: Path | None = None) -> dict[str, pd.DataFrame]:
+    """The recorded EMIDEC-derived tables (`RECORDED`) that exist in ``folder`` (default: the repository's
+    ``benchmarks/results``), by title; empty where the benchmarks are not at hand (an installed package)."""
     tables = {}
-    for name, title in RECORDED.items():
-        if (folder / name).is_file():
-            table = pd.read_csv(folder / name)
-            if "request" in table.columns:
-                table = compact(table.set_index("request"))
-            else:  # paired differences: the comparison, its interval and its p
-                kept = ["baseline", "arm", "structure", "region", "difference", "ci_low", "ci_high", "p"]
-                index = [c for c in ("baseline", "arm") if c in table.columns]
-                table = table[[c for c in kept if c in table.columns]].round(3).set_index(index)
-            tables[title] = table
+    for title, table in read_recorded(RECORDED, folder).items():
+        if "request" in table.columns:
+            table = compact(table.set_index("request"))
+        else:  # paired differences: the comparison, its interval and its p
+            kept = ["baseline", "arm", "structure", "region", "difference", "ci_low", "ci_high", "p"]
+            index = [c for c in ("baseline", "arm") if c in table.columns]
+            table = table[[c for c in kept if c in table.columns]].round(3).set_index(index)
+        tables[title] = table
     return tables

@@ -128,6 +128,20 @@ def test_a_repeat_on_another_split_keeps_every_option_and_shares_the_fitted_inrs
     assert load_run(repeat.root).options == repeat.options  # the repeat says what it ran, in its own run.json
 
 
+def _recorder(calls: dict):
+    """``recorder(name, result)`` makes a stand-in for a stage function that records its arguments in
+    ``calls[name]`` and returns ``result``."""
+
+    def recorder(name, result=None):
+        def record(*args, **kwargs):
+            calls[name] = (args, kwargs)
+            return result
+
+        return record
+
+    return recorder
+
+
 def test_the_stage_chain_passes_the_runs_options_to_every_stage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,13 +154,7 @@ def test_the_stage_chain_passes_the_runs_options_to_every_stage(
     import lgelib.synthesis
 
     calls = {}
-
-    def recorder(name, result=None):
-        def record(*args, **kwargs):
-            calls[name] = (args, kwargs)
-            return result
-
-        return record
+    recorder = _recorder(calls)
 
     class Latents:
         latents, case_ids = "z", ["a"]
@@ -193,13 +201,7 @@ def test_a_targeted_set_is_drawn_from_the_conditioned_model_with_one_condition_p
     import pandas as pd
 
     calls = {}
-
-    def recorder(name, result=None):
-        def record(*args, **kwargs):
-            calls[name] = (args, kwargs)
-            return result
-
-        return record
+    recorder = _recorder(calls)
 
     class Latents:
         latents, case_ids = "z", ["a", "b", "c"]

@@ -152,15 +152,10 @@ RECORDED = {
 
 def recorded_enhancement(folder=None) -> dict[str, pd.DataFrame]:
     """The recorded EMIDEC-derived tables (`RECORDED`) found in ``folder`` (default: the repository's
-    ``benchmarks/results``), by title; empty where the benchmarks are not at hand (an installed package)."""
-    from pathlib import Path
+    ``benchmarks/results``), by title, indexed by variant where they have one."""
+    from lgelib.conditioning import read_recorded
 
-    from lgelib.layout import REPO_ROOT
-
-    folder = REPO_ROOT / "benchmarks" / "results" if folder is None else Path(folder)
-    tables = {}
-    for name, title in RECORDED.items():
-        if (folder / name).is_file():
-            table = pd.read_csv(folder / name)
-            tables[title] = table.set_index(table.columns[0]) if table.columns[0] == "variant" else table
-    return tables
+    return {
+        title: table.set_index("variant") if "variant" in table.columns else table
+        for title, table in read_recorded(RECORDED, folder).items()
+    }
