@@ -5,8 +5,10 @@ its ablation (localized noise yes / no, mean of k yes / no) and CNR against lamb
     EMIDEC_ROOT=/path/to/emidec-derived python benchmarks/scar_enhancement.py \\
         --manifest data_manifest/emidec.yaml --out runs/scar-enhancement-emidec
 
-Writes ``<out>/scar_enhancement_<profile>_split<s>.csv`` (Table 1 and the ablation as one table) and
-``..._lambda.csv``. The run folder is ``<out>/run``: trained denoisers are reused.
+Writes ``<out>/scar_enhancement_<profile>_split<s>.csv`` (Table 1 and the ablation as one table),
+``..._lambda.csv`` and, with ``--roi-predictions``, ``..._predicted_roi.csv`` (Table 1 with the ROI from a
+segmentation model's myocardium, as the paper does at inference, at each ``--roi-dilations``). The run folder is
+``<out>/run``: trained denoisers are reused.
 
 Where a GPU is at hand (issue: "train the paper-size model for as many epochs as fit one prepared <= 10 minute
 script and report throughput (slices/s), time per epoch and the CNR reached"); not yet run, no GPU was lent:
@@ -33,8 +35,15 @@ import yaml
 from lgelib.device import resolve_device
 from lgelib.layout import RunLayout
 from lgelib.run import Run, parse_options
-from lgelib.scar_enhancement.evaluation import enhancement_metrics, summary_row
-from lgelib.scar_enhancement.experiment import PAPER_TABLE1, cnr_against_lambda, evaluate_enhancement
+from lgelib.scar_enhancement.experiment import (
+    PAPER_TABLE1,
+    cnr_against_lambda,
+    evaluate_enhancement,
+    lambda_grid,
+    original_cnr,
+    predicted_roi_table,
+)
+from lgelib.scar_enhancement.slices import predicted_myocardium
 
 
 def main() -> None:
@@ -45,6 +54,12 @@ def main() -> None:
     parser.add_argument("--out", default="runs/benchmarks/scar-enhancement", help="work folder (reused)")
     parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
     parser.add_argument("--no-global", action="store_true", help="skip the global (ablation) model")
+    parser.add_argument(
+        "--roi-predictions",
+        help="a folder of a segmentation model's label maps (<case_id>.nii.gz on each scan's grid, e.g. an "
+        "experiment's split-<s>/seg/predictions/N0): Table 1 again with the ROI from them, as the paper at inference",
+    )
+    parser.add_argument("--roi-dilations", default="0,2,4", help="pixels to grow the predicted ROI by (default 0,2,4)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
     args = parser.parse_args()
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
@@ -108,15 +123,12 @@ def main() -> None:
     print(PAPER_TABLE1.to_markdown())
     print("\nAblation\n")
     print(result.ablation.to_markdown(index=False))
-    T = settings.diffusion.timesteps
-    lambdas = sorted({1, *(int(round(f * T)) for f in (0.02, 0.05, 0.1, 0.25, 0.5, 0.8)), settings.sampling.lam})
-    lambdas = [lam for lam in lambdas if 1 <= lam <= T]
+    lambdas = lambda_grid(settings.diffusion.timesteps, settings.sampling.lam)
     started = time.perf_counter()
     curve = cnr_against_lambda(
         models[True], test, data["test_roi"], lambdas, settings.sampling.seed, device=str(device)
     )
-    chosen = np.flatnonzero(test.with_scar)[: int(curve.slices.iloc[0])]  # the slices the curve was measured on
-    baseline = summary_row(enhancement_metrics(test.subset(chosen), test.image[chosen], None, data["test_roi"][chosen]))
+    baseline = {name: round(value, 2) for name, value in original_cnr(test, data["test_roi"]).items()}
     print(
         f"\nCNR against lambda ({curve.slices.iloc[0]} test slices with scar, 1 sample; "
         f"the same slices, original: {baseline['CNR(scar, myo)']}, {baseline['CNR(scar, blood)']}; "
@@ -124,6 +136,16 @@ def main() -> None:
     )
     print(curve.round(3).to_markdown(index=False))
     tag = f"{args.profile}_split{args.split_seed}"
+    if args.roi_predictions:
+        started = time.perf_counter()
+        predicted = predicted_myocardium(run.dataset, run.split.test, settings.slices, args.roi_predictions)
+        dilations = [int(d) for d in args.roi_dilations.split(",")]
+        by_roi = predicted_roi_table(
+            models[True], test, data["test_targets"], predicted, dilations, settings.sampling, str(device)
+        )
+        print(f"\nTable 1 with the ROI from {args.roi_predictions} ({time.perf_counter() - started:.1f} s)\n")
+        print(by_roi.to_markdown())
+        by_roi.to_csv(out / f"scar_enhancement_{tag}_predicted_roi.csv")
     table = pd.concat(
         [
             result.table,

@@ -166,6 +166,40 @@ def test_slices_of_a_phantom_case_hold_blood_myocardium_and_scar_in_unit_intensi
     assert slices.image[slices.scar].mean() > slices.image[slices.healthy].mean()
 
 
+def test_a_predicted_myocardium_is_cut_exactly_like_the_slices(tmp_path: Path) -> None:
+    """The inference ROI of the paper: a segmentation model's label map on the scan's grid, cropped with the same
+    slices and crops as the image. A prediction equal to the reference gives back the reference myocardium; one
+    that misses a slice's myocardium gives an empty ROI there; a missing file names the case."""
+    import nibabel as nib
+
+    from lgelib.data.cases import read_case
+    from lgelib.scar_enhancement.slices import predicted_myocardium
+
+    dataset = open_split(phantom_manifest(tmp_path / "tiny.yaml", n_cases=3, n_test=1))
+    settings = SliceSettings(size=32, fov_mm=128)
+    case_ids = list(dataset.split.train)
+    slices = scar_slices(dataset, case_ids, settings)
+    folder = tmp_path / "predictions"
+    folder.mkdir()
+    for files in (c for c in dataset.cases if c.case_id in case_ids):
+        case = read_case(files, dataset.label_mapping)
+        labels = case.myocardium.astype(np.uint8) + case.fibrosis.astype(np.uint8)  # nnU-Net's 1 / 2
+        if files.case_id == case_ids[0]:
+            labels[..., int(np.flatnonzero(case.myocardium.any(axis=(0, 1)))[0])] = 0  # misses its first slice
+        affine = nib.load(str(files.image)).affine
+        nib.save(nib.Nifti1Image(labels, affine), str(folder / f"{files.case_id}.nii.gz"))
+    predicted = predicted_myocardium(dataset, case_ids, settings, folder)
+    assert predicted.shape == slices.myocardium.shape
+    first = np.flatnonzero(slices.case_id == case_ids[0])
+    assert not predicted[first[0]].any()  # the missed slice
+    assert np.array_equal(predicted[first[1:]], slices.myocardium[first[1:]])
+    others = np.flatnonzero(slices.case_id != case_ids[0])
+    assert np.array_equal(predicted[others], slices.myocardium[others])
+    (folder / f"{case_ids[1]}.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match=case_ids[1]):
+        predicted_myocardium(dataset, case_ids, settings, folder)
+
+
 def test_a_tiny_denoiser_trains_reloads_and_enhances_only_inside_the_roi(tmp_path: Path) -> None:
     slices = _hand_slices()
     targets, _ = gamma_targets(slices, GammaSettings(), mean_blood_pool(slices))
@@ -186,6 +220,17 @@ def test_a_tiny_denoiser_trains_reloads_and_enhances_only_inside_the_roi(tmp_pat
     assert not np.allclose(samples[0][roi], samples[1][roi])  # k different samples
     repeat, _ = enhance(again, slices.image, roi, lam=5, k=3, seed=1, device="cpu")
     assert np.array_equal(mean, repeat)  # seeded
+
+    # Table 1 with a predicted ROI: a myocardium that lost the scar's quarter leaves that scar out of the ROI.
+    from lgelib.scar_enhancement.experiment import predicted_roi_table
+    from lgelib.scar_enhancement.settings import SamplingSettings
+
+    missed = slices.myocardium & ~slices.scar
+    table = predicted_roi_table(again, slices, targets, missed, [0, 3], SamplingSettings(lam=5, k=2), "cpu")
+    assert list(table.index) == ["reference labels", "predicted, +0 px", "predicted, +3 px"]
+    outside = table["scar outside ROI %"]
+    assert outside["reference labels"] == 0 and outside["predicted, +0 px"] > 0
+    assert outside["predicted, +3 px"] < outside["predicted, +0 px"]  # dilation takes scar back in
 
 
 def test_a_perfect_noise_predictor_recovers_the_slice_in_one_reverse_step() -> None:
@@ -213,3 +258,14 @@ def test_a_perfect_noise_predictor_recovers_the_slice_in_one_reverse_step() -> N
         + (alpha**0.5 * (1 - float(SCHEDULE.alphas_bar[0])) / (1 - abar)) * seen[0]
     )
     assert torch.allclose(expected_mean[roi], posterior[roi], atol=1e-5)
+
+
+def test_the_lambda_grid_holds_step_one_the_fractions_of_t_and_the_profiles_lambda_once() -> None:
+    from lgelib.scar_enhancement.experiment import curve_slices, lambda_grid
+
+    assert lambda_grid(100, 25) == [1, 2, 5, 10, 25, 50, 80]  # the smoke profile: lambda 25 is also 0.25 T
+    assert lambda_grid(1000, 250) == [1, 20, 50, 100, 250, 500, 800]
+    assert lambda_grid(1000, 300) == [1, 20, 50, 100, 250, 300, 500, 800]
+    assert lambda_grid(10, 3) == [1, 2, 3, 5, 8]  # rounded fractions that fall on 0 are dropped
+    slices = _hand_slices()
+    assert list(curve_slices(slices, 16)) == [0, 1] and list(curve_slices(slices, 1)) == [0]

@@ -73,6 +73,63 @@ def evaluate_enhancement(
     return EnhancementResult(mean, per_slice, table, ablation)
 
 
+def predicted_roi_table(
+    local: TrainedDenoiser,
+    test: ScarSlices,
+    targets: np.ndarray,
+    predicted_myocardium: np.ndarray,
+    dilations: list[int],
+    sampling: SamplingSettings,
+    device: str | None = None,
+) -> pd.DataFrame:
+    """Table 1's enhanced row with the ROI the paper uses at inference: a segmentation model's myocardium with its
+    cavity filled (`lgelib.scar_enhancement.roi.roi_from_segmentation`), grown by each of ``dilations`` pixels,
+    beside the reference ROI. ``scar outside ROI %`` is the share of reference scar pixels the ROI leaves out (left
+    as they were, so not enhanced): the paper's reason to dilate. CNR is measured on the reference masks."""
+    from lgelib.scar_enhancement.roi import reference_roi, roi_from_segmentation
+
+    if predicted_myocardium.shape != test.myocardium.shape:
+        raise ValueError(
+            f"predicted myocardium has shape {predicted_myocardium.shape}, the test slices {test.myocardium.shape}"
+        )
+    rois = {"reference labels": reference_roi(test, sampling.roi_dilation)}  # Table 1's own ROI
+    rois.update({f"predicted, +{d} px": roi_from_segmentation(predicted_myocardium, d) for d in dilations})
+    rows = []
+    for name, roi in rois.items():
+        result = evaluate_enhancement(local, None, test, targets, roi, sampling, device)
+        outside = 100.0 * (test.scar & ~roi).sum() / max(int(test.scar.sum()), 1)
+        row = result.table.loc["Enhanced (local, mean)"].to_dict()
+        rows.append({"ROI": name, "scar outside ROI %": round(float(outside), 1), **row})
+    return pd.DataFrame(rows).set_index("ROI")
+
+
+LAMBDA_FRACTIONS = (0.02, 0.05, 0.1, 0.25, 0.5, 0.8)
+"""Where the CNR-against-lambda curve is measured, as fractions of T (besides step 1 and the profile's lambda)."""
+
+
+def lambda_grid(timesteps: int, lam: int) -> list[int]:
+    """The lambdas of the CNR curve: step 1, :data:`LAMBDA_FRACTIONS` of ``timesteps`` and the profile's own
+    ``lam``, sorted, each once, within 1..T."""
+    grid = {1, int(lam), *(int(round(f * timesteps)) for f in LAMBDA_FRACTIONS)}
+    return sorted(value for value in grid if 1 <= value <= timesteps)
+
+
+def curve_slices(test: ScarSlices, max_slices: int = 16) -> np.ndarray:
+    """Indices of the test slices the CNR curve is measured on: the first ``max_slices`` with scar."""
+    return np.flatnonzero(test.with_scar)[:max_slices]
+
+
+def original_cnr(test: ScarSlices, roi: np.ndarray, max_slices: int = 16) -> dict[str, float]:
+    """Mean CNR(scar, myo) and CNR(scar, blood) of the original slices the CNR curve is measured on
+    (`curve_slices`): the level the curve starts from."""
+    chosen = curve_slices(test, max_slices)
+    metrics = enhancement_metrics(test.subset(chosen), test.image[chosen], None, roi[chosen])
+    return {
+        "CNR(scar, myo)": float(metrics.cnr_scar_myo.mean()),
+        "CNR(scar, blood)": float(metrics.cnr_scar_blood.mean()),
+    }
+
+
 def cnr_against_lambda(
     denoiser: TrainedDenoiser,
     test: ScarSlices,
@@ -83,8 +140,9 @@ def cnr_against_lambda(
     device: str | None = None,
 ) -> pd.DataFrame:
     """Mean CNR(scar, myo) and CNR(scar, blood) of one sample per slice against lambda (paper Fig. 2), on up to
-    ``max_slices`` test slices with scar (the same ones for every lambda)."""
-    chosen = np.flatnonzero(test.with_scar)[:max_slices]
+    ``max_slices`` test slices with scar (`curve_slices`, the same ones for every lambda; `original_cnr` gives
+    their level before enhancement)."""
+    chosen = curve_slices(test, max_slices)
     subset = test.subset(chosen)
     rows = []
     for lam in lambdas:
@@ -146,16 +204,18 @@ PAPER_ABLATION = pd.DataFrame(
 RECORDED = {
     "scar_enhancement_emidec.csv": "Table 1 and ablation, EMIDEC-derived (smoke profile, split 0)",
     "scar_enhancement_emidec_lambda.csv": "CNR against lambda, EMIDEC-derived (one sample per slice)",
+    "scar_enhancement_emidec_predicted_roi.csv": "The ROI from nnU-Net's myocardium (N0, real-cpu), EMIDEC-derived",
 }
 """Chapter 08's tables measured on EMIDEC-derived, kept in ``benchmarks/results/`` (file -> title)."""
 
 
 def recorded_enhancement(folder=None) -> dict[str, pd.DataFrame]:
     """The recorded EMIDEC-derived tables (`RECORDED`) found in ``folder`` (default: the repository's
-    ``benchmarks/results``), by title, indexed by variant where they have one."""
+    ``benchmarks/results``), by title, indexed by their row label (variant or ROI) where they have one."""
     from lgelib.conditioning import read_recorded
 
-    return {
-        title: table.set_index("variant") if "variant" in table.columns else table
-        for title, table in read_recorded(RECORDED, folder).items()
-    }
+    tables = {}
+    for title, table in read_recorded(RECORDED, folder).items():
+        labels = [column for column in ("variant", "ROI") if column in table.columns]
+        tables[title] = table.set_index(labels[0]) if labels else table
+    return tables

@@ -5,8 +5,11 @@ the manifest must name label maps, not two binary masks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
@@ -53,8 +56,8 @@ def _crop(plane: np.ndarray, centre: np.ndarray, step: np.ndarray, size: int, or
     return ndimage.map_coordinates(plane, [rows, cols], order=order, mode="constant", cval=0.0)
 
 
-def case_slices(dataset: Dataset, case_id: str, settings: SliceSettings) -> ScarSlices:
-    """Every slice of one case that holds myocardium, cut and scaled as `SliceSettings` says."""
+def _read_case(dataset: Dataset, case_id: str, settings: SliceSettings):
+    """One case read and checked, with its blood pool (the label map's ``blood_label``)."""
     files = next((c for c in dataset.cases if c.case_id == case_id), None)
     if files is None:
         raise KeyError(f"case {case_id!r} is not in {dataset.manifest.name}")
@@ -65,26 +68,41 @@ def case_slices(dataset: Dataset, case_id: str, settings: SliceSettings) -> Scar
         )
     case = read_case(files, dataset.label_mapping)
     labels = read_volume(files.labels, case_id, "labels").data.astype(np.int64)
-    blood_all = labels == settings.blood_label
+    return case, labels == settings.blood_label
+
+
+def _slice_crops(case, blood_all: np.ndarray, settings: SliceSettings) -> Iterator[tuple[int, tuple, Callable]]:
+    """For every slice that holds myocardium: its index, the index tuple that takes it from a volume on the case's
+    grid, and the function that crops such a plane around the heart (the reference myocardium and blood pool's
+    centre) as `case_slices` does, so that anything on that grid (a prediction) is cut exactly like the image."""
     spacing = np.asarray(case.spacing, float)
     axis = slice_axis(spacing)
     plane_axes = [a for a in range(3) if a != axis]
     step = np.asarray(settings.fov_mm / settings.size / spacing[plane_axes])
-    out: dict[str, list] = {k: [] for k in ("image", "blood", "myocardium", "scar", "slice_index")}
     for index in range(case.image.shape[axis]):
         take = [slice(None)] * 3
         take[axis] = index
-        myocardium = case.myocardium[tuple(take)]
+        take = tuple(take)
+        myocardium = case.myocardium[take]
         if not myocardium.any():
             continue
-        blood, scar = blood_all[tuple(take)] & ~myocardium, case.fibrosis[tuple(take)]
-        centre = np.array(ndimage.center_of_mass(myocardium | blood))
-        image = _crop(case.image[tuple(take)].astype(np.float64), centre, step, settings.size, order=1)
-        inside = _crop(np.ones(myocardium.shape), centre, step, settings.size, order=0) > 0.5  # not padding
+        centre = np.array(ndimage.center_of_mass(myocardium | (blood_all[take] & ~myocardium)))
+        yield index, take, lambda plane, order, c=centre: _crop(plane, c, step, settings.size, order)
+
+
+def case_slices(dataset: Dataset, case_id: str, settings: SliceSettings) -> ScarSlices:
+    """Every slice of one case that holds myocardium, cut and scaled as `SliceSettings` says."""
+    case, blood_all = _read_case(dataset, case_id, settings)
+    out: dict[str, list] = {k: [] for k in ("image", "blood", "myocardium", "scar", "slice_index")}
+    for index, take, crop in _slice_crops(case, blood_all, settings):
+        myocardium = case.myocardium[take]
+        blood, scar = blood_all[take] & ~myocardium, case.fibrosis[take]
+        image = crop(case.image[take].astype(np.float64), 1)
+        inside = crop(np.ones(myocardium.shape), 0) > 0.5  # not padding
         low, high = np.percentile(image[inside], settings.percentiles)
         out["image"].append(np.clip((image - low) / max(high - low, 1e-6), 0, 1).astype(np.float32))
         for name, mask in (("blood", blood), ("myocardium", myocardium), ("scar", scar)):
-            out[name].append(_crop(mask.astype(np.float64), centre, step, settings.size, order=0) > 0.5)
+            out[name].append(crop(mask.astype(np.float64), 0) > 0.5)
         out["slice_index"].append(index)
     if not out["image"]:
         raise ValueError(f"case {case_id}: no slice holds myocardium")
@@ -97,6 +115,29 @@ def case_slices(dataset: Dataset, case_id: str, settings: SliceSettings) -> Scar
         np.array([case_id] * n),
         np.array(out["slice_index"]),
     )
+
+
+def predicted_myocardium(
+    dataset: Dataset, case_ids: list[str] | tuple[str, ...], settings: SliceSettings, predictions: Path | str
+) -> np.ndarray:
+    """A segmentation model's myocardium (scar included: every label >= 1 of nnU-Net's label maps) for the slices
+    of `scar_slices` (same cases, order and crops), read from ``predictions/<case_id>.nii.gz`` on each scan's own
+    grid (``seg/predictions/<arm>`` of a segmentation run): the ROI the paper uses at inference
+    (`lgelib.scar_enhancement.roi.roi_from_segmentation`). The crop is still centred on the reference heart."""
+    folder, crops = Path(predictions), []
+    for case_id in case_ids:
+        path = folder / f"{case_id}.nii.gz"
+        if not path.is_file():
+            raise FileNotFoundError(f"case {case_id}: no prediction {path.name} in {folder}")
+        case, blood_all = _read_case(dataset, case_id, settings)
+        labels = np.asarray(nib.load(str(path)).dataobj)
+        if labels.shape != case.image.shape:
+            raise ValueError(
+                f"case {case_id}: prediction {path.name} has shape {labels.shape}, the scan {case.image.shape}"
+            )
+        predicted = (labels >= 1).astype(np.float64)
+        crops += [crop(predicted[take], 0) > 0.5 for _, take, crop in _slice_crops(case, blood_all, settings)]
+    return np.stack(crops)
 
 
 def scar_slices(
