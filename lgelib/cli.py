@@ -168,9 +168,9 @@ def _command_segment(args: argparse.Namespace) -> int:
     from lgelib.data.manifest import load_manifest
     from lgelib.table1 import table1, table1_markdown
     from lgelib.segmentation import NnunetStageFailed, run_segmentation
-    from lgelib.segmentation_setup import parse_arms
-
+    from lgelib.layout import RunLayout
     from lgelib.run import resolve_settings
+    from lgelib.segmentation_setup import parse_arms
 
     settings = resolve_settings(_run_options(args)).segmentation
     arms = parse_arms(args.arms)
@@ -179,6 +179,7 @@ def _command_segment(args: argparse.Namespace) -> int:
     real = open_dataset(load_manifest(args.manifest, _overrides(args)), progress=False)
     uses_synthetic = any(a.n_added and a.source == "synthetic" for a in arms)
     uses_targeted = any(a.n_added and a.source == "targeted" for a in arms)
+    uses_proportional = any(a.n_added and a.source == "proportional" for a in arms)
     try:
         result = run_segmentation(
             real,
@@ -187,7 +188,8 @@ def _command_segment(args: argparse.Namespace) -> int:
             settings,
             arms,
             args.device,
-            targeted_dir=run_dir / "synth-targeted" if uses_targeted else None,
+            targeted_dir=RunLayout(run_dir).synth_targeted if uses_targeted else None,
+            proportional_dir=RunLayout(run_dir).synth_proportional if uses_proportional else None,
         )
     except NnunetStageFailed as error:
         print(f"lgelib segment: {error}", file=sys.stderr)
@@ -229,7 +231,8 @@ def _add_arm_arguments(parser: argparse.ArgumentParser, default_arms: str = "N0,
         "--arms",
         default=default_arms,
         help="comma-separated arms: N<n> (n synthetic volumes added), T<n> (n volumes of the scar-conditioned "
-        "generator that even out the training set's scar levels), D<n> (n duplicates of real "
+        "generator that even out the training set's scar levels), C<n> (n volumes of the same generator in the "
+        "training set's own scar proportions: T's control), D<n> (n duplicates of real "
         "training cases: the control), P<n> (n new subjects of the calibrated phantom: a simulator as the "
         "generator), -balanced for a fixed real share of every batch, -seed<k> another training seed; "
         f"N0 is always run (default {default_arms})",

@@ -12,6 +12,7 @@ A run directory::
     edm-conditioned/    the diffusion model conditioned on scar descriptors (chapter 07)
     synth-conditioned/  volumes drawn for each scar request, and unconditionally, from it (chapter 07)
     synth-targeted/     conditioned volumes that even out the training set's scar levels: the T<n> arms
+    synth-proportional/ conditioned volumes in the training set's own scar proportions: the C<n> arms (T's control)
     seg/                nnU-Net's folders, predictions and per-case Dice (chapter 06)
     enhance/            the scar-enhancement denoisers, localized (local/) and global (global/) (chapter 08)
     repeats/            the same stages on further split seeds (``split-<seed>/``), sharing ``inr-cases/``
@@ -77,6 +78,11 @@ class RunLayout:
     def synth_targeted(self) -> Path:
         """The targeted set of the ``T<n>`` arms: conditioned volumes that even out the training set's scar."""
         return self.root / "synth-targeted"
+
+    @property
+    def synth_proportional(self) -> Path:
+        """The control set of the ``C<n>`` arms: conditioned volumes in the training set's own scar proportions."""
+        return self.root / "synth-proportional"
 
     def synth_conditioned(self, request: str) -> Path:
         """Volumes drawn for one scar request (its name made a folder name), or ``"unconditional"``."""

@@ -137,8 +137,8 @@ def export_training_set(
     folders: NnunetFolders, real: Dataset, synthetic_dir: Path | None, arm: Arm, settings: SegmentationSettings
 ) -> tuple[str, bool]:
     """nnU-Net's raw dataset of the real training cases plus the arm's added cases (the first ``n_added``
-    volumes of ``synthetic_dir`` for synthetic and targeted arms, as many duplicates of the real training cases,
-    or as many new phantom subjects).
+    volumes of ``synthetic_dir`` for synthetic, targeted and proportional arms, as many duplicates of the real
+    training cases, or as many new phantom subjects).
 
     Returns the dataset name and whether it changed. When it did, that dataset's preprocessed data and models
     are removed, so nothing trained on other data is reused.
@@ -152,7 +152,7 @@ def export_training_set(
     phantom_mapping = None
     if arm.n_added and arm.source == "phantom":
         phantom, phantom_mapping = phantom_subjects(real, arm.n_added, settings.phantom_seed)
-    elif arm.n_added and arm.source in ("synthetic", "targeted"):
+    elif arm.n_added and arm.source in ("synthetic", "targeted", "proportional"):
         if synthetic_dir is None:
             raise ValueError(f"arm {arm}: {arm.n_added} synthetic volumes asked for but no synthesis folder given")
         synthetic = load_prepared(synthetic_dir)

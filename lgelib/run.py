@@ -437,37 +437,45 @@ class Run:
             rings[name] = closed_ring_pct(drawn.qc)
         return accuracy_table(requests, decoded, training, nearer, rings), decoded
 
-    def targeted_synthesis(self, n_volumes: int, edm=None, inr2vec=None, progress: bool = False):
+    def targeted_synthesis(
+        self, n_volumes: int, edm=None, inr2vec=None, progress: bool = False, allocation: str = "fill"
+    ):
         """The ``T<n>`` arms' volumes in ``synth-targeted/``: ``n_volumes`` drawn from the conditioned model
         (guidance as in chapter 07), spread over ``conditioning.fill``'s requests so that the real training set
         plus these volumes is as even as possible over them (`lgelib.scar_descriptors.fill_allocation`). Same
         noise seeds as ``synth/``, but another model (the conditioned one, with guidance): a T<n> - N<n>
-        difference mixes the targeting with the change of model. Returns the synthetic set and the allocation
-        (request -> volumes asked for; what was kept may differ, see `targeted_conditions`)."""
+        difference mixes the targeting with the change of model. With ``allocation="proportional"``, the ``C<n>``
+        arms' control set in ``synth-proportional/``: the same model, guidance and seeds, spread in the training
+        set's own proportions (`proportional_allocation`), so that T<n> - C<n> changes the targeting alone.
+        Returns the synthetic set and the allocation (request -> volumes asked for; what was kept may differ, see
+        `targeted_conditions`)."""
         from lgelib.conditioning import training_descriptors
-        from lgelib.scar_descriptors import fill_allocation, targeted_conditions
+        from lgelib.scar_descriptors import ALLOCATIONS, targeted_conditions
 
+        if allocation not in ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {sorted(ALLOCATIONS)}, got {allocation!r}")
         inr2vec = self.trained_inr2vec() if inr2vec is None else inr2vec
         edm = self.train_conditioned_edm(inr2vec, progress=progress) if edm is None else edm
         settings = self.settings.conditioning
         synthesis = dataclasses.replace(self.settings.synthesis, n_volumes=int(n_volumes))
         training = training_descriptors(self.prepared, inr2vec.case_ids)
         requests = settings.parsed_fill()
-        allocation = fill_allocation(training, requests, synthesis.n_volumes)
-        logger.info("targeted synthesis: %s", ", ".join(f"{k} +{v}" for k, v in allocation.items()))
+        counts = ALLOCATIONS[allocation](training, requests, synthesis.n_volumes)
+        logger.info("%s synthesis: %s", allocation, ", ".join(f"{k} +{v}" for k, v in counts.items()))
         conditions, _ = targeted_conditions(
-            training, requests, synthesis.n_volumes, synthesis.draw_limit, synthesis.seed
+            training, requests, synthesis.n_volumes, synthesis.draw_limit, synthesis.seed, allocation
         )
+        folder = self.layout.synth_targeted if allocation == "fill" else self.layout.synth_proportional
         drawn = self.synthesize(
             edm,
             inr2vec,
             progress=progress,
-            folder=self.layout.synth_targeted,
+            folder=folder,
             conditions=conditions,
             guidance=settings.guidance,
             settings=synthesis,
         )
-        return drawn, allocation
+        return drawn, counts
 
     # ---- chapter 08: scar enhancement (Hasny et al.) ---------------------------------------------------------------
     @cached_property
@@ -520,11 +528,11 @@ class Run:
         inr2vec = self.train_inr2vec(fitted)
         return self.synthesize(self.train_edm(inr2vec), inr2vec, n_volumes)
 
-    def generate_targeted(self, n_volumes: int):
-        """Stages 1-2, the conditioned diffusion model and the targeted set (`targeted_synthesis`), each reused
-        where finished."""
+    def generate_targeted(self, n_volumes: int, allocation: str = "fill"):
+        """Stages 1-2, the conditioned diffusion model and the targeted set (`targeted_synthesis`; its
+        proportional control with ``allocation="proportional"``), each reused where finished."""
         inr2vec = self.train_inr2vec(self.fit_inrs())
-        return self.targeted_synthesis(n_volumes, self.train_conditioned_edm(inr2vec), inr2vec)
+        return self.targeted_synthesis(n_volumes, self.train_conditioned_edm(inr2vec), inr2vec, allocation=allocation)
 
     def latent_audit(self):
         """Nearest training latent of each synthetic volume and each held-out real case (`lgelib.quality.latent_audit`);
@@ -564,21 +572,24 @@ class Run:
         return parse_arms(self.options.seg_arms)
 
     def synthetic_needed(self, source: str = "synthetic") -> int:
-        """How many volumes of ``source`` (``synthetic``: ``synth/``; ``targeted``: ``synth-targeted/``) the
-        run's arms add at most (0: that generative stage is not needed)."""
+        """How many volumes of ``source`` (``synthetic``: ``synth/``; ``targeted``: ``synth-targeted/``;
+        ``proportional``: ``synth-proportional/``) the run's arms add at most (0: that stage is not needed)."""
         return max([arm.n_added for arm in self.arms if arm.source == source] + [0])
 
     def segment(self, generate: bool = False):
         """Table 1's experiment: one nnU-Net per arm in ``seg/``, Dice per test case (with a ``split_seed``
         column). With ``generate`` the generative stages run first (a repeat); otherwise chapter 04's synthetic
-        set (and chapter 07's targeted set, for ``T<n>`` arms) is used."""
+        set (and chapter 07's targeted set for ``T<n>`` arms, its proportional control for ``C<n>``) is used."""
         from lgelib.segmentation import SegmentationResult, run_segmentation
 
         needed, targeted = self.synthetic_needed(), self.synthetic_needed("targeted")
+        proportional = self.synthetic_needed("proportional")
         if needed and generate:
             self.generate(needed)
         if targeted and generate:
             self.generate_targeted(targeted)
+        if proportional and generate:
+            self.generate_targeted(proportional, allocation="proportional")
         result = run_segmentation(
             self.dataset,
             self.layout.synth if needed else None,
@@ -587,6 +598,7 @@ class Run:
             self.arms,
             self.device,
             targeted_dir=self.layout.synth_targeted if targeted else None,
+            proportional_dir=self.layout.synth_proportional if proportional else None,
         )
         return SegmentationResult(
             result.per_case.assign(split_seed=self.split.seed), result.seconds.assign(split_seed=self.split.seed)

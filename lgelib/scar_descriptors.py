@@ -191,20 +191,50 @@ def fill_allocation(training: pd.DataFrame, requests: list[ScarRequest], n: int)
     return allocation
 
 
+def proportional_allocation(training: pd.DataFrame, requests: list[ScarRequest], n: int) -> dict[str, int]:
+    """How many of ``n`` volumes each request gets in the training cases' own proportions (largest remainder, the
+    earlier request on ties): the untargeted control of `fill_allocation`, drawn from the same conditioned model.
+    The requests should not overlap (as `LEVEL_REQUESTS`)."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    counts = np.array([int(r.satisfied(training).sum()) for r in requests], np.float64)
+    if n and counts.sum() == 0:
+        raise ValueError(f"no training case meets any of the requests {[r.name for r in requests]}")
+    shares = n * counts / counts.sum() if counts.sum() else counts
+    allocation = np.floor(shares).astype(int)
+    remainders = shares - allocation
+    for index in sorted(range(len(requests)), key=lambda i: (-remainders[i], i))[: n - int(allocation.sum())]:
+        allocation[index] += 1
+    return {r.name: int(k) for r, k in zip(requests, allocation)}
+
+
+ALLOCATIONS = {"fill": fill_allocation, "proportional": proportional_allocation}
+"""How a set drawn from the conditioned model is spread over the requests: ``fill`` evens out the training set
+(the targeted ``T<n>`` arms), ``proportional`` follows it (their control, ``C<n>``)."""
+
+
 def targeted_conditions(
-    training: pd.DataFrame, requests: list[ScarRequest], n: int, n_draws: int, seed: int
+    training: pd.DataFrame,
+    requests: list[ScarRequest],
+    n: int,
+    n_draws: int,
+    seed: int,
+    allocation: str = "fill",
 ) -> tuple[np.ndarray, list[str]]:
-    """Condition vectors (n_draws, len(CONDITION_COLUMNS)) for a targeted set of ``n`` volumes (`fill_allocation`)
-    and the request each one was drawn for. The first ``n`` follow the allocation in a seeded random order, so
+    """Condition vectors (n_draws, len(CONDITION_COLUMNS)) for a set of ``n`` volumes spread over the requests by
+    ``allocation`` (:data:`ALLOCATIONS`: `fill_allocation` or `proportional_allocation`) and the request each one
+    was drawn for. The first ``n`` follow the allocation in a seeded random order, so
     that any prefix (a smaller arm, or the volumes kept when some are rejected) keeps about the same mix; draws
     beyond ``n`` (replacements for rejected volumes) repeat that order from its start, not the rejected draws'
     requests, so a level whose volumes fail quality control more often ends up under-filled: measure the kept
     set's levels (``benchmarks/targeted_augmentation.py`` does)."""
     if n_draws < n:
         raise ValueError(f"n_draws ({n_draws}) must be at least n ({n})")
-    allocation = fill_allocation(training, requests, n)
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation must be one of {sorted(ALLOCATIONS)}, got {allocation!r}")
+    counts = ALLOCATIONS[allocation](training, requests, n)
     by_name = {r.name: r for r in requests}
-    order = [name for name, k in allocation.items() for _ in range(k)]
+    order = [name for name, k in counts.items() for _ in range(k)]
     order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
     drawn_for = [order[i % len(order)] for i in range(n_draws)] if order else []
     conditions = np.zeros((n_draws, len(CONDITION_COLUMNS)), np.float32)

@@ -13,10 +13,10 @@ from typing import Literal
 
 import torch
 
-_ARM = re.compile(r"^(?P<kind>[NDPT])(?P<n>\d+)(?:-(?P<sampling>uniform|balanced))?(?:-seed(?P<seed>\d+))?$")
+_ARM = re.compile(r"^(?P<kind>[NDPTC])(?P<n>\d+)(?:-(?P<sampling>uniform|balanced))?(?:-seed(?P<seed>\d+))?$")
 
 
-_PREFIX = {"synthetic": "N", "duplicates": "D", "phantom": "P", "targeted": "T"}
+_PREFIX = {"synthetic": "N", "duplicates": "D", "phantom": "P", "targeted": "T", "proportional": "C"}
 """Each source of added cases and the letter its arms are named with."""
 
 
@@ -25,14 +25,16 @@ class Arm:
     """One nnU-Net of the experiment: the real training cases plus ``n_added`` cases of ``source``, batches drawn
     with ``sampling``, trained with the budget's seed plus ``seed_offset``. Named ``N<n>`` (synthetic volumes of
     the generator), ``T<n>`` (volumes of the scar-conditioned generator that even out the training set's scar
-    levels, `lgelib.run.Run.targeted_synthesis`), ``D<n>`` (duplicates of real training cases) or ``P<n>`` (new
-    subjects of the calibrated phantom, `lgelib.data.phantom`: a physics simulator as a baseline generator), with
-    ``-balanced`` for a fixed real share of every batch and ``-seed<k>`` for another training seed: ``N0``,
-    ``N200``, ``N200-balanced``, ``T100-balanced``, ``D200``, ``P200-balanced``, and ``N0-seed1``, the seed
-    control (the same training set and network retrained with another seed: what retraining alone changes)."""
+    levels, `lgelib.run.Run.targeted_synthesis`), ``C<n>`` (volumes of the same conditioned generator drawn in
+    the training set's own scar proportions: T<n>'s control, which changes the model but not the targeting),
+    ``D<n>`` (duplicates of real training cases) or ``P<n>`` (new subjects of the calibrated phantom,
+    `lgelib.data.phantom`: a physics simulator as a baseline generator), with ``-balanced`` for a fixed real share
+    of every batch and ``-seed<k>`` for another training seed: ``N0``, ``N200``, ``N200-balanced``,
+    ``T100-balanced``, ``C100-balanced``, ``D200``, ``P200-balanced``, and ``N0-seed1``, the seed control (the
+    same training set and network retrained with another seed: what retraining alone changes)."""
 
     n_added: int
-    source: Literal["synthetic", "duplicates", "phantom", "targeted"] = "synthetic"
+    source: Literal["synthetic", "duplicates", "phantom", "targeted", "proportional"] = "synthetic"
     sampling: Literal["uniform", "balanced"] = "uniform"
     seed_offset: int = 0
 
@@ -67,8 +69,8 @@ class Arm:
 
     @classmethod
     def parse(cls, text: "str | int | Arm") -> "Arm":
-        """``N200``, ``N200-balanced``, ``T100-balanced``, ``D200``, ``P200``, ``N0-seed1`` or a plain number
-        (``200`` = ``N200``)."""
+        """``N200``, ``N200-balanced``, ``T100-balanced``, ``C100-balanced``, ``D200``, ``P200``, ``N0-seed1`` or
+        a plain number (``200`` = ``N200``)."""
         if isinstance(text, Arm):
             return text
         if isinstance(text, int) or str(text).isdigit():
@@ -76,7 +78,7 @@ class Arm:
         match = _ARM.match(str(text).strip())
         if match is None:
             raise ValueError(
-                f"arm {text!r} is not N<n>, T<n>, D<n> or P<n> (optionally -balanced), with an optional -seed<k> "
+                f"arm {text!r} is not N<n>, T<n>, C<n>, D<n> or P<n> (optionally -balanced), with an optional -seed<k> "
                 "(e.g. N200-balanced, P200-balanced, N0-seed1)"
             )
         return cls(

@@ -112,15 +112,15 @@ def arm_labels(per_case: pd.DataFrame) -> pd.Series:
 
 
 def arm_order(arms) -> list[str]:
-    """Arm names in the book's order: synthetic, then targeted, duplicates, phantom; uniform before balanced, then
-    by N, each arm's seed controls right after it (N0, N0-seed1, N100, N200, N100-balanced, N200-balanced, T100,
-    D200, P200); unknown names last, as given."""
+    """Arm names in the book's order: synthetic, then targeted, its proportional control, duplicates, phantom;
+    uniform before balanced, then by N, each arm's seed controls right after it (N0, N0-seed1, N100, N200,
+    N100-balanced, N200-balanced, T100, C100, D200, P200); unknown names last, as given."""
 
     def key(name: str) -> tuple:
-        match = re.match(r"^([NTDP])(\d+)(-balanced)?(?:-seed(\d+))?$", name)
+        match = re.match(r"^([NTCDP])(\d+)(-balanced)?(?:-seed(\d+))?$", name)
         if match is None:
-            return (4, 0, 0, 0)
-        return ("NTDP".index(match[1]), int(bool(match[3])), int(match[2]), int(match[4] or 0))
+            return (5, 0, 0, 0)
+        return ("NTCDP".index(match[1]), int(bool(match[3])), int(match[2]), int(match[4] or 0))
 
     return sorted(dict.fromkeys(str(a) for a in arms), key=key)
 

@@ -247,6 +247,16 @@ def test_a_targeted_set_is_drawn_from_the_conditioned_model_with_one_condition_p
         run.segment()  # the recorder returns no result; what matters is what it was given
     args, kwargs = calls["segment"]
     assert args[1] is None and kwargs["targeted_dir"] == tmp_path / "synth-targeted"
+    assert kwargs["proportional_dir"] is None
+
+    # The control set (C<n>): the same model and guidance, the training set's own proportions, its own folder.
+    drawn, allocation = run.generate_targeted(3, allocation="proportional")
+    assert allocation == {"scar-free": 1, "scar basal": 0, "scar mid": 2, "scar apical": 0}
+    args, kwargs = calls["synth"]
+    assert args[0] == "conditioned edm" and args[2] == tmp_path / "synth-proportional" and kwargs["guidance"] == 3.0
+    assert sorted(kwargs["conditions"][:3, 0]) == [0, 1, 1]
+    with pytest.raises(ValueError, match="allocation must be one of"):
+        run.generate_targeted(3, allocation="uniform")
 
 
 def test_every_stage_has_its_own_folder() -> None:
@@ -261,6 +271,7 @@ def test_every_stage_has_its_own_folder() -> None:
         layout.edm_conditioned,
         layout.synth_conditioned("x").parent,
         layout.synth_targeted,
+        layout.synth_proportional,
         layout.enhance(True).parent,
         layout.seg,
         layout.repeats,

@@ -12,6 +12,7 @@ from lgelib.scar_descriptors import (
     ScarRequest,
     descriptor_table,
     fill_allocation,
+    proportional_allocation,
     request_accuracy,
     request_conditions,
     scar_descriptors,
@@ -122,6 +123,34 @@ def test_a_targeted_set_fills_the_rarest_levels_first_and_never_asks_for_an_unse
     assert np.array_equal(conditions, again[0]) and drawn_for == again[1]
     with pytest.raises(ValueError, match="at least n"):
         targeted_conditions(table, requests, 5, 4, seed=3)
+
+
+def test_the_proportional_control_follows_the_training_sets_own_levels() -> None:
+    """C<n>'s allocation: the training set's proportions (scar-free 1, basal 1, mid 0, apical 2 of 4), the largest
+    remainders rounded up, never a level no training heart has; the conditions follow it."""
+    table = _table()
+    requests = [ScarRequest.parse(text) for text in LEVEL_REQUESTS]
+    assert proportional_allocation(table, requests, 8) == {
+        "scar-free": 2,
+        "scar basal": 2,
+        "scar mid": 0,
+        "scar apical": 4,
+    }
+    # 5 x (1/4, 1/4, 0, 2/4) = 1.25, 1.25, 0, 2.5: the largest remainder (apical) gets the fifth volume
+    assert proportional_allocation(table, requests, 5) == {
+        "scar-free": 1,
+        "scar basal": 1,
+        "scar mid": 0,
+        "scar apical": 3,
+    }
+    assert sum(proportional_allocation(table, requests, 7).values()) == 7
+    assert proportional_allocation(table, requests, 0) == dict.fromkeys(LEVEL_REQUESTS, 0)
+    with pytest.raises(ValueError, match="no training case meets any"):
+        proportional_allocation(table, [ScarRequest.parse("scar mid")], 3)
+    _, drawn_for = targeted_conditions(table, requests, 8, 8, seed=1, allocation="proportional")
+    assert sorted(drawn_for) == sorted(["scar-free"] * 2 + ["scar basal"] * 2 + ["scar apical"] * 4)
+    with pytest.raises(ValueError, match="allocation must be one of"):
+        targeted_conditions(table, requests, 8, 8, seed=1, allocation="even")
 
 
 def test_recorded_tables_keep_their_region_and_skip_missing_files(tmp_path) -> None:

@@ -172,16 +172,29 @@ def test_targeted_arms_add_the_targeted_folders_volumes_and_synthetic_arms_the_o
 
     def record_export(folders, real, added, arm, settings):
         exported[arm.name] = added
-        if len(exported) == 3:
+        if len(exported) == 4:
             raise Stop  # every arm exported: nothing is trained here
         return f"Dataset00{len(exported)}_LGE_{arm.training_set}", True
 
     monkeypatch.setattr(lgelib.segmentation, "export_training_set", record_export)
     with pytest.raises(Stop):
         run_segmentation(
-            real, tmp_path / "synth", tmp_path / "seg2", TINY, ("N2", "T2"), "cpu", False, tmp_path / "targeted"
+            real,
+            tmp_path / "synth",
+            tmp_path / "seg2",
+            TINY,
+            ("N2", "T2", "C2-balanced"),
+            "cpu",
+            False,
+            tmp_path / "targeted",
+            tmp_path / "proportional",
         )
-    assert exported == {"N0": tmp_path / "synth", "N2": tmp_path / "synth", "T2": tmp_path / "targeted"}
+    assert exported == {
+        "N0": tmp_path / "synth",
+        "N2": tmp_path / "synth",
+        "T2": tmp_path / "targeted",
+        "C2-balanced": tmp_path / "proportional",
+    }
 
 
 def test_arm_names_parse_and_the_baseline_comes_first() -> None:
@@ -189,6 +202,8 @@ def test_arm_names_parse_and_the_baseline_comes_first() -> None:
     assert Arm.parse("D100") == Arm(100, "duplicates") and Arm.parse(100) == Arm(100)
     assert Arm.parse("T100-balanced") == Arm(100, "targeted", "balanced")
     assert Arm(100, "targeted").training_set == "T100"
+    assert Arm.parse("C100-balanced") == Arm(100, "proportional", "balanced")
+    assert Arm(100, "proportional").training_set == "C100" and Arm.parse("C100-balanced").name == "C100-balanced"
     assert [a.name for a in parse_arms("N200,D200,N200-balanced")] == ["N0", "N200", "D200", "N200-balanced"]
     assert Arm(200, sampling="balanced").training_set == "N200"
     assert Arm.parse("P200-balanced") == Arm(200, "phantom", "balanced")
@@ -437,6 +452,12 @@ def test_a_seed_control_arm_retrains_the_same_cases_with_another_seed() -> None:
     assert [a.name for a in parse_arms("N200,N0-seed1")] == ["N0", "N200", "N0-seed1"]
     assert arm_order(["D200", "N200", "N0-seed1", "N0"]) == ["N0", "N0-seed1", "N200", "D200"]
     assert arm_order(["P200-balanced", "D200", "P200", "N0"]) == ["N0", "D200", "P200", "P200-balanced"]
+    assert arm_order(["D200", "C100-balanced", "T100-balanced", "N0"]) == [
+        "N0",
+        "T100-balanced",
+        "C100-balanced",
+        "D200",
+    ]
     with pytest.raises(ValueError, match="with an optional -seed<k>"):
         Arm.parse("N0-seedx")
 
