@@ -169,7 +169,7 @@ def _command_segment(args: argparse.Namespace) -> int:
     from lgelib.table1 import table1, table1_markdown
     from lgelib.segmentation import NnunetStageFailed, run_segmentation
     from lgelib.layout import RunLayout
-    from lgelib.run import resolve_settings
+    from lgelib.run import CONDITIONED_SOURCES, resolve_settings
     from lgelib.segmentation_setup import parse_arms
 
     settings = resolve_settings(_run_options(args)).segmentation
@@ -178,8 +178,6 @@ def _command_segment(args: argparse.Namespace) -> int:
     synthetic = Path(args.synthetic) if args.synthetic else run_dir / "synth"
     real = open_dataset(load_manifest(args.manifest, _overrides(args)), progress=False)
     uses_synthetic = any(a.n_added and a.source == "synthetic" for a in arms)
-    uses_targeted = any(a.n_added and a.source == "targeted" for a in arms)
-    uses_proportional = any(a.n_added and a.source == "proportional" for a in arms)
     try:
         result = run_segmentation(
             real,
@@ -188,8 +186,11 @@ def _command_segment(args: argparse.Namespace) -> int:
             settings,
             arms,
             args.device,
-            targeted_dir=RunLayout(run_dir).synth_targeted if uses_targeted else None,
-            proportional_dir=RunLayout(run_dir).synth_proportional if uses_proportional else None,
+            added_dirs={
+                a.source: RunLayout(run_dir).generated_set(a.source)
+                for a in arms
+                if a.n_added and a.source in CONDITIONED_SOURCES
+            },
         )
     except NnunetStageFailed as error:
         print(f"lgelib segment: {error}", file=sys.stderr)

@@ -62,12 +62,7 @@ def run_split(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every stage of ``run`` (the generative ones only where an arm adds synthetic volumes), then its nnU-Net
     arms; Dice per test case and seconds per arm, both with a ``split_seed`` column."""
     started = time.perf_counter()
-    if run.synthetic_needed():
-        run.generate(run.synthetic_needed())
-    if run.synthetic_needed("targeted"):
-        run.generate_targeted(run.synthetic_needed("targeted"))
-    if run.synthetic_needed("proportional"):
-        run.generate_targeted(run.synthetic_needed("proportional"), allocation="proportional")
+    run.generate_added_sets()
     generative_seconds = time.perf_counter() - started
     result = run.segment()
     return result.per_case, result.seconds.assign(generative_s=generative_seconds)

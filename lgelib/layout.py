@@ -84,6 +84,14 @@ class RunLayout:
         """The control set of the ``C<n>`` arms: conditioned volumes in the training set's own scar proportions."""
         return self.root / "synth-proportional"
 
+    def generated_set(self, source: str) -> Path:
+        """The folder of the volumes an arm of ``source`` adds (`lgelib.segmentation_setup.Arm.source`): ``synth/``,
+        ``synth-targeted/`` or ``synth-proportional/``."""
+        folders = {"synthetic": self.synth, "targeted": self.synth_targeted, "proportional": self.synth_proportional}
+        if source not in folders:
+            raise ValueError(f"no generated set for arms of source {source!r} (one of {sorted(folders)})")
+        return folders[source]
+
     def synth_conditioned(self, request: str) -> Path:
         """Volumes drawn for one scar request (its name made a folder name), or ``"unconditional"``."""
         import re

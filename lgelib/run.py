@@ -59,6 +59,11 @@ ALIASES: dict[str, tuple[str, ...]] = {
 """Short names kept for the settings changed most often (``-p steps=500`` is ``--set inr.fit.steps=500``)."""
 
 
+CONDITIONED_SOURCES = {"targeted": "fill", "proportional": "proportional"}
+"""Arm sources drawn from the scar-conditioned model, and how each spreads its volumes over the scar levels
+(`lgelib.scar_descriptors.ALLOCATIONS`): ``T<n>`` evens out the training set, ``C<n>`` follows it."""
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """What a run is asked to do; `resolve_settings` turns it into the stages' settings.
@@ -465,7 +470,8 @@ class Run:
         conditions, _ = targeted_conditions(
             training, requests, synthesis.n_volumes, synthesis.draw_limit, synthesis.seed, allocation
         )
-        folder = self.layout.synth_targeted if allocation == "fill" else self.layout.synth_proportional
+        source = next(s for s, a in CONDITIONED_SOURCES.items() if a == allocation)
+        folder = self.layout.generated_set(source)
         drawn = self.synthesize(
             edm,
             inr2vec,
@@ -528,6 +534,19 @@ class Run:
         inr2vec = self.train_inr2vec(fitted)
         return self.synthesize(self.train_edm(inr2vec), inr2vec, n_volumes)
 
+    def conditioned_sets(self) -> dict[str, Path]:
+        """The folders of the conditioned sets the run's arms add (source -> folder; see `CONDITIONED_SOURCES`)."""
+        return {s: self.layout.generated_set(s) for s in CONDITIONED_SOURCES if self.synthetic_needed(s)}
+
+    def generate_added_sets(self) -> None:
+        """Every generated set the run's arms add, as large as the largest arm needs (each stage reused where
+        finished): the unconditional set, and each conditioned set with its allocation."""
+        if self.synthetic_needed():
+            self.generate(self.synthetic_needed())
+        for source, allocation in CONDITIONED_SOURCES.items():
+            if self.synthetic_needed(source):
+                self.generate_targeted(self.synthetic_needed(source), allocation=allocation)
+
     def generate_targeted(self, n_volumes: int, allocation: str = "fill"):
         """Stages 1-2, the conditioned diffusion model and the targeted set (`targeted_synthesis`; its
         proportional control with ``allocation="proportional"``), each reused where finished."""
@@ -582,14 +601,9 @@ class Run:
         set (and chapter 07's targeted set for ``T<n>`` arms, its proportional control for ``C<n>``) is used."""
         from lgelib.segmentation import SegmentationResult, run_segmentation
 
-        needed, targeted = self.synthetic_needed(), self.synthetic_needed("targeted")
-        proportional = self.synthetic_needed("proportional")
-        if needed and generate:
-            self.generate(needed)
-        if targeted and generate:
-            self.generate_targeted(targeted)
-        if proportional and generate:
-            self.generate_targeted(proportional, allocation="proportional")
+        needed = self.synthetic_needed()
+        if generate:
+            self.generate_added_sets()
         result = run_segmentation(
             self.dataset,
             self.layout.synth if needed else None,
@@ -597,8 +611,7 @@ class Run:
             self.settings.segmentation,
             self.arms,
             self.device,
-            targeted_dir=self.layout.synth_targeted if targeted else None,
-            proportional_dir=self.layout.synth_proportional if proportional else None,
+            added_dirs=self.conditioned_sets(),
         )
         return SegmentationResult(
             result.per_case.assign(split_seed=self.split.seed), result.seconds.assign(split_seed=self.split.seed)

@@ -447,13 +447,12 @@ def run_segmentation(
     arms: "tuple | list | str" = PAPER_ARMS,
     device: str | torch.device | None = None,
     echo: bool = True,
-    targeted_dir: Path | None = None,
-    proportional_dir: Path | None = None,
+    added_dirs: dict[str, Path] | None = None,
 ) -> SegmentationResult:
     """The experiment of Table 1: one nnU-Net per arm (the baseline N0 always included, first), trained on the real
     training cases plus the arm's added cases, with N0's plan, and evaluated on the real test cases. ``N<n>`` arms
-    add the first n volumes of ``synthetic_dir``, ``T<n>`` arms those of ``targeted_dir``, ``C<n>`` arms those of
-    ``proportional_dir``.
+    add the first n volumes of ``synthetic_dir``; arms of another generated source (``T<n>``: ``targeted``,
+    ``C<n>``: ``proportional``) those of ``added_dirs[source]`` (`lgelib.layout.RunLayout.generated_set`).
 
     Writes ``per_case_dice.csv`` (columns ``PER_CASE_COLUMNS``; ``n_synthetic`` is the number of added cases) in
     ``out_dir``.
@@ -471,7 +470,7 @@ def run_segmentation(
     names = {}
     for arm in arms:  # export first, so that a changed baseline is known before anything is planned from it
         if arm.training_set not in names:
-            added = {"targeted": targeted_dir, "proportional": proportional_dir}.get(arm.source, synthetic_dir)
+            added = (added_dirs or {}).get(arm.source, synthetic_dir)
             names[arm.training_set] = export_training_set(folders, real, added, arm, settings)[0]
     base = names[BASELINE.training_set]
     tables, timings = [], []

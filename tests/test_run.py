@@ -246,8 +246,7 @@ def test_a_targeted_set_is_drawn_from_the_conditioned_model_with_one_condition_p
     with pytest.raises(AttributeError):
         run.segment()  # the recorder returns no result; what matters is what it was given
     args, kwargs = calls["segment"]
-    assert args[1] is None and kwargs["targeted_dir"] == tmp_path / "synth-targeted"
-    assert kwargs["proportional_dir"] is None
+    assert args[1] is None and kwargs["added_dirs"] == {"targeted": tmp_path / "synth-targeted"}
 
     # The control set (C<n>): the same model and guidance, the training set's own proportions, its own folder.
     drawn, allocation = run.generate_targeted(3, allocation="proportional")
@@ -281,6 +280,13 @@ def test_every_stage_has_its_own_folder() -> None:
     assert len({folder.name for folder in folders}) == len(folders)
     assert all(folder.parent == layout.root for folder in folders)
     assert layout.enhance(True) != layout.enhance(False)  # the method and its ablation
+    assert [layout.generated_set(s) for s in ("synthetic", "targeted", "proportional")] == [
+        layout.synth,
+        layout.synth_targeted,
+        layout.synth_proportional,
+    ]
+    with pytest.raises(ValueError, match="no generated set"):
+        layout.generated_set("phantom")
 
 
 def test_a_low_data_run_trains_its_generator_on_its_own_training_cases_only(

@@ -154,8 +154,8 @@ def test_phantom_arm_adds_new_phantom_subjects_never_the_cohorts_own(cohort: Pat
 def test_targeted_arms_add_the_targeted_folders_volumes_and_synthetic_arms_the_others(
     cohort: Path, synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """T<n> arms read ``targeted_dir``, N<n> arms ``synthetic_dir``: each arm is exported from its own folder, as
-    its own training set (its own dataset and model)."""
+    """T<n> and C<n> arms read their own ``added_dirs`` folder, N<n> arms ``synthetic_dir``: each arm is exported
+    from its own folder, as its own training set (its own dataset and model)."""
     import lgelib.segmentation
 
     real = open_split(cohort)
@@ -186,8 +186,7 @@ def test_targeted_arms_add_the_targeted_folders_volumes_and_synthetic_arms_the_o
             ("N2", "T2", "C2-balanced"),
             "cpu",
             False,
-            tmp_path / "targeted",
-            tmp_path / "proportional",
+            {"targeted": tmp_path / "targeted", "proportional": tmp_path / "proportional"},
         )
     assert exported == {
         "N0": tmp_path / "synth",
