@@ -262,6 +262,16 @@ LEARNED_FIBROSIS_DICE = 0.2
 """Below this Volume fibrosis Dice the real-only baseline has not learned scar, and no arm can be compared to it."""
 
 
+def headline_per_split(per_case: pd.DataFrame) -> pd.DataFrame:
+    """`headline` for each split on its own: one row per (split_seed, arm), so a reader sees how much one model per
+    split moves between splits (the noise a single-split comparison hides)."""
+    if "split_seed" not in per_case.columns:
+        raise ValueError("per_case has no split_seed column: it is one split; use headline")
+    frames = [headline(group).assign(split_seed=seed) for seed, group in per_case.groupby("split_seed", sort=True)]
+    table = pd.concat(frames, ignore_index=True)
+    return table[["split_seed", *[c for c in table.columns if c != "split_seed"]]]
+
+
 def verdict(per_case: pd.DataFrame, baseline: str = "N0", n_resamples: int = 2000) -> str:
     """One sentence on what a run's Table 1 shows about synthetic volumes and why: the largest uniform synthetic
     arm's paired change of Volume fibrosis Dice (cases with scar) against the baseline, its interval, the

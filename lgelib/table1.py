@@ -247,3 +247,41 @@ def comparisons_markdown(comparisons: pd.DataFrame, decimals: int = 3) -> str:
             f"{int(row.n_pairs)} / {int(row.n_splits)} |"
         )
     return "\n".join(lines)
+
+
+RECORDED = {
+    "table1_emidec_arms.csv": "Volume Dice per split on EMIDEC-derived (myocardium / fibrosis), by nnU-Net budget",
+    "table1_emidec_differences.csv": "Each arm minus N0 on EMIDEC-derived, Volume Dice, three splits",
+}
+"""Table 1 measured on EMIDEC-derived with ``lgelib experiment`` and kept in ``benchmarks/results/`` (file ->
+title in chapter 06): per (budget, split, arm) Volume Dice, and each arm's paired difference from N0."""
+
+
+def recorded_real_table1(folder=None) -> dict[str, pd.DataFrame]:
+    """The recorded EMIDEC-derived Table 1 (:data:`RECORDED`) that exists in ``folder`` (default: the repository's
+    ``benchmarks/results``), shaped for reading, by title; empty where the benchmarks are not at hand.
+
+    Per split: one row per (budget, arm), one column per split seed holding "myocardium / fibrosis" Volume Dice,
+    and the mean of those per-split values. Differences: Volume rows only, by (budget, arm, structure)."""
+    from lgelib.conditioning import read_recorded
+
+    tables = {}
+    for title, table in read_recorded(RECORDED, folder).items():
+        if "split_seed" in table.columns:
+            cells = table.assign(
+                value=[f"{m:.3f} / {f:.3f}" for m, f in zip(table.myocardium_dice, table.fibrosis_dice)],
+                split=[f"split {int(s)}" for s in table.split_seed],
+            )
+            shaped = cells.pivot(index=["budget", "arm"], columns="split", values="value")
+            means = table.groupby(["budget", "arm"])[["myocardium_dice", "fibrosis_dice"]].mean()
+            shaped["mean of the splits"] = [
+                f"{m:.3f} / {f:.3f}" for m, f in zip(means.myocardium_dice, means.fibrosis_dice)
+            ]
+        else:
+            volume = table[table["region"] == "Volume"]
+            kept = ["budget", "arm", "structure", "difference", "ci_low", "ci_high", "p"]
+            shaped = volume[kept].round(3).set_index(["budget", "arm", "structure"])
+        order = {arm: i for i, arm in enumerate(arm_order(table["arm"]))}
+        shaped = shaped.sort_index(key=lambda index: index.map(order) if index.name == "arm" else index)
+        tables[title] = shaped
+    return tables

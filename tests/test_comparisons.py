@@ -12,6 +12,7 @@ from lgelib.comparisons import (
     compare_arms,
     false_scar,
     headline,
+    headline_per_split,
     holm,
     minimum_detectable_effect,
     sign_flip_test,
@@ -121,6 +122,16 @@ def test_false_scar_and_headline_count_scar_free_cases_apart() -> None:
     assert numbers.loc["N0", "fibrosis_dice"] == pytest.approx(np.mean([0.4, 0.45, 0.5, 0.55]))
 
 
+def test_headline_per_split_scores_each_split_on_its_own() -> None:
+    per_split = headline_per_split(_per_case()).set_index(["split_seed", "arm"])
+    assert per_split.loc[(0, "N0"), "fibrosis_dice"] == pytest.approx(np.mean([0.4, 0.45]))
+    assert per_split.loc[(1, "N100"), "fibrosis_dice"] == pytest.approx(np.mean([0.6, 0.65]))
+    assert per_split.loc[(1, "N0"), "n_scar_cases"] == 2 and per_split.loc[(1, "N0"), "n_scar_free"] == 1
+    assert len(per_split) == 6  # 2 splits x 3 arms
+    with pytest.raises(ValueError, match="no split_seed"):
+        headline_per_split(_per_case().drop(columns="split_seed"))
+
+
 def test_verdict_says_what_the_design_can_show() -> None:
     from lgelib.comparisons import verdict
 
@@ -152,3 +163,41 @@ def test_comparisons_markdown_names_each_arm() -> None:
     rows = [line.split(" | ") for line in lines[2:]]
     assert [r[2] for r in rows if r[0] == "| fibrosis"] == ["N100", "D100"]  # arm order: synthetic, then control
     assert all(r[-2] == "0.50" for r in rows)  # two splits: p >= 0.5
+
+
+def test_recorded_real_table1_is_shaped_per_split_and_skips_missing_files(tmp_path) -> None:
+    from lgelib.table1 import RECORDED, recorded_real_table1
+
+    assert recorded_real_table1(tmp_path) == {}  # nothing recorded here: the chapter shows nothing
+    arms = pd.DataFrame(
+        {
+            "budget": ["real-cpu-long"] * 4,
+            "split_seed": [0, 0, 1, 1],
+            "arm": ["N100-balanced", "N0", "N0", "N100-balanced"],
+            "myocardium_dice": [0.70, 0.80, 0.60, 0.50],
+            "fibrosis_dice": [0.30, 0.40, 0.20, 0.10],
+        }
+    )
+    arms.to_csv(tmp_path / "table1_emidec_arms.csv", index=False)
+    per_split = recorded_real_table1(tmp_path)[RECORDED["table1_emidec_arms.csv"]]
+    assert list(per_split.index.get_level_values("arm")) == ["N0", "N100-balanced"]  # N0 first
+    assert per_split.loc[("real-cpu-long", "N0"), "split 0"] == "0.800 / 0.400"
+    assert per_split.loc[("real-cpu-long", "N100-balanced"), "mean of the splits"] == "0.600 / 0.200"
+    differences = pd.DataFrame(
+        {
+            "budget": ["real-cpu-long"] * 2,
+            "arm": ["N100-balanced"] * 2,
+            "structure": ["fibrosis"] * 2,
+            "region": ["Volume", "Top 25%"],
+            "difference": [-0.1234, 0.5],
+            "ci_low": [-0.2, 0.1],
+            "ci_high": [0.0, 0.9],
+            "mde": [0.1, 0.2],
+            "p": [0.25, 0.25],
+            "p_min": [0.25, 0.25],
+            "n_pairs": [31, 20],
+        }
+    )
+    differences.to_csv(tmp_path / "table1_emidec_differences.csv", index=False)
+    volume = recorded_real_table1(tmp_path)[RECORDED["table1_emidec_differences.csv"]]
+    assert len(volume) == 1 and volume["difference"].iloc[0] == -0.123  # Volume rows only, rounded
