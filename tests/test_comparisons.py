@@ -171,16 +171,17 @@ def test_recorded_real_table1_is_shaped_per_split_and_skips_missing_files(tmp_pa
     assert recorded_real_table1(tmp_path) == {}  # nothing recorded here: the chapter shows nothing
     arms = pd.DataFrame(
         {
-            "budget": ["real-cpu-long"] * 4,
-            "split_seed": [0, 0, 1, 1],
-            "arm": ["N100-balanced", "N0", "N0", "N100-balanced"],
-            "myocardium_dice": [0.70, 0.80, 0.60, 0.50],
-            "fibrosis_dice": [0.30, 0.40, 0.20, 0.10],
+            "budget": ["real-cpu-long"] * 4 + ["real-cpu"],
+            "split_seed": [0, 0, 1, 1, 0],
+            "arm": ["N100-balanced", "N0", "N0", "N100-balanced", "N0"],
+            "myocardium_dice": [0.70, 0.80, 0.60, 0.50, 0.70],
+            "fibrosis_dice": [0.30, 0.40, 0.20, 0.10, 0.20],
         }
     )
     arms.to_csv(tmp_path / "table1_emidec_arms.csv", index=False)
     per_split = recorded_real_table1(tmp_path)[RECORDED["table1_emidec_arms.csv"]]
-    assert list(per_split.index.get_level_values("arm")) == ["N0", "N100-balanced"]  # N0 first
+    assert list(per_split.loc["real-cpu-long"].index) == ["N0", "N100-balanced"]  # N0 first
+    assert per_split.loc[("real-cpu", "N0"), "split 1"] == "not run"  # a split one budget did not measure
     assert per_split.loc[("real-cpu-long", "N0"), "split 0"] == "0.800 / 0.400"
     assert per_split.loc[("real-cpu-long", "N100-balanced"), "mean of the splits"] == "0.600 / 0.200"
     differences = pd.DataFrame(
