@@ -274,9 +274,9 @@ def recorded_real_table1(folder=None) -> dict[str, pd.DataFrame]:
             )
             shaped = cells.pivot(index=["budget", "arm"], columns="split", values="value").fillna("not run")
             means = table.groupby(["budget", "arm"])[["myocardium_dice", "fibrosis_dice"]].mean()
-            shaped["mean of the splits"] = [
-                f"{m:.3f} / {f:.3f}" for m, f in zip(means.myocardium_dice, means.fibrosis_dice)
-            ]
+            shaped["mean of the splits"] = pd.Series(  # aligned on (budget, arm)
+                [f"{m:.3f} / {f:.3f}" for m, f in zip(means.myocardium_dice, means.fibrosis_dice)], index=means.index
+            )
         else:
             volume = table[table["region"] == "Volume"]
             kept = ["budget", "arm", "structure", "difference", "ci_low", "ci_high", "p"]
