@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
+from lgelib.data.manifest import parse_override
 from lgelib.device import resolve_device
 from lgelib.layout import RunLayout
 from lgelib.run import Run, parse_options
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
     args = parser.parse_args()
-    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    overrides = dict(parse_override(item) for item in args.set)  # key=value, the value read as YAML
     device = resolve_device(args.device)
     cpu = platform.processor() or platform.machine()
     print(

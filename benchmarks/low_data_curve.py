@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
+from lgelib.data.manifest import parse_override
 from lgelib.experiment import run_experiment, split_run
 from lgelib.figures import plot_low_data_curve
 from lgelib.low_data import curve, differences, equivalent_real_cases, stack_points
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
     args = parser.parse_args()
-    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    overrides = dict(parse_override(item) for item in args.set)  # key=value, the value read as YAML
     seeds = [int(s) for s in args.split_seeds.split(",")]
     arms = [arm.name for arm in parse_arms(args.arms)]  # N0 (the real-only curve) first, names as results write them
     sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
+from lgelib.data.manifest import parse_override
 from lgelib.device import resolve_device
 from lgelib.layout import RunLayout
 from lgelib.run import Run, parse_options
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--roi-dilations", default="0,2,4", help="pixels to grow the predicted ROI by (default 0,2,4)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
     args = parser.parse_args()
-    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    overrides = dict(parse_override(item) for item in args.set)  # key=value, the value read as YAML
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)

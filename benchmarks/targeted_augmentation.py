@@ -40,8 +40,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
+from lgelib.data.manifest import parse_override
 from lgelib.comparisons import compare_arms, headline
 from lgelib.conditioning import synthetic_descriptors, training_descriptors
 from lgelib.data.prepare import load_prepared
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
     args = parser.parse_args()
-    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    overrides = dict(parse_override(item) for item in args.set)  # key=value, the value read as YAML
     seeds = [int(s) for s in args.split_seeds.split(",")]
     unconditional, targeted, control = f"N{args.n}-balanced", f"T{args.n}-balanced", f"C{args.n}-balanced"
     arms = ["N0", unconditional, targeted, *([control] if args.control else []), "N0-seed1"]
