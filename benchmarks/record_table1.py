@@ -3,15 +3,19 @@
     .venv/bin/python benchmarks/record_table1.py runs/emidec-experiment --budget real-cpu-long \\
         [--arms N0,N100-balanced] [--results benchmarks/results]
 
-Reads the experiment folder's ``per_case_dice.csv`` (every split) and replaces that budget's rows in
+Reads the experiment folder's ``per_case_dice.csv`` and, for each split it holds, replaces that (budget, split)'s
+rows in
 
+- ``table1_emidec_per_case.csv``: the per-case rows themselves (Dice per case, region and structure; no image
+  data), so that the tables below can be computed again and a later split added to them;
 - ``table1_emidec_arms.csv``: per split and arm, Volume Dice of the myocardium (every test case) and of fibrosis
-  (cases with reference scar), false scar on scar-free cases (mL), and the case counts;
-- ``table1_emidec_differences.csv``: each arm minus N0 on the same (split, case, region) rows, every region, with
-  the cluster-bootstrap interval, the minimum detectable effect and the split-level sign-flip p
-  (`lgelib.comparisons.compare_arms`).
+  (cases with reference scar), false scar on scar-free cases (mL), and the case counts.
 
-Rows of other budgets are kept, so one file holds every budget measured. The files are written atomically.
+Then ``table1_emidec_differences.csv`` gets each arm minus N0 on the same (split, case, region) rows of every split
+of that budget whose per-case rows are on file (``splits``), every region, with the cluster-bootstrap interval, the
+minimum detectable effect and the split-level sign-flip p (`lgelib.comparisons.compare_arms`); rows of that
+budget computed over other splits are kept. Rows of other budgets and splits are kept, so the files grow split by
+split. They are written atomically.
 """
 
 from __future__ import annotations
@@ -24,16 +28,23 @@ import pandas as pd
 from lgelib.comparisons import compare_arms, headline_per_split, read_per_case
 from lgelib.config import SEGMENTATION_BUDGETS
 from lgelib.fsutil import write_text_atomic
-from lgelib.table1 import RECORDED
+from lgelib.table1 import RECORDED, RECORDED_PER_CASE
 
 ARMS_FILE, DIFFERENCES_FILE = RECORDED
 
 
-def _replace_budget(path: Path, budget: str, rows: pd.DataFrame) -> None:
+def _replace_rows(path: Path, rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``path``'s table with the rows that share ``keys`` values with ``rows`` replaced by ``rows``; written
+    atomically, and returned."""
     old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=rows.columns)
-    kept = old[old["budget"] != budget]
-    table = pd.concat([kept, rows], ignore_index=True) if len(kept) else rows
+    for key in keys:
+        if key not in old.columns:
+            old[key] = pd.NA
+    replaced = old.set_index(keys).index.isin(rows.set_index(keys).index)
+    kept = old[~replaced]
+    table = pd.concat([kept, rows], ignore_index=True) if len(kept) else rows.reset_index(drop=True)
     write_text_atomic(path, table.to_csv(index=False))
+    return table
 
 
 def main() -> None:
@@ -57,14 +68,25 @@ def main() -> None:
     if "N0" not in set(per_case["arm"]):
         raise SystemExit(f"{source}: no N0 rows, the baseline every difference is taken against")
 
-    arms_table = headline_per_split(per_case).round(4)
-    differences = compare_arms(per_case, "N0").round(4)
-    _replace_budget(args.results / ARMS_FILE, args.budget, arms_table.assign(budget=args.budget))
-    _replace_budget(args.results / DIFFERENCES_FILE, args.budget, differences.assign(budget=args.budget))
+    budget, splits = args.budget, sorted(int(seed) for seed in per_case["split_seed"].unique())
+    recorded = _replace_rows(args.results / RECORDED_PER_CASE, per_case.assign(budget=budget), ["budget", "split_seed"])
+    arms_table = headline_per_split(per_case).round(4).assign(budget=budget)
+    arms_on_file = _replace_rows(args.results / ARMS_FILE, arms_table, ["budget", "split_seed"])
+    of_budget = recorded[recorded["budget"] == budget].drop(columns="budget").astype({"case_id": str, "arm": str})
+    on_file = sorted(int(seed) for seed in of_budget["split_seed"].unique())
+    differences = compare_arms(of_budget, "N0").round(4)
+    differences = differences.assign(budget=budget, splits=",".join(map(str, on_file)))
+    _replace_rows(args.results / DIFFERENCES_FILE, differences, ["budget", "splits", "structure", "region", "arm"])
     print(arms_table.to_markdown(index=False))
     volume = differences[differences["region"] == "Volume"]
     print(volume[["structure", "arm", "difference", "ci_low", "ci_high", "p", "n_pairs", "n_splits"]].to_markdown())
-    print(f"recorded {args.budget} in {args.results / ARMS_FILE} and {args.results / DIFFERENCES_FILE}")
+    measured = sorted(int(s) for s in arms_on_file.loc[arms_on_file["budget"] == budget, "split_seed"].unique())
+    if measured != on_file:
+        print(
+            f"note: {budget}'s per-split table holds splits {measured}, its per-case rows only {on_file}: the paired "
+            "differences cover the latter; the chapter's split-by-split table covers every split"
+        )
+    print(f"recorded {budget}, splits {splits}, in {args.results}")
 
 
 if __name__ == "__main__":

@@ -272,6 +272,55 @@ def headline_per_split(per_case: pd.DataFrame) -> pd.DataFrame:
     return table[["split_seed", *[c for c in table.columns if c != "split_seed"]]]
 
 
+def split_level_differences(per_split: pd.DataFrame, baseline: str = "N0") -> pd.DataFrame:
+    """Each arm minus ``baseline``, split by split, from per-split Volume Dice (`headline_per_split`'s columns
+    split_seed, arm, myocardium_dice, fibrosis_dice; grouped by ``budget`` too where that column exists).
+
+    Each (split, arm) is one trained model, so the split is the unit of replication: this is the comparison that
+    claims no more than the models trained. It needs no per-case rows, so it also reads a recorded per-split table.
+    Per (budget,) arm and structure, over the splits that have both arms: the differences in split order, their
+    mean, how many splits fall below and above 0, and the exact sign-flip p with its floor (`sign_flip_test`).
+    """
+    keys = ["budget"] if "budget" in per_split.columns else []
+    columns = [
+        *keys,
+        "arm",
+        "structure",
+        "per_split",
+        "mean_difference",
+        "n_splits",
+        "n_below",
+        "n_above",
+        "p",
+        "p_min",
+    ]
+    rows = []
+    for key, table in per_split.groupby(keys, sort=False) if keys else [((), per_split)]:
+        base = table[table["arm"] == baseline].set_index("split_seed")
+        for arm in [a for a in table["arm"].unique() if a != baseline]:
+            other = table[table["arm"] == arm].set_index("split_seed")
+            splits = sorted(set(base.index) & set(other.index))
+            for structure in ("fibrosis", "myocardium"):
+                column = f"{structure}_dice"
+                differences = (other.loc[splits, column] - base.loc[splits, column]).dropna()
+                p, p_min = sign_flip_test(differences.to_numpy())
+                rows.append(
+                    {
+                        **dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                        "arm": arm,
+                        "structure": structure,
+                        "per_split": ", ".join(f"{int(s)}: {d:+.3f}" for s, d in differences.items()),
+                        "mean_difference": float(differences.mean()) if len(differences) else float("nan"),
+                        "n_splits": int(len(differences)),
+                        "n_below": int((differences < 0).sum()),
+                        "n_above": int((differences > 0).sum()),
+                        "p": p,
+                        "p_min": p_min,
+                    }
+                )
+    return pd.DataFrame(rows, columns=columns)
+
+
 def verdict(per_case: pd.DataFrame, baseline: str = "N0", n_resamples: int = 2000) -> str:
     """One sentence on what a run's Table 1 shows about synthetic volumes and why: the largest uniform synthetic
     arm's paired change of Volume fibrosis Dice (cases with scar) against the baseline, its interval, the

@@ -58,11 +58,14 @@ SMOKE_SEGMENTATION = SegmentationSettings(
     max_features=64,
     foreground_oversampling=0.66,
     save_every=20,
+    cpu_bf16=None,
 )
 """A small 2d nnU-Net for 2 CPU cores: one model on every training case (no cross-validation), 600 iterations of
 12 patches of 64 x 64 pixels at 3 mm (192 mm, the whole heart), channels capped at 64, two thirds of the patches
-centred on a label. Measured choices in benchmarks/README.md: 480 iterations of 8 patches never learned the
-fibrosis label."""
+centred on a label, bfloat16 autocast where the CPU computes it natively. Measured choices in benchmarks/README.md:
+480 iterations of 8 patches never learned the fibrosis label; on the embedded cohort bfloat16 trained 1.5x faster
+and gave each of three training seeds the Dice float32 gave it to within 0.005 (the seeds themselves differ by up to
+0.24 in fibrosis). The real-data budgets stay float32: there bfloat16 has not had that seed-controlled check."""
 
 REAL_CPU_SEGMENTATION = SegmentationSettings(
     configuration="2d",
@@ -86,11 +89,13 @@ meaningful baseline (myocardium 0.75, fibrosis 0.35 Volume Dice; measured 0.69 a
 budget than 2 CPU cores allow for a multi-split experiment, and the chapter's verdict says so."""
 
 REAL_CPU_LONG_SEGMENTATION = dataclasses.replace(REAL_CPU_SEGMENTATION, epochs=60, save_every=20)
-"""REAL_CPU_SEGMENTATION trained twice as long (3,000 iterations, about 17 minutes per model on 2 cores): the first
+"""REAL_CPU_SEGMENTATION trained twice as long (3,000 iterations, 9-18 minutes per model on the 2-core machines
+measured): the first
 point of the Dice-against-budget curve on EMIDEC-derived that meets the goal set for a meaningful baseline
 (split seed 0, 8 test cases with scar: myocardium 0.78 and fibrosis 0.36 Volume Dice with training seed 0, 0.78
 and 0.37 with seed 1, which learned no scar at all in REAL_CPU_SEGMENTATION's 1,500 iterations).
-Every arm of a multi-split experiment costs that much: 3 splits x 4 arms is about 3.5 hours here."""
+Every arm of a multi-split experiment costs that much: N0 against N100-balanced on 3 splits took 26 min for one
+split from scratch on the faster machine (benchmarks/README.md); 3 splits x 4 arms is 2-3.5 hours."""
 
 SEGMENTATION_BUDGETS: dict[str, SegmentationSettings] = {
     "smoke": SMOKE_SEGMENTATION,

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lgelib.device import cpu_bf16_autocast
+
 PLANS = "nnUNetPlans"
 TRAINER_FOLDER = "{trainer}__nnUNetPlans__{configuration}"
 SAMPLING_TRAINERS = {"uniform": "LgeTrainer", "balanced": "LgeBalancedTrainer"}
@@ -184,7 +186,7 @@ def train(
     trainer.num_iterations_per_epoch = iterations_per_epoch
     trainer.num_val_iterations_per_epoch = val_iterations_per_epoch
     trainer.save_every = save_every
-    trainer.cpu_bf16 = nnunet_trainers.cpu_has_bf16() if cpu_bf16 is None else bool(cpu_bf16)
+    trainer.cpu_bf16 = cpu_bf16_autocast(cpu_bf16, torch_device)
     if sampling == "balanced":
         trainer.real_keys, trainer.real_share = tuple(real_cases or ()), float(real_share)
     if foreground_oversampling is not None:

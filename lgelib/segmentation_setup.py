@@ -171,6 +171,13 @@ class SegmentationSettings:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def autocasts_bf16(self, device: str | torch.device) -> bool:
+        """Whether nnU-Net trains under bfloat16 autocast on ``device``: only on a CPU, as ``cpu_bf16`` says (None:
+        where the CPU computes bfloat16 natively). On CUDA nnU-Net autocasts to float16 itself."""
+        from lgelib.device import cpu_bf16_autocast
+
+        return cpu_bf16_autocast(self.cpu_bf16, device)
+
 
 @dataclass(frozen=True)
 class NnunetFolders:

@@ -251,10 +251,17 @@ def comparisons_markdown(comparisons: pd.DataFrame, decimals: int = 3) -> str:
 
 RECORDED = {
     "table1_emidec_arms.csv": "Volume Dice per split on EMIDEC-derived (myocardium / fibrosis), by nnU-Net budget",
-    "table1_emidec_differences.csv": "Each arm minus N0 on EMIDEC-derived, Volume Dice, over the splits measured",
+    "table1_emidec_differences.csv": "Each arm minus N0 on EMIDEC-derived, Volume Dice, paired over the test cases "
+    "of the splits named (cluster bootstrap)",
 }
 """Table 1 measured on EMIDEC-derived with ``lgelib experiment`` and kept in ``benchmarks/results/`` (file ->
-title in chapter 06): per (budget, split, arm) Volume Dice, and each arm's paired difference from N0."""
+title in chapter 06): per (budget, split, arm) Volume Dice, and each arm's paired difference from N0 over the splits
+whose per-case rows are on file (``splits``)."""
+
+RECORDED_PER_CASE = "table1_emidec_per_case.csv"
+"""The per-case rows behind the recorded tables (`benchmarks/record_table1.py`), so that they can be analysed again."""
+
+SPLIT_LEVEL_TITLE = "Each arm minus N0 on EMIDEC-derived, split by split (Volume Dice; one model per split)"
 
 
 def recorded_real_table1(folder=None) -> dict[str, pd.DataFrame]:
@@ -262,26 +269,56 @@ def recorded_real_table1(folder=None) -> dict[str, pd.DataFrame]:
     ``benchmarks/results``), shaped for reading, by title; empty where the benchmarks are not at hand.
 
     Per split: one row per (budget, arm), one column per split seed holding "myocardium / fibrosis" Volume Dice,
-    and the mean of those per-split values. Differences: Volume rows only, by (budget, arm, structure)."""
+    and the mean of those per-split values. Split by split (:data:`SPLIT_LEVEL_TITLE`, from the per-split table):
+    each arm's difference from N0 in every split, their mean, how many splits fall below / above 0 and the
+    sign-flip p (`lgelib.comparisons.split_level_differences`). Differences: Volume rows only, by (budget, splits,
+    arm, structure)."""
     from lgelib.conditioning import read_recorded
 
     tables = {}
     for title, table in read_recorded(RECORDED, folder).items():
         if "split_seed" in table.columns:
-            cells = table.assign(
-                value=[f"{m:.3f} / {f:.3f}" for m, f in zip(table.myocardium_dice, table.fibrosis_dice)],
-                split=[f"split {int(s)}" for s in table.split_seed],
-            )
-            shaped = cells.pivot(index=["budget", "arm"], columns="split", values="value").fillna("not run")
-            means = table.groupby(["budget", "arm"])[["myocardium_dice", "fibrosis_dice"]].mean()
-            shaped["mean of the splits"] = pd.Series(  # aligned on (budget, arm)
-                [f"{m:.3f} / {f:.3f}" for m, f in zip(means.myocardium_dice, means.fibrosis_dice)], index=means.index
-            )
+            tables[title] = _arms_in_order(_per_split_cells(table), table["arm"])
+            tables[SPLIT_LEVEL_TITLE] = _arms_in_order(_split_level_cells(table), table["arm"])
         else:
             volume = table[table["region"] == "Volume"]
-            kept = ["budget", "arm", "structure", "difference", "ci_low", "ci_high", "p"]
-            shaped = volume[kept].round(3).set_index(["budget", "arm", "structure"])
-        order = {arm: i for i, arm in enumerate(arm_order(table["arm"]))}
-        shaped = shaped.sort_index(key=lambda index: index.map(order) if index.name == "arm" else index)
-        tables[title] = shaped
+            index = ["budget", *(["splits"] if "splits" in volume.columns else []), "arm", "structure"]
+            shaped = volume[[*index, "difference", "ci_low", "ci_high", "p"]].round(3).set_index(index)
+            tables[title] = _arms_in_order(shaped, table["arm"])
     return tables
+
+
+def _per_split_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (budget, arm), one "myocardium / fibrosis" column per split, and the mean of the splits."""
+    cells = table.assign(
+        value=[f"{m:.3f} / {f:.3f}" for m, f in zip(table.myocardium_dice, table.fibrosis_dice)],
+        split=[f"split {int(s)}" for s in table.split_seed],
+    )
+    shaped = cells.pivot(index=["budget", "arm"], columns="split", values="value").fillna("not run")
+    means = table.groupby(["budget", "arm"])[["myocardium_dice", "fibrosis_dice"]].mean()
+    shaped["mean of the splits"] = pd.Series(  # aligned on (budget, arm)
+        [f"{m:.3f} / {f:.3f}" for m, f in zip(means.myocardium_dice, means.fibrosis_dice)], index=means.index
+    )
+    return shaped
+
+
+def _split_level_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """`lgelib.comparisons.split_level_differences` of a per-split table, as short text cells."""
+    from lgelib.comparisons import split_level_differences
+
+    levels = split_level_differences(table)
+    shaped = pd.DataFrame(
+        {
+            "per split": levels["per_split"],
+            "mean": levels["mean_difference"].round(3),
+            "below / above 0": [f"{b} / {a}" for b, a in zip(levels.n_below, levels.n_above)],
+            "p (floor)": [f"{p:.2f} ({f:.2f})" for p, f in zip(levels.p, levels.p_min)],
+        }
+    )
+    return shaped.set_index(pd.MultiIndex.from_frame(levels[["budget", "arm", "structure"]]))
+
+
+def _arms_in_order(shaped: pd.DataFrame, arms) -> pd.DataFrame:
+    """``shaped`` sorted by its index, the arm level in `arm_order` (N0 first, synthetic arms, then controls)."""
+    order = {arm: i for i, arm in enumerate(arm_order(arms))}
+    return shaped.sort_index(key=lambda index: index.map(order) if index.name == "arm" else index)

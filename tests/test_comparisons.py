@@ -202,3 +202,78 @@ def test_recorded_real_table1_is_shaped_per_split_and_skips_missing_files(tmp_pa
     differences.to_csv(tmp_path / "table1_emidec_differences.csv", index=False)
     volume = recorded_real_table1(tmp_path)[RECORDED["table1_emidec_differences.csv"]]
     assert len(volume) == 1 and volume["difference"].iloc[0] == -0.123  # Volume rows only, rounded
+
+
+def test_split_level_differences_take_one_value_per_split_and_the_sign_flip_p() -> None:
+    from lgelib.comparisons import split_level_differences
+
+    per_split = pd.DataFrame(
+        {
+            "budget": ["long"] * 6,
+            "split_seed": [0, 0, 1, 1, 2, 2],
+            "arm": ["N0", "N100", "N0", "N100", "N100", "N0"],
+            "myocardium_dice": [0.80, 0.70, 0.70, 0.72, 0.60, 0.66],
+            "fibrosis_dice": [0.40, 0.30, 0.30, 0.20, 0.25, 0.35],
+        }
+    )
+    table = split_level_differences(per_split).set_index("structure")
+    fibrosis, myocardium = table.loc["fibrosis"], table.loc["myocardium"]
+    assert fibrosis.per_split == "0: -0.100, 1: -0.100, 2: -0.100"
+    assert fibrosis.mean_difference == pytest.approx(-0.1) and (fibrosis.n_below, fibrosis.n_above) == (3, 0)
+    assert fibrosis.p == pytest.approx(0.25) and fibrosis.p_min == pytest.approx(0.25)  # 2 of 8 sign patterns
+    assert (myocardium.n_below, myocardium.n_above) == (2, 1)
+    assert myocardium.mean_difference == pytest.approx((-0.10 + 0.02 - 0.06) / 3)
+    assert myocardium.p == pytest.approx(0.5)  # 4 of the 8 sign patterns reach |mean| >= 0.047
+    # a split one arm lacks is left out, not filled
+    partial = split_level_differences(per_split[~((per_split.arm == "N100") & (per_split.split_seed == 2))])
+    assert set(partial.n_splits) == {2}
+
+
+def _write_experiment(folder, splits) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    table = _per_case()
+    frames = [table.assign(split_seed=split) for split in splits]
+    pd.concat(frames, ignore_index=True).to_csv(folder / "per_case_dice.csv", index=False)
+
+
+def test_record_table1_adds_splits_to_what_is_on_file_and_keeps_the_per_case_rows(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lgelib.table1 import RECORDED, RECORDED_PER_CASE, SPLIT_LEVEL_TITLE, recorded_real_table1
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "record_table1.py"
+    results = tmp_path / "results"
+
+    def record(experiment) -> str:
+        command = [sys.executable, str(script), str(experiment), "--budget", "real-cpu-long", "--results", str(results)]
+        return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+    _write_experiment(tmp_path / "first", [0, 1])
+    record(tmp_path / "first")
+    _write_experiment(tmp_path / "second", [2])
+    record(tmp_path / "second")
+    arms = pd.read_csv(results / "table1_emidec_arms.csv")
+    assert sorted(arms.split_seed.unique()) == [0, 1, 2] and set(arms.arm) == {"N0", "N100", "D100"}
+    per_case = pd.read_csv(results / RECORDED_PER_CASE)
+    assert sorted(per_case.split_seed.unique()) == [0, 1, 2] and len(per_case) == 3 * len(_per_case())
+    differences = pd.read_csv(results / "table1_emidec_differences.csv", dtype={"splits": str})
+    assert set(differences.splits) == {"0,1", "0,1,2"}  # each recording over the splits then on file
+    latest = differences[(differences.splits == "0,1,2") & (differences.region == "Volume")].set_index(
+        ["structure", "arm"]
+    )
+    assert latest.loc[("fibrosis", "N100"), "n_splits"] == 3
+    assert latest.loc[("fibrosis", "N100"), "difference"] == pytest.approx(0.1)
+
+    # recording split 2 again replaces its rows instead of adding them twice
+    record(tmp_path / "second")
+    assert len(pd.read_csv(results / RECORDED_PER_CASE)) == 3 * len(_per_case())
+    assert len(pd.read_csv(results / "table1_emidec_arms.csv")) == len(arms)
+
+    # the chapter's split-by-split view of what is on file: N100 above N0 in all three splits
+    shown = recorded_real_table1(results)[SPLIT_LEVEL_TITLE]
+    assert shown.loc[("real-cpu-long", "N100", "fibrosis"), "below / above 0"] == "0 / 3"
+    assert shown.loc[("real-cpu-long", "N100", "fibrosis"), "p (floor)"] == "0.25 (0.25)"
+    paired = recorded_real_table1(results)[RECORDED["table1_emidec_differences.csv"]]
+    assert list(paired.index.names) == ["budget", "splits", "arm", "structure"]  # which splits each row pairs over

@@ -282,6 +282,8 @@ def test_tiny_nnunet_arms_share_one_plan_train_resume_and_predict_on_the_scan_gr
     names = {"N0": "Dataset001_LGE_N0", "N2-balanced": "Dataset002_LGE_N2", "D2": "Dataset003_LGE_D2"}
     for arm in parse_arms(arms):
         assert is_trained(folders, names[arm.name], TINY, arm)
+        # nnU-Net's own training curves are still drawn (after the last epoch), though not after every epoch
+        assert (model_folder(folders, names[arm.name], TINY, arm) / "fold_all" / "progress.png").is_file()
     assert model_folder(folders, names["N2-balanced"], TINY, Arm.parse("N2-balanced")).name.startswith(
         "LgeBalancedTrainer__"
     )
@@ -332,6 +334,16 @@ def test_tiny_nnunet_arms_share_one_plan_train_resume_and_predict_on_the_scan_gr
     log = (out / "logs" / f"train-{name}-uniform-fold_all.log").read_text()
     assert "resuming after epoch 2 of 3" in log
     assert final.is_file() and not final.with_name("checkpoint_latest.pth").exists()
+
+
+def test_training_curves_are_drawn_at_checkpoints_and_after_the_last_epoch_only() -> None:
+    pytest.importorskip("nnunetv2")
+    from lgelib.nnunet_trainers import plots_progress_after
+
+    drawn = [epoch for epoch in range(40) if plots_progress_after(epoch, num_epochs=40, save_every=20)]
+    assert drawn == [19, 39]
+    assert [epoch for epoch in range(5) if plots_progress_after(epoch, 5, save_every=1)] == [0, 1, 2, 3, 4]
+    assert [epoch for epoch in range(7) if plots_progress_after(epoch, 7, save_every=3)] == [2, 5, 6]
 
 
 def test_progress_shows_stage_lines_and_every_quarter_of_training() -> None:
@@ -484,3 +496,14 @@ def test_the_seed_control_trains_with_the_budgets_seed_plus_its_offset(tmp_path,
         folders, "Dataset002_LGE_N0s1", SMOKE_SEGMENTATION, torch_.device("cpu"), Arm.parse("N0-seed1"), echo=False
     )
     assert seeds == {1: SMOKE_SEGMENTATION.seed, 2: SMOKE_SEGMENTATION.seed + 1}
+
+
+def test_bfloat16_autocast_only_on_a_cpu_as_asked_or_where_it_is_native(monkeypatch) -> None:
+    import lgelib.device
+
+    settings = {value: dataclasses.replace(TINY, cpu_bf16=value) for value in (None, True, False)}
+    for native in (False, True):
+        monkeypatch.setattr(lgelib.device, "cpu_has_bf16", lambda native=native: native)
+        assert settings[None].autocasts_bf16("cpu") is native  # None: where the CPU computes bfloat16 itself
+        assert settings[True].autocasts_bf16("cpu") and not settings[False].autocasts_bf16("cpu")
+        assert not any(s.autocasts_bf16("cuda") for s in settings.values())  # nnU-Net's own float16 there
