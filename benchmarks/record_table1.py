@@ -3,19 +3,19 @@
     .venv/bin/python benchmarks/record_table1.py runs/emidec-experiment --budget real-cpu-long \\
         [--arms N0,N100-balanced] [--results benchmarks/results]
 
-Reads the experiment folder's ``per_case_dice.csv`` and, for each split it holds, replaces that (budget, split)'s
-rows in
+Reads the experiment folder's ``per_case_dice.csv`` and, for each split and arm it holds, replaces that (budget,
+split, arm)'s rows in
 
 - ``table1_emidec_per_case.csv``: the per-case rows themselves (Dice per case, region and structure; no image
   data), so that the tables below can be computed again and a later split added to them;
 - ``table1_emidec_arms.csv``: per split and arm, Volume Dice of the myocardium (every test case) and of fibrosis
   (cases with reference scar), false scar on scar-free cases (mL), and the case counts.
 
-Then ``table1_emidec_differences.csv`` gets each arm minus N0 on the same (split, case, region) rows of every split
-of that budget whose per-case rows are on file (``splits``), every region, with the cluster-bootstrap interval, the
-minimum detectable effect and the split-level sign-flip p (`lgelib.comparisons.compare_arms`); rows of that
-budget computed over other splits are kept. Rows of other budgets and splits are kept, so the files grow split by
-split. They are written atomically.
+Then ``table1_emidec_differences.csv`` gets each arm minus N0 on the same (split, case, region) rows, over every
+split of that budget where both have per-case rows on file (``splits``), every region, with the cluster-bootstrap
+interval, the minimum detectable effect and the split-level sign-flip p (`lgelib.comparisons.compare_arms`); rows
+computed over other splits are kept. Rows of other budgets, splits and arms are kept, so the files grow split by
+split and arm by arm. They are written atomically.
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ def _replace_rows(path: Path, rows: pd.DataFrame, keys: list[str]) -> pd.DataFra
     return table
 
 
+def _paired_splits(per_case: pd.DataFrame, baseline: str) -> dict[str, str]:
+    """Per arm, the splits (comma-separated) where both it and ``baseline`` have per-case rows."""
+    splits = per_case.groupby("arm")["split_seed"].apply(lambda seeds: set(int(s) for s in seeds))
+    base = splits.get(baseline, set())
+    return {arm: ",".join(map(str, sorted(seeds & base))) for arm, seeds in splits.items() if arm != baseline}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", type=Path, help="an lgelib experiment folder (holds per_case_dice.csv)")
@@ -69,23 +76,25 @@ def main() -> None:
         raise SystemExit(f"{source}: no N0 rows, the baseline every difference is taken against")
 
     budget, splits = args.budget, sorted(int(seed) for seed in per_case["split_seed"].unique())
-    recorded = _replace_rows(args.results / RECORDED_PER_CASE, per_case.assign(budget=budget), ["budget", "split_seed"])
+    keys = ["budget", "split_seed", "arm"]  # an experiment that adds an arm to a split keeps the split's other arms
+    recorded = _replace_rows(args.results / RECORDED_PER_CASE, per_case.assign(budget=budget), keys)
     arms_table = headline_per_split(per_case).round(4).assign(budget=budget)
-    arms_on_file = _replace_rows(args.results / ARMS_FILE, arms_table, ["budget", "split_seed"])
+    arms_on_file = _replace_rows(args.results / ARMS_FILE, arms_table, keys)
     of_budget = recorded[recorded["budget"] == budget].drop(columns="budget").astype({"case_id": str, "arm": str})
-    on_file = sorted(int(seed) for seed in of_budget["split_seed"].unique())
     differences = compare_arms(of_budget, "N0").round(4)
-    differences = differences.assign(budget=budget, splits=",".join(map(str, on_file)))
+    differences = differences.assign(budget=budget, splits=differences["arm"].map(_paired_splits(of_budget, "N0")))
     _replace_rows(args.results / DIFFERENCES_FILE, differences, ["budget", "splits", "structure", "region", "arm"])
     print(arms_table.to_markdown(index=False))
     volume = differences[differences["region"] == "Volume"]
     print(volume[["structure", "arm", "difference", "ci_low", "ci_high", "p", "n_pairs", "n_splits"]].to_markdown())
-    measured = sorted(int(s) for s in arms_on_file.loc[arms_on_file["budget"] == budget, "split_seed"].unique())
-    if measured != on_file:
-        print(
-            f"note: {budget}'s per-split table holds splits {measured}, its per-case rows only {on_file}: the paired "
-            "differences cover the latter; the chapter's split-by-split table covers every split"
-        )
+    for arm, paired in _paired_splits(of_budget, "N0").items():
+        measured = arms_on_file[(arms_on_file["budget"] == budget) & (arms_on_file["arm"] == arm)]["split_seed"]
+        if ",".join(map(str, sorted(int(s) for s in measured))) != paired:
+            print(
+                f"note: {budget} {arm} is on file for splits {sorted(int(s) for s in measured)}, its per-case rows "
+                f"(with N0's) for splits {paired} only: its paired differences cover those; the chapter's split-by-"
+                "split table covers every split"
+            )
     print(f"recorded {budget}, splits {splits}, in {args.results}")
 
 

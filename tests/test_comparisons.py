@@ -270,6 +270,13 @@ def test_record_table1_adds_splits_to_what_is_on_file_and_keeps_the_per_case_row
     record(tmp_path / "second")
     assert len(pd.read_csv(results / RECORDED_PER_CASE)) == 3 * len(_per_case())
     assert len(pd.read_csv(results / "table1_emidec_arms.csv")) == len(arms)
+    # an experiment holding only some arms of a split replaces those and keeps the split's other arms
+    (tmp_path / "third").mkdir()
+    some = _per_case().query("arm != 'D100'").assign(split_seed=0)
+    some.to_csv(tmp_path / "third" / "per_case_dice.csv", index=False)
+    record(tmp_path / "third")
+    arms_now = pd.read_csv(results / "table1_emidec_arms.csv")
+    assert len(arms_now) == len(arms) and set(arms_now.query("split_seed == 0").arm) == {"N0", "N100", "D100"}
 
     # the chapter's split-by-split view of what is on file: N100 above N0 in all three splits
     shown = recorded_real_table1(results)[SPLIT_LEVEL_TITLE]
