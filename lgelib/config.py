@@ -89,13 +89,13 @@ meaningful baseline (myocardium 0.75, fibrosis 0.35 Volume Dice; measured 0.69 a
 budget than 2 CPU cores allow for a multi-split experiment, and the chapter's verdict says so."""
 
 REAL_CPU_LONG_SEGMENTATION = dataclasses.replace(REAL_CPU_SEGMENTATION, epochs=60, save_every=20)
-"""REAL_CPU_SEGMENTATION trained twice as long (3,000 iterations, 9-18 minutes per model on the 2-core machines
+"""REAL_CPU_SEGMENTATION trained twice as long (3,000 iterations, 9-19 minutes per model on the 2-core machines
 measured): the first
 point of the Dice-against-budget curve on EMIDEC-derived that meets the goal set for a meaningful baseline
 (split seed 0, 8 test cases with scar: myocardium 0.78 and fibrosis 0.36 Volume Dice with training seed 0, 0.78
 and 0.37 with seed 1, which learned no scar at all in REAL_CPU_SEGMENTATION's 1,500 iterations).
-Every arm of a multi-split experiment costs that much: N0 against N100-balanced on 3 splits took 26 min for one
-split from scratch on the faster machine (benchmarks/README.md); 3 splits x 4 arms is 2-3.5 hours."""
+Every arm of a multi-split experiment costs that much: N0 and N100-balanced on one split, from scratch, took 26
+minutes on the faster machine (benchmarks/README.md); 3 splits x 4 arms is about 2.5-3.7 hours."""
 
 SEGMENTATION_BUDGETS: dict[str, SegmentationSettings] = {
     "smoke": SMOKE_SEGMENTATION,

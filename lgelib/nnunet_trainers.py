@@ -14,7 +14,9 @@ trained model from nnU-Net's own command line, make this folder known to nnU-Net
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -30,8 +32,17 @@ def plots_progress_after(epoch: int, num_epochs: int, save_every: int) -> bool:
     return epoch == num_epochs - 1 or (epoch + 1) % save_every == 0
 
 
-def _skip_progress_plot(output_folder: str) -> None:
-    """Stands in for the logger's ``plot_progress_png`` on epochs that draw nothing."""
+@contextlib.contextmanager
+def progress_plot_skipped(logger: Any, skip: bool) -> Iterator[None]:
+    """Within the block, ``logger.plot_progress_png`` draws nothing when ``skip`` (an instance attribute shadows the
+    method); afterwards, even after an error, the logger's own method is back."""
+    if skip:
+        logger.plot_progress_png = lambda output_folder: None
+    try:
+        yield
+    finally:
+        if skip:
+            vars(logger).pop("plot_progress_png", None)
 
 
 class LgeTrainer(nnUNetTrainer):
@@ -92,12 +103,10 @@ class LgeTrainer(nnUNetTrainer):
     def on_epoch_end(self) -> None:
         # nnU-Net redraws progress.png (a 3000 x 5400 pixel figure, about 0.4 s on 2 cores) after every epoch; draw it
         # only where a checkpoint is written and after the last epoch (the same curves, a few percent of a CPU run).
-        if not plots_progress_after(self.current_epoch, self.num_epochs, self.save_every):
-            self.logger.plot_progress_png = _skip_progress_plot  # shadows the logger's method for this epoch only
-        try:
+        with progress_plot_skipped(
+            self.logger, not plots_progress_after(self.current_epoch, self.num_epochs, self.save_every)
+        ):
             super().on_epoch_end()
-        finally:
-            vars(self.logger).pop("plot_progress_png", None)
         losses = self.logger.get_checkpoint()["train_losses"]
         say(
             f"{self.plans_manager.dataset_name} fold {self.fold}: epoch {self.current_epoch}/{self.num_epochs}, "

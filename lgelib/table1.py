@@ -282,10 +282,19 @@ def recorded_real_table1(folder=None) -> dict[str, pd.DataFrame]:
             tables[SPLIT_LEVEL_TITLE] = _arms_in_order(_split_level_cells(table), table["arm"])
         else:
             volume = table[table["region"] == "Volume"]
+            if "splits" in volume.columns:  # "0,1" reads back as text, a single split "2" as a number
+                volume = volume.assign(splits=[_splits_text(v) for v in volume["splits"]])
             index = ["budget", *(["splits"] if "splits" in volume.columns else []), "arm", "structure"]
             shaped = volume[[*index, "difference", "ci_low", "ci_high", "p"]].round(3).set_index(index)
             tables[title] = _arms_in_order(shaped, table["arm"])
     return tables
+
+
+def _splits_text(value) -> str:
+    """A ``splits`` cell as text ("0,1", "2"), however CSV typed it; "not named" where it is empty."""
+    if pd.isna(value):
+        return "not named"
+    return str(int(value)) if isinstance(value, (int, float)) else str(value)
 
 
 def _per_split_cells(table: pd.DataFrame) -> pd.DataFrame:

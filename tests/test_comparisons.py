@@ -229,11 +229,13 @@ def test_split_level_differences_take_one_value_per_split_and_the_sign_flip_p() 
     assert set(partial.n_splits) == {2}
 
 
-def _write_experiment(folder, splits) -> None:
+def _write_experiment(folder, splits, arms=("N0", "N100", "D100")) -> pd.DataFrame:
+    """An experiment folder whose splits each hold `_per_case`'s split 0 (N100 +0.1 fibrosis Dice on 2 cases)."""
     folder.mkdir(parents=True, exist_ok=True)
-    table = _per_case()
-    frames = [table.assign(split_seed=split) for split in splits]
-    pd.concat(frames, ignore_index=True).to_csv(folder / "per_case_dice.csv", index=False)
+    one_split = _per_case().query("split_seed == 0 and arm in @arms")
+    table = pd.concat([one_split.assign(split_seed=split) for split in splits], ignore_index=True)
+    table.assign(reference_ml=50.0).to_csv(folder / "per_case_dice.csv", index=False)
+    return table
 
 
 def test_record_table1_adds_splits_to_what_is_on_file_and_keeps_the_per_case_rows(tmp_path) -> None:
@@ -250,30 +252,39 @@ def test_record_table1_adds_splits_to_what_is_on_file_and_keeps_the_per_case_row
         command = [sys.executable, str(script), str(experiment), "--budget", "real-cpu-long", "--results", str(results)]
         return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
-    _write_experiment(tmp_path / "first", [0, 1])
+    one_split = len(_write_experiment(tmp_path / "first", [0, 1])) // 2
     record(tmp_path / "first")
     _write_experiment(tmp_path / "second", [2])
     record(tmp_path / "second")
     arms = pd.read_csv(results / "table1_emidec_arms.csv")
     assert sorted(arms.split_seed.unique()) == [0, 1, 2] and set(arms.arm) == {"N0", "N100", "D100"}
     per_case = pd.read_csv(results / RECORDED_PER_CASE)
-    assert sorted(per_case.split_seed.unique()) == [0, 1, 2] and len(per_case) == 3 * len(_per_case())
+    assert sorted(per_case.split_seed.unique()) == [0, 1, 2] and len(per_case) == 3 * one_split
+    assert "reference_ml" not in per_case.columns  # each patient's reference volumes are not published
     differences = pd.read_csv(results / "table1_emidec_differences.csv", dtype={"splits": str})
-    assert set(differences.splits) == {"0,1", "0,1,2"}  # each recording over the splits then on file
-    latest = differences[(differences.splits == "0,1,2") & (differences.region == "Volume")].set_index(
-        ["structure", "arm"]
-    )
-    assert latest.loc[("fibrosis", "N100"), "n_splits"] == 3
+    assert set(differences.splits) == {"0,1,2"}  # the first recording's rows over "0,1" are superseded
+    latest = differences[differences.region == "Volume"].set_index(["structure", "arm"])
+    assert latest.loc[("fibrosis", "N100"), "n_splits"] == 3 and latest.loc[("fibrosis", "N100"), "n_pairs"] == 6
     assert latest.loc[("fibrosis", "N100"), "difference"] == pytest.approx(0.1)
 
-    # recording split 2 again replaces its rows instead of adding them twice
-    record(tmp_path / "second")
-    assert len(pd.read_csv(results / RECORDED_PER_CASE)) == 3 * len(_per_case())
+    # recording a split again replaces its rows instead of adding them twice, even in a fresh folder where a single
+    # split's "splits" cell reads back from CSV as a number
+    for _ in range(2):
+        record(tmp_path / "second")
+    assert len(pd.read_csv(results / RECORDED_PER_CASE)) == 3 * one_split
     assert len(pd.read_csv(results / "table1_emidec_arms.csv")) == len(arms)
+    assert len(pd.read_csv(results / "table1_emidec_differences.csv")) == len(differences)
+    single = tmp_path / "single"
+    for _ in range(2):
+        subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "second"), "--budget", "real-cpu", "--results", str(single)],
+            check=True,
+            capture_output=True,
+        )
+    single_differences = pd.read_csv(single / "table1_emidec_differences.csv")
+    assert len(single_differences) == len(single_differences.drop_duplicates(["structure", "region", "arm"]))
     # an experiment holding only some arms of a split replaces those and keeps the split's other arms
-    (tmp_path / "third").mkdir()
-    some = _per_case().query("arm != 'D100'").assign(split_seed=0)
-    some.to_csv(tmp_path / "third" / "per_case_dice.csv", index=False)
+    _write_experiment(tmp_path / "third", [0], arms=("N0", "N100"))
     record(tmp_path / "third")
     arms_now = pd.read_csv(results / "table1_emidec_arms.csv")
     assert len(arms_now) == len(arms) and set(arms_now.query("split_seed == 0").arm) == {"N0", "N100", "D100"}

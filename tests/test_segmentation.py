@@ -346,6 +346,29 @@ def test_training_curves_are_drawn_at_checkpoints_and_after_the_last_epoch_only(
     assert [epoch for epoch in range(7) if plots_progress_after(epoch, 7, save_every=3)] == [2, 5, 6]
 
 
+def test_a_skipped_progress_plot_draws_nothing_and_the_loggers_own_method_comes_back() -> None:
+    pytest.importorskip("nnunetv2")
+    from lgelib.nnunet_trainers import progress_plot_skipped
+
+    class Logger:
+        def __init__(self) -> None:
+            self.drawn: list[str] = []
+
+        def plot_progress_png(self, output_folder: str) -> None:
+            self.drawn.append(output_folder)
+
+    logger = Logger()
+    with progress_plot_skipped(logger, skip=True):
+        logger.plot_progress_png("skipped")
+    logger.plot_progress_png("after")
+    with progress_plot_skipped(logger, skip=False):
+        logger.plot_progress_png("drawn")
+    with pytest.raises(RuntimeError), progress_plot_skipped(logger, skip=True):
+        raise RuntimeError("an epoch that fails")
+    logger.plot_progress_png("after an error")
+    assert logger.drawn == ["after", "drawn", "after an error"]
+
+
 def test_progress_shows_stage_lines_and_every_quarter_of_training() -> None:
     from lgelib.segmentation import _worth_showing
 
