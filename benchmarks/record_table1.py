@@ -30,7 +30,7 @@ import pandas as pd
 from lgelib.comparisons import compare_arms, headline_per_split, read_per_case
 from lgelib.config import SEGMENTATION_BUDGETS
 from lgelib.fsutil import write_text_atomic
-from lgelib.table1 import RECORDED, RECORDED_PER_CASE
+from lgelib.table1 import RECORDED, RECORDED_PER_CASE, cell_text
 
 ARMS_FILE, DIFFERENCES_FILE = RECORDED
 PRIVATE_COLUMNS = ("reference_ml",)
@@ -41,13 +41,7 @@ measurement of the (CC BY-NC-SA) data, not a result of this project, and no tabl
 def _key_text(table: pd.DataFrame, keys: list[str]) -> pd.MultiIndex:
     """``table``'s ``keys`` as text, so that a key read back from CSV as a number (split 0, or splits "2") matches the
     same key written as text or as an integer."""
-    return pd.MultiIndex.from_frame(table[keys].apply(lambda column: column.map(_as_text)))
-
-
-def _as_text(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return "" if pd.isna(value) else str(value)
+    return pd.MultiIndex.from_frame(table[keys].apply(lambda column: column.map(cell_text)))
 
 
 def _replace_rows(path: Path, rows: pd.DataFrame, keys: list[str], drop=None) -> pd.DataFrame:
@@ -73,9 +67,9 @@ def _overlapping(budget: str, splits: dict[str, str]):
 
     def mask(old: pd.DataFrame) -> pd.Series:
         def superseded(row) -> bool:
-            if _as_text(row["budget"]) != budget or row["arm"] not in splits:
+            if cell_text(row["budget"]) != budget or row["arm"] not in splits:
                 return False
-            on_file = set(_as_text(row["splits"]).split(",")) - {""}
+            on_file = set(cell_text(row["splits"]).split(",")) - {""}
             return not on_file or bool(on_file & set(splits[row["arm"]].split(",")))
 
         return old.apply(superseded, axis=1) if len(old) else pd.Series(False, index=old.index)

@@ -283,18 +283,19 @@ def recorded_real_table1(folder=None) -> dict[str, pd.DataFrame]:
         else:
             volume = table[table["region"] == "Volume"]
             if "splits" in volume.columns:  # "0,1" reads back as text, a single split "2" as a number
-                volume = volume.assign(splits=[_splits_text(v) for v in volume["splits"]])
+                volume = volume.assign(splits=[cell_text(v) or "not named" for v in volume["splits"]])
             index = ["budget", *(["splits"] if "splits" in volume.columns else []), "arm", "structure"]
             shaped = volume[[*index, "difference", "ci_low", "ci_high", "p"]].round(3).set_index(index)
             tables[title] = _arms_in_order(shaped, table["arm"])
     return tables
 
 
-def _splits_text(value) -> str:
-    """A ``splits`` cell as text ("0,1", "2"), however CSV typed it; "not named" where it is empty."""
-    if pd.isna(value):
-        return "not named"
-    return str(int(value)) if isinstance(value, (int, float)) else str(value)
+def cell_text(value) -> str:
+    """A recorded table's key cell as text, however CSV typed it: a split read back as 2 or 2.0 is "2", "0,1" stays
+    "0,1", an empty cell is "". Recorded rows are matched and shown by these keys."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if pd.isna(value) else str(value)
 
 
 def _per_split_cells(table: pd.DataFrame) -> pd.DataFrame:
