@@ -23,14 +23,12 @@ are reused): the paper profile's conditioned EDM and its check (not yet run: no 
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from lgelib.data.manifest import parse_override
+from _options import add_run_arguments, machine_line, run_items, split_seeds
 from lgelib.device import resolve_device
 from lgelib.layout import RunLayout
 from lgelib.run import Run, parse_options
@@ -38,40 +36,24 @@ from lgelib.run import Run, parse_options
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", default="data_manifest/phantom.yaml")
-    parser.add_argument("--profile", default="smoke")
-    parser.add_argument("--split-seeds", default="0", help="comma-separated split seeds")
+    add_run_arguments(parser)
     parser.add_argument("--guidance", default="2", help="comma-separated guidance scales w (1: no guidance)")
     parser.add_argument("--out", default="runs/benchmarks/generator", help="work folder (reused: finished stages load)")
-    parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
     args = parser.parse_args()
-    overrides = dict(parse_override(item) for item in args.set)  # key=value, the value read as YAML
     device = resolve_device(args.device)
-    cpu = platform.processor() or platform.machine()
-    print(
-        f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {args.manifest}, profile {args.profile}",
-        flush=True,
-    )
+    print(f"device: {device}, {machine_line(device)}; {args.manifest}, profile {args.profile}", flush=True)
     out = Path(args.out)
     csv = (
         out
         / f"conditioned_generation_splits{args.split_seeds.replace(',', '-')}_w{args.guidance.replace(',', '-')}.csv"
     )
     tables = []
-    for seed in [int(s) for s in args.split_seeds.split(",")]:
+    for seed in split_seeds(args):
         for guidance in [float(w) for w in args.guidance.split(",")]:
             options = parse_options(
-                {
-                    "profile": args.profile,
-                    "manifest": args.manifest,
-                    "generator": "paper",
-                    "device": str(device),
-                    "split_seed": seed,
-                    "conditioning.guidance": guidance,
-                    **overrides,
-                }
+                run_items(
+                    args, generator="paper", device=str(device), split_seed=seed, **{"conditioning.guidance": guidance}
+                )
             )
             run = Run(options, RunLayout(out / "paper" / f"split-{seed}"), inr_cache=out / "inr-cases")
             run.write()

@@ -28,14 +28,12 @@ about 4 minutes, so 4 sizes x 2 arms x 3 splits is about 4 hours; ``--split-seed
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from lgelib.data.manifest import parse_override
+from _options import add_run_arguments, machine_line, run_items, split_seeds
 from lgelib.experiment import run_experiment, split_run
 from lgelib.figures import plot_low_data_curve
 from lgelib.low_data import curve, differences, equivalent_real_cases, stack_points
@@ -46,39 +44,23 @@ from lgelib.table1 import comparisons_markdown
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", default="data_manifest/phantom.yaml")
-    parser.add_argument("--profile", default="smoke")
-    parser.add_argument("--split-seeds", default="0", help="comma-separated split seeds (default 0)")
+    add_run_arguments(parser)
     parser.add_argument("--sizes", default="10,20,40,all", help="numbers of real training cases; all = the split's")
     parser.add_argument("--arms", default="N0,N100-balanced", help="arms at every size (N0 always runs)")
     parser.add_argument("--seg-budget", default="real-cpu", help="nnU-Net budget (default real-cpu)")
     parser.add_argument("--out", default="runs/low-data", help="folder of the experiments (finished stages reused)")
     parser.add_argument("--inr-cache", help="folder of fitted INRs shared by every size (default <out>/inr-cases)")
-    parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
     args = parser.parse_args()
-    overrides = dict(parse_override(item) for item in args.set)  # key=value, the value read as YAML
-    seeds = [int(s) for s in args.split_seeds.split(",")]
+    seeds = split_seeds(args)
     arms = [arm.name for arm in parse_arms(args.arms)]  # N0 (the real-only curve) first, names as results write them
     sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
     out = Path(args.out)
     inr_cache = Path(args.inr_cache) if args.inr_cache else out / "inr-cases"
-    cpu = platform.processor() or platform.machine()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads ({cpu}); {args.manifest}; arms {arms}")
+    print(f"{machine_line()}; {args.manifest}; arms {arms}")
 
     points, times = {}, []
     for size in sizes:
-        options = parse_options(
-            {
-                "profile": args.profile,
-                "manifest": str(Path(args.manifest).resolve()),
-                "device": args.device,
-                "seg_budget": args.seg_budget,
-                "seg_arms": arms,
-                "n_train": size,
-                **overrides,
-            }
-        )
+        options = parse_options(run_items(args, seg_budget=args.seg_budget, seg_arms=arms, n_train=size))
         root = out / f"n-{'all' if size is None else size}"
         started = time.perf_counter()
         result = run_experiment(options, root, seeds, inr_cache=inr_cache)

@@ -23,15 +23,13 @@ script and report throughput (slices/s), time per epoch and the CNR reached"); n
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from lgelib.data.manifest import parse_override
+from _options import add_run_arguments, machine_line, run_items
 from lgelib.device import resolve_device
 from lgelib.layout import RunLayout
 from lgelib.run import Run, parse_options
@@ -48,11 +46,9 @@ from lgelib.scar_enhancement.slices import predicted_myocardium
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", default="data_manifest/phantom.yaml")
-    parser.add_argument("--profile", default="smoke")
+    add_run_arguments(parser, split_seeds=None)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--out", default="runs/benchmarks/scar-enhancement", help="work folder (reused)")
-    parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
     parser.add_argument("--no-global", action="store_true", help="skip the global (ablation) model")
     parser.add_argument(
         "--roi-predictions",
@@ -60,22 +56,11 @@ def main() -> None:
         "experiment's split-<s>/seg/predictions/N0): Table 1 again with the ROI from them, as the paper at inference",
     )
     parser.add_argument("--roi-dilations", default="0,2,4", help="pixels to grow the predicted ROI by (default 0,2,4)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
     args = parser.parse_args()
-    overrides = dict(parse_override(item) for item in args.set)  # key=value, the value read as YAML
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    print(f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
+    print(f"device: {device}, {machine_line(device)}", flush=True)
     out = Path(args.out)
-    options = parse_options(
-        {
-            "profile": args.profile,
-            "manifest": args.manifest,
-            "device": str(device),
-            "split_seed": args.split_seed,
-            **overrides,
-        }
-    )
+    options = parse_options(run_items(args, device=str(device), split_seed=args.split_seed))
     run = Run(options, RunLayout(out / "run"))
     run.write()
     settings = run.settings.enhancement

@@ -34,14 +34,12 @@ leave most scar levels with one or no heart to condition on.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from lgelib.data.manifest import parse_override
+from _options import add_run_arguments, machine_line, run_items, split_seeds
 from lgelib.comparisons import compare_arms, headline
 from lgelib.conditioning import synthetic_descriptors, training_descriptors
 from lgelib.data.prepare import load_prepared
@@ -89,9 +87,7 @@ def composition(root: Path, options, seeds: list[int], n: int, control: bool = F
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", default="data_manifest/phantom.yaml")
-    parser.add_argument("--profile", default="smoke")
-    parser.add_argument("--split-seeds", default="0,1,2", help="comma-separated split seeds")
+    add_run_arguments(parser, split_seeds="0,1,2")
     parser.add_argument("--n", type=int, default=100, help="volumes added by each generator arm (default 100)")
     parser.add_argument(
         "--extra-arms",
@@ -106,27 +102,14 @@ def main() -> None:
     )
     parser.add_argument("--seg-budget", default="real-cpu", help="nnU-Net budget (default real-cpu)")
     parser.add_argument("--out", default="runs/emidec-experiment", help="experiment folder (finished arms are reused)")
-    parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting by dotted key")
     args = parser.parse_args()
-    overrides = dict(parse_override(item) for item in args.set)  # key=value, the value read as YAML
-    seeds = [int(s) for s in args.split_seeds.split(",")]
+    seeds = split_seeds(args)
     unconditional, targeted, control = f"N{args.n}-balanced", f"T{args.n}-balanced", f"C{args.n}-balanced"
     arms = ["N0", unconditional, targeted, *([control] if args.control else []), "N0-seed1"]
     arms += [a for a in args.extra_arms.split(",") if a]
-    options = parse_options(
-        {
-            "profile": args.profile,
-            "manifest": str(Path(args.manifest).resolve()),
-            "device": args.device,
-            "seg_budget": args.seg_budget,
-            "seg_arms": arms,
-            **overrides,
-        }
-    )
+    options = parse_options(run_items(args, seg_budget=args.seg_budget, seg_arms=arms))
     out = Path(args.out)
-    cpu = platform.processor() or platform.machine()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads ({cpu}); {args.manifest}; arms {arms}")
+    print(f"{machine_line()}; {args.manifest}; arms {arms}")
     started = time.perf_counter()
     result = run_experiment(options, out, seeds)
     print(f"\nexperiment: {(time.perf_counter() - started) / 60:.1f} min (finished arms reused)")

@@ -203,6 +203,7 @@ def _command_segment(args: argparse.Namespace) -> int:
 def _command_experiment(args: argparse.Namespace) -> int:
     from lgelib.comparisons import headline
     from lgelib.experiment import run_experiment
+    from lgelib.run import parse_split_seeds
     from lgelib.table1 import comparisons_markdown, table1, table1_markdown
     from lgelib.segmentation import NnunetStageFailed
 
@@ -211,7 +212,7 @@ def _command_experiment(args: argparse.Namespace) -> int:
     options = _run_options(
         args, manifest=str(Path(args.manifest).resolve()), device=args.device, n_train=args.n_train, seg_arms=args.arms
     )
-    seeds = [int(s) for s in args.split_seeds.split(",")]
+    seeds = parse_split_seeds(args.split_seeds)
     try:
         result = run_experiment(options, args.out, seeds)
     except NnunetStageFailed as error:

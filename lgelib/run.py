@@ -122,6 +122,11 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
+def parse_split_seeds(value: Any) -> list[int]:
+    """Split seeds from ``"0,1,2"`` or a list (a bad item fails naming it)."""
+    return [_integer("split seed", s) for s in _names(value)]
+
+
 def parse_options(items: Mapping[str, Any] | None = None) -> RunOptions:
     """`RunOptions` from a mapping of option names (`OPTION_NAMES`), short names (`ALIASES`) and dotted setting
     keys (``edm.steps``); ``overrides`` may also be given as a mapping. None values keep the default, so the

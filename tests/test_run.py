@@ -11,7 +11,17 @@ import pytest
 
 from lgelib.config import PROFILES, get_profile, override, setting_keys
 from lgelib.layout import RunLayout
-from lgelib.run import ALIASES, TRAINING_SEEDS, Run, load_run, open_run, parse_options, resolve_settings, settings_for
+from lgelib.run import (
+    ALIASES,
+    TRAINING_SEEDS,
+    Run,
+    load_run,
+    open_run,
+    parse_options,
+    parse_split_seeds,
+    resolve_settings,
+    settings_for,
+)
 
 
 def test_override_edits_one_setting_by_its_dotted_key_and_nothing_else() -> None:
@@ -80,6 +90,9 @@ def test_options_parse_names_short_names_and_dotted_keys_and_refuse_unknown_ones
         resolve_settings(parse_options({"generator": "gan"}))
     with pytest.raises(ValueError, match=r"profile's name is chosen with the profile option"):
         resolve_settings(parse_options({"overrides": {"name": "paper"}}))
+    assert parse_split_seeds(" 0, 2,") == [0, 2] == parse_split_seeds([0, "2"])  # the CLI's and benchmarks' seeds
+    with pytest.raises(ValueError, match=r"run option split seed = '1x': expected an integer"):
+        parse_split_seeds("0,1x")
 
 
 def test_named_choices_come_first_and_dotted_overrides_last() -> None:
