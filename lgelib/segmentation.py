@@ -479,9 +479,8 @@ def run_segmentation(
         if echo:
             state = "trained" if is_trained(folders, name, settings, arm) else "to train"
             logger.info(
-                f"{arm}: {name} ({state}); {settings.configuration}, {settings.epochs} epochs x "
-                f"{settings.iterations_per_epoch} iterations, folds {list(settings.folds)}, {arm.sampling} "
-                f"sampling, on {torch_device}"
+                f"{arm}: {name} ({state}); {settings.budget_text(torch_device)}, {arm.sampling} sampling, "
+                f"on {torch_device}"
             )
         started = time.perf_counter()
         preprocess(folders, name, settings, torch_device, None if name == base else base, echo)

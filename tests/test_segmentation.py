@@ -530,3 +530,7 @@ def test_bfloat16_autocast_only_on_a_cpu_as_asked_or_where_it_is_native(monkeypa
         assert settings[None].autocasts_bf16("cpu") is native  # None: where the CPU computes bfloat16 itself
         assert settings[True].autocasts_bf16("cpu") and not settings[False].autocasts_bf16("cpu")
         assert not any(s.autocasts_bf16("cuda") for s in settings.values())  # nnU-Net's own float16 there
+        assert settings[True].budget_text("cpu").endswith(", bfloat16 autocast")  # what logs and chapter 06 print
+        assert settings[False].budget_text("cpu").endswith(", float32")
+        assert settings[True].budget_text("cuda").endswith("nnU-Net's float16 autocast")
+    assert TINY.budget_text("cpu").startswith(f"{TINY.configuration}, {TINY.epochs} epochs x ")
