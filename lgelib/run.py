@@ -430,7 +430,7 @@ class Run:
                 if not request.satisfied(training).any():
                     logger.info("conditioned synthesis: no training heart meets %r; not drawn", name)
                     continue
-                conditions = request_conditions(request, training, synthesis.draw_limit, synthesis.seed)
+                conditions = request_conditions(request, training, synthesis.n_volumes, synthesis.seed)
             folder = self.layout.synth_conditioned(name)
             drawn = self.synthesize(
                 edm,
@@ -472,9 +472,7 @@ class Run:
         requests = settings.parsed_fill()
         counts = ALLOCATIONS[allocation](training, requests, synthesis.n_volumes)
         logger.info("%s synthesis: %s", allocation, ", ".join(f"{k} +{v}" for k, v in counts.items()))
-        conditions, _ = targeted_conditions(
-            training, requests, synthesis.n_volumes, synthesis.draw_limit, synthesis.seed, allocation
-        )
+        conditions, _ = targeted_conditions(training, requests, synthesis.n_volumes, synthesis.seed, allocation)
         source = next(s for s, a in CONDITIONED_SOURCES.items() if a == allocation)
         folder = self.layout.generated_set(source)
         drawn = self.synthesize(

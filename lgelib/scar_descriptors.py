@@ -217,27 +217,22 @@ def targeted_conditions(
     training: pd.DataFrame,
     requests: list[ScarRequest],
     n: int,
-    n_draws: int,
     seed: int,
     allocation: str = "fill",
 ) -> tuple[np.ndarray, list[str]]:
-    """Condition vectors (n_draws, len(CONDITION_COLUMNS)) for a set of ``n`` volumes spread over the requests by
-    ``allocation`` (:data:`ALLOCATIONS`: `fill_allocation` or `proportional_allocation`) and the request each one
-    was drawn for. The first ``n`` follow the allocation in a seeded random order, so
-    that any prefix (a smaller arm, or the volumes kept when some are rejected) keeps about the same mix; draws
-    beyond ``n`` (replacements for rejected volumes) repeat that order from its start, not the rejected draws'
-    requests, so a level whose volumes fail quality control more often ends up under-filled: measure the kept
-    set's levels (``benchmarks/targeted_augmentation.py`` does)."""
-    if n_draws < n:
-        raise ValueError(f"n_draws ({n_draws}) must be at least n ({n})")
+    """Condition vectors (n, len(CONDITION_COLUMNS)) for a set of ``n`` volumes spread over the requests by
+    ``allocation`` (:data:`ALLOCATIONS`: `fill_allocation` or `proportional_allocation`), in a seeded random order
+    (so that any prefix, a smaller arm, keeps about the same mix), and the request each one is drawn for.
+    `lgelib.synthesis.synthesize` draws a volume rejected by quality control again for the same row, so the kept
+    set follows the allocation."""
     if allocation not in ALLOCATIONS:
         raise ValueError(f"allocation must be one of {sorted(ALLOCATIONS)}, got {allocation!r}")
     counts = ALLOCATIONS[allocation](training, requests, n)
     by_name = {r.name: r for r in requests}
     order = [name for name, k in counts.items() for _ in range(k)]
     order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
-    drawn_for = [order[i % len(order)] for i in range(n_draws)] if order else []
-    conditions = np.zeros((n_draws, len(CONDITION_COLUMNS)), np.float32)
+    drawn_for = order
+    conditions = np.zeros((len(order), len(CONDITION_COLUMNS)), np.float32)
     for k, name in enumerate(by_name):
         rows = [i for i, d in enumerate(drawn_for) if d == name]
         if rows:

@@ -149,8 +149,10 @@ def synthesize(
         publishable: whether the manifest lets a rendered book show these images. Synthetic volumes learned
             from a private dataset may reproduce its cases, so pass the source dataset's flag.
         batch: samples decoded together.
-        conditions, guidance: for a conditioned diffusion model (`lgelib.edm`), the condition vector of each draw
-            (draw i uses row i modulo their number) and the classifier-free guidance scale.
+        conditions, guidance: for a conditioned diffusion model (`lgelib.edm`), the condition vector of each
+            volume asked for (volume k uses row k modulo their number) and the classifier-free guidance scale. A
+            draw rejected by quality control is drawn again, with a new noise seed, for the same row, so that the
+            kept set follows the conditions asked for even where some conditions fail more often.
 
     A folder already holding this exact synthesis (same models, settings, grid and voxel size) is returned as is;
     otherwise it is written anew, atomically (an interrupted run leaves the old folder or none).
@@ -165,7 +167,7 @@ def synthesize(
     }
     if conditions is not None:
         conditions = np.asarray(conditions, dtype=np.float32)
-        recipe |= {"conditions": conditions.tolist(), "guidance": float(guidance)}
+        recipe |= {"conditions": conditions.tolist(), "guidance": float(guidance), "rejected": "drawn again"}
     key = fingerprint(
         recipe,
         *[t for t in edm.net.state_dict().values()],
@@ -179,6 +181,7 @@ def synthesize(
     started = time.perf_counter()
     rows, entries, latents_kept = [], [], []
     drawn = 0
+    pending = list(range(settings.n_volumes))  # the volumes still wanted; a rejected one stays in front
     with (
         atomic_directory(out, replace=True) as staging,
         tqdm(
@@ -193,9 +196,10 @@ def synthesize(
                     "or inr2vec model is probably undertrained: check their loss curves."
                 )
             count = min(batch, settings.n_volumes - len(entries), max_draws - drawn)
+            wanted = pending[:count]
             draw_conditions = None
             if conditions is not None:
-                draw_conditions = torch.from_numpy(conditions[np.arange(drawn, drawn + count) % len(conditions)])
+                draw_conditions = torch.from_numpy(conditions[np.array(wanted) % len(conditions)])
             vectors = edm.sample(
                 sample_seeds(settings.seed, count, first=drawn), settings.sampler, device, draw_conditions, guidance
             )
@@ -226,6 +230,7 @@ def synthesize(
                         )
                     )
                     latents_kept.append(latents[j])  # the latent alone: its slice spacing is in qc.csv
+                    pending.remove(wanted[j])
                     bar.update(1)
             drawn += count
         case_ids = [e["id"] for e in entries]

@@ -252,7 +252,7 @@ def test_a_targeted_set_is_drawn_from_the_conditioned_model_with_one_condition_p
     assert calls["edm"][0][1] == tmp_path / "edm-conditioned" and calls["edm"][1]["condition_dropout"] == 0.15
     args, kwargs = calls["synth"]
     assert args[0] == "conditioned edm" and args[2] == tmp_path / "synth-targeted" and args[3].n_volumes == 4
-    assert kwargs["guidance"] == 3.0 and kwargs["conditions"].shape == (args[3].draw_limit, 5)
+    assert kwargs["guidance"] == 3.0 and kwargs["conditions"].shape == (4, 5)  # one row per volume
     assert sorted(kwargs["conditions"][:4, 0]) == [0, 0, 0, 1]  # three scar-free draws, one with (mid) scar
 
     monkeypatch.setattr(lgelib.segmentation, "run_segmentation", recorder("segment", None))

@@ -174,6 +174,47 @@ def test_per_sample_geometry_is_sampled_and_written_into_each_nifti(models, tmp_
         split_geometry(vectors, ("heart_rate",))
 
 
+def test_a_rejected_conditioned_draw_is_drawn_again_for_its_own_condition(models, tmp_path: Path, monkeypatch) -> None:
+    """Volume k is drawn with condition row k; when quality control rejects one, the next draw asks for the same
+    row (with a new noise seed), so conditions that fail more often are not under-filled in the kept set."""
+    import lgelib.synthesis
+
+    edm, inr2vec, shape = models
+    asked = []
+
+    def sample(seeds, sampler, device, conditions=None, guidance=1.0):
+        asked.append((list(seeds), conditions[:, 0].tolist()))
+        return edm.sample(seeds, sampler, device)
+
+    proxy = SimpleNamespace(net=edm.net, standardizer=edm.standardizer, extra_columns=edm.extra_columns, sample=sample)
+    calls = []
+
+    def reject_the_second(myocardium, *rest):
+        qc = mask_qc(myocardium, *rest)
+        calls.append(len(calls))
+        return {**qc, "myocardium_slices": 0} if len(calls) == 2 else qc
+
+    monkeypatch.setattr(lgelib.synthesis, "mask_qc", reject_the_second)
+    conditions = np.arange(3, dtype=np.float32)[:, None] * np.ones((1, 5), np.float32)  # row k: all k
+    settings = SynthesisSettings(n_volumes=3, sampler=SamplerSettings(num_steps=18))
+    drawn = synthesize(
+        proxy,
+        inr2vec,
+        tmp_path / "s",
+        settings,
+        shape,
+        SPACING,
+        True,
+        device="cpu",
+        progress=False,
+        conditions=conditions,
+        guidance=2.0,
+    )
+    assert [rows for _, rows in asked] == [[0.0, 1.0, 2.0], [1.0]]  # the rejected volume 1, asked for again
+    assert [len(seeds) for seeds, _ in asked] == [3, 1] and asked[1][0][0] not in asked[0][0]  # a new seed
+    assert len(drawn.case_ids) == 3 and drawn.qc.accepted.tolist() == [True, False, True, True]
+
+
 def test_a_conditioned_synthesis_passes_each_draws_condition_and_is_keyed_on_it(models, tmp_path: Path) -> None:
     """The conditioned EDM samples with each draw's condition (same seeds, other conditions: other volumes; same
     conditions: the same volumes), the folder is keyed on the conditions, and the decoded volumes are measured."""
