@@ -21,6 +21,7 @@ from lgelib.data.nifti import slice_axis, voxel_spacing, write_volume
 from lgelib.data.prepare import load_prepared
 from lgelib.fingerprint import fingerprint, record_matches
 from lgelib.fsutil import atomic_directory
+from lgelib.log import logger
 from lgelib.segmentation_setup import (
     Arm,
     NnunetFolders,
@@ -75,12 +76,16 @@ def export_real_case(case: ScanCase, images_dir: Path, labels_dir: Path | None, 
         _write(labels_dir / f"{case_id}{FILE_ENDING}", label_map(case.myocardium, case.fibrosis), case.affine, ornt)
 
 
-def phantom_subjects(real: Dataset, n: int, seed: int) -> tuple[dict[str, CaseFiles], LabelMapping | None]:
-    """``n`` new subjects of the calibrated phantom (`lgelib.data.phantom`, default settings, ``seed``), generated
-    into the cohort cache on first use: exported id (``P<seed>_Phantom_001``, ...) -> files, and their label
-    mapping. Refuses the seed of a phantom cohort that is itself the real data (its test subjects would be added)."""
+def phantom_subjects(
+    real: Dataset, n: int, seed: int, calibration: str = "training"
+) -> tuple[dict[str, CaseFiles], LabelMapping | None]:
+    """``n`` new subjects of the phantom (`lgelib.data.phantom`, ``seed``), calibrated to the real training cases
+    (``calibration="training"``, `lgelib.data.phantom.calibrate`) or with the default settings, generated into the
+    cohort cache on first use: exported id (``P<seed>_Phantom_001``, ...) -> files, and their label mapping.
+    Refuses the seed of a phantom cohort that is itself the real data (its test subjects would be added)."""
     from lgelib.data.cohort import cached_phantom_cohort, phantom_config_from_source
     from lgelib.data.phantom import PhantomSettings
+    from lgelib.data.phantom.calibrate import calibrated_settings, case_statistics
 
     if real.manifest.kind == "phantom":
         real_seed = phantom_config_from_source(real.manifest.source, real.manifest.path).seed
@@ -89,7 +94,22 @@ def phantom_subjects(real: Dataset, n: int, seed: int) -> tuple[dict[str, CaseFi
                 f"phantom arms draw new subjects with phantom_seed {seed}, the seed of the phantom cohort "
                 f"{real.manifest.name} that is the real data here: choose another segmentation.phantom_seed"
             )
-    cohort = cached_phantom_cohort(PhantomSettings(n_cases=n, seed=seed), progress=False)
+    if calibration == "training":
+        train_ids = set(real.split.train)
+        training = case_statistics(read_case(c, real.label_mapping) for c in real.cases if c.case_id in train_ids)
+        settings, report = calibrated_settings(training, n, seed)
+        logger.info(
+            "phantom calibrated on %d training cases: scar-free share %.2f; healthy myocardium %.3f (training) "
+            "against %.3f (phantom) with the inversion-time offset shifted by %+.0f ms",
+            len(training),
+            report["scar_free_fraction"],
+            report["target_intensity_healthy"],
+            report["phantom_intensity_healthy"],
+            report["ti_offset_shift_ms"],
+        )
+    else:
+        settings = PhantomSettings(n_cases=n, seed=seed)
+    cohort = cached_phantom_cohort(settings, progress=False)
     cases, mapping, problems = resolve_cases(load_manifest(cohort), progress=False)
     if problems:
         raise ValueError(f"the phantom cohort {cohort} cannot be read: {problems}")
@@ -151,7 +171,9 @@ def export_training_set(
     phantom: dict[str, CaseFiles] = {}
     phantom_mapping = None
     if arm.n_added and arm.source == "phantom":
-        phantom, phantom_mapping = phantom_subjects(real, arm.n_added, settings.phantom_seed)
+        phantom, phantom_mapping = phantom_subjects(
+            real, arm.n_added, settings.phantom_seed, settings.phantom_calibration
+        )
     elif arm.n_added and arm.source in ("synthetic", "targeted", "proportional"):
         if synthetic_dir is None:
             raise ValueError(f"arm {arm}: {arm.n_added} synthetic volumes asked for but no synthesis folder given")
@@ -172,10 +194,11 @@ def export_training_set(
             for role in ("image", "myocardium", "fibrosis")
         ]
     budget = settings.to_dict()
-    seed = budget.pop("phantom_seed")  # only phantom arms depend on it (and older exports' keys stay valid)
+    seed = budget.pop("phantom_seed")  # only phantom arms depend on these (and older exports' keys stay valid)
+    calibration = budget.pop("phantom_calibration")
     recipe = {"labels": LABELS, "format": 3, "channel": CHANNEL, "duplicates": duplicates, "budget": budget}
     if phantom:
-        recipe |= {"phantom": sorted(phantom), "phantom_seed": seed}
+        recipe |= {"phantom": sorted(phantom), "phantom_seed": seed, "phantom_calibration": calibration}
     key = fingerprint(recipe, *map(Path, sources), length=16)
     name = dataset_name(folders, arm.training_set)
     target = folders.raw / name
@@ -225,6 +248,7 @@ def export_training_set(
                     "synthetic": synthetic_ids,
                     "duplicates": duplicates,
                     "phantom": list(phantom),
+                    **({"phantom_calibration": calibration} if phantom else {}),
                 },
                 indent=1,
             )

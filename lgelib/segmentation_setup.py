@@ -130,7 +130,10 @@ class SegmentationSettings:
     ``real_share`` is the real part of every batch in ``balanced`` arms. ``cpu_bf16`` trains under bfloat16
     autocast on a CPU (None: where the CPU computes bfloat16 natively; False: float32, nnU-Net's CPU default).
     ``phantom_seed`` seeds the new phantom subjects of ``P<n>`` arms (it must differ from the seed of a phantom
-    cohort used as the real data, or the arm would add the test subjects).
+    cohort used as the real data, or the arm would add the test subjects); ``phantom_calibration`` is
+    ``"training"`` (the scar-free share and healthy-myocardium brightness of the split's training cases,
+    `lgelib.data.phantom.calibrate`: the simulator knows what the learned generator knows) or ``"default"`` (the
+    settings hand-tuned once on all 85 EMIDEC-derived cases, test cases included).
     """
 
     configuration: str = "3d_fullres"
@@ -149,8 +152,11 @@ class SegmentationSettings:
     real_share: float = 0.5
     cpu_bf16: bool | None = False
     phantom_seed: int = 1000
+    phantom_calibration: str = "training"
 
     def __post_init__(self) -> None:
+        if self.phantom_calibration not in ("training", "default"):
+            raise ValueError(f"phantom_calibration must be 'training' or 'default', got {self.phantom_calibration!r}")
         if self.configuration not in ("2d", "3d_fullres", "3d_lowres"):
             raise ValueError(f"configuration must be 2d, 3d_fullres or 3d_lowres, got {self.configuration!r}")
         if min(self.epochs, self.iterations_per_epoch, self.val_iterations_per_epoch, self.save_every) < 1:

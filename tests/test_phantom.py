@@ -287,3 +287,31 @@ def test_statistics_inside_real_ranges(
             if np.isnan(value):
                 continue
             assert low <= value <= high, f"{phantom_case_id(index)} {name}={value:.3f} outside [{low:.3f}, {high:.3f}]"
+
+
+def test_calibration_to_a_training_set_recovers_its_scar_free_share_and_myocardium_brightness() -> None:
+    """Training cases drawn from the default settings (another seed): the calibration gives their scar-free share
+    and lands near the default inversion-time offset; a darker training set gets a shorter offset."""
+    import pandas as pd
+
+    from lgelib.data.phantom.calibrate import calibrated_settings, healthy_intensity
+    from lgelib.data.stats import FIBROSIS_LABELS, MYOCARDIUM_LABELS
+
+    rows = []
+    for index in range(10):
+        case = generate_case(PhantomSettings(seed=5), index)
+        myocardium, fibrosis = np.isin(case.labels, MYOCARDIUM_LABELS), np.isin(case.labels, FIBROSIS_LABELS)
+        rows.append(
+            {"has_scar": fibrosis.any(), "intensity_healthy": healthy_intensity(case.image, myocardium, fibrosis)}
+        )
+    training = pd.DataFrame(rows)
+    settings, report = calibrated_settings(training, n_cases=7, seed=1000, probes=6, iterations=4)
+    assert settings.n_cases == 7 and settings.seed == 1000
+    assert settings.scar_free_fraction == pytest.approx(1 - training.has_scar.mean())
+    assert abs(report["ti_offset_shift_ms"]) < 35  # the default offset, up to the probes' sampling
+    assert abs(report["phantom_intensity_healthy"] - report["target_intensity_healthy"]) < 0.03
+    darker = training.assign(intensity_healthy=training.intensity_healthy - 0.05)
+    _, dark = calibrated_settings(darker, n_cases=7, seed=1000, probes=6, iterations=4)
+    assert dark["ti_offset_shift_ms"] < report["ti_offset_shift_ms"] - 10
+    with pytest.raises(ValueError, match="at least one training case"):
+        calibrated_settings(training.iloc[:0], n_cases=7, seed=1000)

@@ -149,6 +149,16 @@ def test_phantom_arm_adds_new_phantom_subjects_never_the_cohorts_own(cohort: Pat
     assert not any(a.shape == o.shape and np.array_equal(a, o) for a in added for o in own)  # new subjects
     with pytest.raises(ValueError, match="phantom_seed 5"):
         export_training_set(folders, real, None, Arm(3, "phantom"), dataclasses.replace(TINY, phantom_seed=5))
+    # calibrated on the training cases by default; the hand-tuned defaults are another cohort, another export
+    assert record["phantom_calibration"] == TINY.phantom_calibration == "training"
+
+    def images() -> list[np.ndarray]:
+        return [np.asarray(nib.load(str(raw / "imagesTr" / f"{c}_0000.nii.gz")).dataobj) for c in record["phantom"]]
+
+    calibrated = images()
+    default = dataclasses.replace(TINY, phantom_calibration="default")
+    assert export_training_set(folders, real, None, Arm(3, "phantom", "balanced"), default)[1]
+    assert not all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(calibrated, images()))
 
 
 def test_targeted_arms_add_the_targeted_folders_volumes_and_synthetic_arms_the_others(
