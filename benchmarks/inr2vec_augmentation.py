@@ -113,7 +113,12 @@ def main() -> None:
         fitted_s = time.perf_counter() - started
         started = time.perf_counter()
         model = train_inr2vec(
-            everything, run.layout.root / "inr2vec-augmented", run.settings.inr2vec, device=device, prepared=augmented
+            everything,
+            run.layout.root / "inr2vec-augmented",
+            run.settings.inr2vec,
+            device=device,
+            prepared=augmented,
+            progress=False,
         ).model
         rows.append(
             {
