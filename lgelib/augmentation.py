@@ -88,6 +88,7 @@ def with_augmented_copies(
     if unknown:
         raise ValueError(f"unknown augmentation {', '.join(map(repr, unknown))}; known: {', '.join(AUGMENTATIONS)}")
     ids, images, myocardium, fibrosis = [], [], [], []
+    mappings = dict(prepared.mappings)
     for case_id in case_ids:
         volumes = prepared.case(case_id)
         for name in names:
@@ -96,13 +97,10 @@ def with_augmented_copies(
             images.append(image)
             myocardium.append(myo)
             fibrosis.append(fib)
+            if case_id in prepared.mappings:  # a copy lies on its case's grid
+                mappings[ids[-1]] = prepared.mappings[case_id]
     if not ids:
         return prepared, []
-    mappings = dict(prepared.mappings)  # a copy lies on its case's grid
-    for case_id in case_ids:
-        if case_id in prepared.mappings:
-            for name in names:
-                mappings[augmented_id(case_id, name)] = prepared.mappings[case_id]
     split = Split(tuple(prepared.split.train) + tuple(ids), tuple(prepared.split.test), prepared.split.seed)
     augmented = dataclasses.replace(
         prepared,

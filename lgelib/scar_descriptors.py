@@ -231,10 +231,9 @@ def targeted_conditions(
     by_name = {r.name: r for r in requests}
     order = [name for name, k in counts.items() for _ in range(k)]
     order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
-    drawn_for = order
     conditions = np.zeros((len(order), len(CONDITION_COLUMNS)), np.float32)
     for k, name in enumerate(by_name):
-        rows = [i for i, d in enumerate(drawn_for) if d == name]
+        rows = [i for i, d in enumerate(order) if d == name]
         if rows:
             conditions[rows] = request_conditions(by_name[name], training, len(rows), seed + 1 + k)
-    return conditions, drawn_for
+    return conditions, order

@@ -187,9 +187,10 @@ class SegmentationSettings:
     def budget_text(self, device: str | torch.device) -> str:
         """The budget in one phrase, as the logs and chapter 06 print it: configuration, epochs x iterations, folds
         and the training precision on ``device``."""
-        precision = "bfloat16 autocast" if self.autocasts_bf16(device) else "float32"
         if torch.device(device).type == "cuda":
             precision = "nnU-Net's float16 autocast"
+        else:
+            precision = "bfloat16 autocast" if self.autocasts_bf16(device) else "float32"
         return (
             f"{self.configuration}, {self.epochs} epochs x {self.iterations_per_epoch} iterations, "
             f"folds {list(self.folds)}, {precision}"

@@ -24,10 +24,9 @@ import pandas as pd
 
 from lgelib.data.cases import ScanCase
 from lgelib.data.intensity import normalize_intensity
-from lgelib.data.nifti import voxel_spacing
 from lgelib.data.phantom.config import PhantomSettings
 from lgelib.data.phantom.generate import generate_case
-from lgelib.data.stats import label_map_statistics
+from lgelib.data.stats import FIBROSIS_LABELS, MYOCARDIUM_LABELS
 
 SHIFT_RANGE_MS = (-100.0, 150.0)
 """How far the inversion-time offset range may move from the default (its low end stays above 0 ms)."""
@@ -56,9 +55,10 @@ def case_statistics(cases: Iterable[ScanCase]) -> pd.DataFrame:
 def phantom_healthy_intensity(settings: PhantomSettings, probes: int) -> float:
     """The median over subjects 0..probes-1 of ``settings`` of their healthy myocardium's median intensity."""
     values = []
-    for index in range(probes):
+    for index in range(probes):  # measured as the training scans are (`healthy_intensity`), from the label map
         case = generate_case(settings, index)
-        values.append(label_map_statistics(case.image, case.labels, voxel_spacing(case.affine))["intensity_healthy"])
+        myocardium, fibrosis = np.isin(case.labels, MYOCARDIUM_LABELS), np.isin(case.labels, FIBROSIS_LABELS)
+        values.append(healthy_intensity(case.image, myocardium, fibrosis))
     return float(np.nanmedian(values))
 
 
