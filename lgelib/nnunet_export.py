@@ -83,7 +83,7 @@ def phantom_subjects(
     (``calibration="training"``, `lgelib.data.phantom.calibrate`) or with the default settings, generated into the
     cohort cache on first use: exported id (``P<seed>_Phantom_001``, ...) -> files, and their label mapping.
     Refuses the seed of a phantom cohort that is itself the real data (its test subjects would be added)."""
-    from lgelib.data.cohort import cached_phantom_cohort, phantom_config_from_source
+    from lgelib.data.cohort import cached_phantom_cohort, default_cache_dir, phantom_config_from_source
     from lgelib.data.phantom import PhantomSettings
     from lgelib.data.phantom.calibrate import calibrated_settings, case_statistics
 
@@ -97,7 +97,7 @@ def phantom_subjects(
     if calibration == "training":
         train_ids = set(real.split.train)
         training = case_statistics(read_case(c, real.label_mapping) for c in real.cases if c.case_id in train_ids)
-        settings, report = calibrated_settings(training, n, seed)
+        settings, report = calibrated_settings(training, n, seed, cache_dir=default_cache_dir())
         logger.info(
             "phantom calibrated on %d training cases: scar-free share %.2f; healthy myocardium %.3f (training) "
             "against %.3f (phantom) with the inversion-time offset shifted by %+.0f ms",

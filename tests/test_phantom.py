@@ -315,3 +315,27 @@ def test_calibration_to_a_training_set_recovers_its_scar_free_share_and_myocardi
     assert dark["ti_offset_shift_ms"] < report["ti_offset_shift_ms"] - 10
     with pytest.raises(ValueError, match="at least one training case"):
         calibrated_settings(training.iloc[:0], n_cases=7, seed=1000)
+
+
+def test_calibration_is_kept_in_the_cache_and_redone_when_the_training_statistics_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A phantom arm's export is checked on every run: the calibration is read back, not generated again, unless
+    the training cases' statistics differ."""
+    import pandas as pd
+
+    from lgelib.data.phantom import calibrate
+
+    training = pd.DataFrame({"has_scar": [True, False, True], "intensity_healthy": [0.30, 0.35, 0.40]})
+    first, report = calibrate.calibrated_settings(training, 5, 1000, probes=2, iterations=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("phantom-calibration-*.json"))) == 1
+
+    def no_probes(*args: object) -> float:
+        raise AssertionError("the probes were generated again")
+
+    monkeypatch.setattr(calibrate, "phantom_healthy_intensity", no_probes)
+    again, cached = calibrate.calibrated_settings(training, 5, 1000, probes=2, iterations=1, cache_dir=tmp_path)
+    assert again == first and cached == report
+    with pytest.raises(AssertionError, match="generated again"):
+        brighter = training.assign(intensity_healthy=training.intensity_healthy + 0.01)
+        calibrate.calibrated_settings(brighter, 5, 1000, probes=2, iterations=1, cache_dir=tmp_path)

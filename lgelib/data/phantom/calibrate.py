@@ -17,7 +17,9 @@ cohort settings of the phantom.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,8 @@ from lgelib.data.intensity import normalize_intensity
 from lgelib.data.phantom.config import PhantomSettings
 from lgelib.data.phantom.generate import generate_case
 from lgelib.data.stats import FIBROSIS_LABELS, MYOCARDIUM_LABELS
+from lgelib.fingerprint import fingerprint
+from lgelib.fsutil import write_text_atomic
 
 SHIFT_RANGE_MS = (-100.0, 150.0)
 """How far the inversion-time offset range may move from the default (its low end stays above 0 ms)."""
@@ -69,19 +73,43 @@ def calibrated_settings(
     probes: int = 12,
     iterations: int = 7,
     base: PhantomSettings | None = None,
+    cache_dir: Path | None = None,
 ) -> tuple[PhantomSettings, dict[str, float]]:
     """``base`` (default settings) with ``n_cases``, ``seed`` and the two settings the training cases'
-    statistics (`case_statistics`) pin down, and a report: the targets, what the phantom reaches, the shift."""
+    statistics (`case_statistics`) pin down, and a report: the targets, what the phantom reaches, the shift.
+
+    With ``cache_dir`` the report is kept there, keyed on the statistics and every argument, so that checking a
+    phantom arm's export again does not generate the ~100 probe subjects again."""
     if training.empty:
         raise ValueError("calibrating the phantom needs at least one training case")
     base = dataclasses.replace(base or PhantomSettings(), n_cases=n_cases, seed=seed)
     free = float(1.0 - training["has_scar"].mean())
     target = float(np.nanmedian(training["intensity_healthy"]))
     low_ms, high_ms = base.ti_offset_ms
-    lowest = max(SHIFT_RANGE_MS[0], 1.0 - low_ms)
 
     def shifted(shift: float) -> PhantomSettings:
         return dataclasses.replace(base, scar_free_fraction=free, ti_offset_ms=(low_ms + shift, high_ms + shift))
+
+    arguments = [dataclasses.asdict(base), free, target, len(training), probes, iterations, SHIFT_RANGE_MS]
+    generator = sorted(Path(__file__).parent.glob("*.py"))  # the phantom's code: a change recalibrates
+    key = fingerprint(arguments, *generator, length=16)
+    cached = cache_dir / f"phantom-calibration-{key}.json" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        report = json.loads(cached.read_text())
+        return shifted(report["ti_offset_shift_ms"]), report
+    lowest = max(SHIFT_RANGE_MS[0], 1.0 - low_ms)
+    report = _bisect(shifted, target, lowest, probes, iterations) | {"training_cases": float(len(training))}
+    if cached is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(cached, json.dumps(report, indent=1))
+    return shifted(report["ti_offset_shift_ms"]), report
+
+
+def _bisect(
+    shifted: Callable[[float], PhantomSettings], target: float, lowest: float, probes: int, iterations: int
+) -> dict[str, float]:
+    """The offset shift in [``lowest``, `SHIFT_RANGE_MS`'s top] whose probes' healthy myocardium reaches ``target``
+    (bisection), with what is reached there and the settings' scar-free share."""
 
     def reached(shift: float) -> float:  # probes drawn with the cohort's seed: the same subjects at every shift
         return phantom_healthy_intensity(shifted(shift), probes)
@@ -101,11 +129,9 @@ def calibrated_settings(
                 hi = middle
         shift = (lo + hi) / 2
         value = reached(shift)
-    report = {
-        "training_cases": float(len(training)),
-        "scar_free_fraction": free,
+    return {
+        "scar_free_fraction": shifted(shift).scar_free_fraction,
         "target_intensity_healthy": target,
         "phantom_intensity_healthy": value,
         "ti_offset_shift_ms": shift,
     }
-    return shifted(shift), report
