@@ -183,8 +183,14 @@ def conditioning_summary(table: pd.DataFrame) -> str:
 
 RECORDED = {
     "conditioned_generation_emidec.csv": "Scar on request (EDM conditioned, w = 2): mean over three splits",
-    "phantom_arm_emidec.csv": "Phantom and learned-generator arms: Volume Dice differences, three splits",
-    "targeted_arm_emidec.csv": "Targeted against unconditional volumes (T100 - N100, balanced): Dice by region",
+    "phantom_arm_emidec.csv": "Phantom (hand-tuned) and learned-generator arms, `real-cpu` budget: Volume Dice "
+    "differences, three splits",
+    "phantom_arm_emidec_long.csv": "Phantom (calibrated per split) and learned-generator arms, `real-cpu-long` budget: "
+    "Volume Dice differences, three splits",
+    "targeted_arm_emidec.csv": "Targeted against unconditional volumes (T100 - N100, balanced), `real-cpu` budget: "
+    "Dice by region, three splits",
+    "targeted_arm_emidec_long.csv": "Targeted against unconditional volumes (T100 - N100, balanced), `real-cpu-long` "
+    "budget: Dice by region, three splits",
 }
 """Result tables measured on EMIDEC-derived and kept in ``benchmarks/results/`` (file -> title in the chapter)."""
 
