@@ -22,7 +22,10 @@ and prints them as tables, with the wall time of each size.
         --out runs/low-data
 
 At the ``real-cpu`` budget every nnU-Net model takes about 9 minutes on 2 cores and each size's generator chain
-about 4 minutes, so 4 sizes x 2 arms x 3 splits is about 4 hours; ``--split-seeds 0`` is a third of that.
+about 4 minutes, so 4 sizes x 2 arms x 3 splits is about 4 hours; ``--split-seeds 0`` is a third of that. At
+``real-cpu-long`` (the budget at which the real-only baseline learns scar; about 10 minutes a model) the ``all``
+point is the Table 1 experiment itself: ``--all-from benchmarks/results/table1_emidec_per_case.csv`` reads its
+recorded per-case rows (same splits, budget, arms and test cases, checked) instead of training those 6 models again.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ import pandas as pd
 from _options import add_run_arguments, machine_line, run_items, split_seeds
 from lgelib.experiment import run_experiment, split_run
 from lgelib.figures import plot_low_data_curve
-from lgelib.low_data import curve, differences, equivalent_real_cases, stack_points
+from lgelib.comparisons import read_per_case
+from lgelib.data.dataset import open_split
+from lgelib.low_data import curve, differences, equivalent_real_cases, recorded_point, stack_points
 from lgelib.run import parse_options
 from lgelib.segmentation_setup import parse_arms
 from lgelib.table1 import comparisons_markdown
@@ -49,6 +54,11 @@ def main() -> None:
     parser.add_argument("--arms", default="N0,N100-balanced", help="arms at every size (N0 always runs)")
     parser.add_argument("--seg-budget", default="real-cpu", help="nnU-Net budget (default real-cpu)")
     parser.add_argument("--out", default="runs/low-data", help="folder of the experiments (finished stages reused)")
+    parser.add_argument(
+        "--all-from",
+        help="recorded per-case rows (benchmarks/record_table1.py's table1_emidec_per_case.csv) of the same arms, "
+        "splits and budget on the whole training split: the 'all' point is read from them, not trained again",
+    )
     parser.add_argument("--inr-cache", help="folder of fitted INRs shared by every size (default <out>/inr-cases)")
     args = parser.parse_args()
     seeds = split_seeds(args)
@@ -61,6 +71,17 @@ def main() -> None:
     points, times = {}, []
     for size in sizes:
         options = parse_options(run_items(args, seg_budget=args.seg_budget, seg_arms=arms, n_train=size))
+        if size is None and args.all_from:
+            splits = {seed: open_split(options.manifest, seed).split for seed in seeds}
+            n_real = {len(split.train) for split in splits.values()}
+            if len(n_real) != 1:
+                raise RuntimeError(f"the splits hold different numbers of training cases: {sorted(n_real)}")
+            n = n_real.pop()
+            test_cases = {seed: split.test for seed, split in splits.items()}
+            points[n] = recorded_point(read_per_case(args.all_from), args.seg_budget, arms, test_cases)
+            times.append({"real training cases": n, "minutes": "recorded (--all-from)"})
+            print(f"{n} real training cases: read from {args.all_from}", flush=True)
+            continue
         root = out / f"n-{'all' if size is None else size}"
         started = time.perf_counter()
         result = run_experiment(options, root, seeds, inr_cache=inr_cache)

@@ -24,7 +24,7 @@ examples:
   lgelib prepare data_manifest/phantom.yaml --profile smoke --out runs/smoke/data
   lgelib phantom --out my_cohort --n-cases 48 --seed 1 write a cohort you can edit or share
   lgelib segment --profile smoke --arms N100,D100    nnU-Net with 100 synthetic volumes added, and its control
-  lgelib experiment data_manifest/emidec.yaml --split-seeds 0,1,2 --seg-budget real-cpu --out runs/emidec
+  lgelib experiment data_manifest/emidec.yaml --split-seeds 0,1,2 --seg-budget real-cpu-long --out runs/emidec
                                                        every stage on 3 splits, every arm; Table 1 with statistics
   lgelib book --profile smoke --split-seed 3           run the notebooks and build the book
   lgelib book --profile paper --manifest data_manifest/emidec.yaml --device cuda --set inr.fit.steps=3000
@@ -240,7 +240,9 @@ def _add_arm_arguments(parser: argparse.ArgumentParser, default_arms: str = "N0,
         f"N0 is always run (default {default_arms})",
     )
     parser.add_argument(
-        "--seg-budget", help="nnU-Net budget: smoke, real-cpu, real-cpu-long or paper (default: the profile's)"
+        "--seg-budget",
+        help="nnU-Net budget: smoke, real-cpu, real-cpu-long or paper (default: the profile's; real-cpu-long for "
+        "the smoke profile on real scans)",
     )
     parser.add_argument("--epochs", type=int, help="override the budget's nnU-Net epochs")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available)")

@@ -31,6 +31,29 @@ def stack_points(points: dict[int, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat([table.assign(n_train=int(n)) for n, table in sorted(points.items())], ignore_index=True)
 
 
+def recorded_point(
+    rows: pd.DataFrame, budget: str, arms: list[str], test_cases: dict[int, tuple[str, ...]]
+) -> pd.DataFrame:
+    """One point of the curve taken from per-case rows already recorded (``benchmarks/record_table1.py``'s
+    ``table1_emidec_per_case.csv``, which has a ``budget`` column) instead of trained again: the rows of ``budget``,
+    ``arms`` and the split seeds of ``test_cases`` (seed -> that split's test case ids), with the budget column
+    dropped. Fails, naming the arm and split, unless every (arm, split) is there with exactly that split's test
+    cases: a point from another split, budget or arm set would not be paired with the rest of the curve."""
+    if "budget" not in rows.columns:
+        raise ValueError("the recorded per-case rows have no budget column: they cannot be matched to a budget")
+    chosen = rows[(rows["budget"] == budget) & rows["arm"].isin(arms) & rows["split_seed"].isin(list(test_cases))]
+    for seed, cases in test_cases.items():
+        for arm in arms:
+            held = set(chosen.loc[(chosen["arm"] == arm) & (chosen["split_seed"] == seed), "case_id"].astype(str))
+            if held != set(cases):
+                differ = sorted(held ^ set(cases))
+                raise ValueError(
+                    f"the recorded rows of {arm} on split {seed} at budget {budget} hold {len(held)} test cases, "
+                    f"the split has {len(cases)}" + (f" ({len(differ)} differ, e.g. {differ[0]})" if differ else "")
+                )
+    return chosen.drop(columns="budget").reset_index(drop=True)
+
+
 def _per_point(per_case: pd.DataFrame, region: str, function, **kwargs) -> pd.DataFrame:
     """``function`` (a summary of one experiment's per-case table) at every ``n_train`` of ``per_case``, on one
     region's rows, with the ``n_train`` column added."""

@@ -28,7 +28,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from lgelib.config import Profile, get_profile, override, setting_keys, with_generator, with_inr, with_seg_budget
+from lgelib.config import (
+    REAL_DATA_SEG_BUDGETS,
+    Profile,
+    get_profile,
+    override,
+    setting_keys,
+    with_generator,
+    with_inr,
+    with_seg_budget,
+)
 from lgelib.fsutil import write_text_atomic
 from lgelib.layout import REPO_ROOT, RunLayout
 from lgelib.log import logger, show_progress
@@ -164,15 +173,45 @@ def parse_options(items: Mapping[str, Any] | None = None) -> RunOptions:
     return RunOptions(**options, overrides=tuple(overrides.items()))
 
 
+def manifest_path(manifest: str | os.PathLike) -> Path:
+    """A run's data manifest as a path (a relative path is the repository root's, where the notebooks run)."""
+    path = Path(manifest).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def source_kind(manifest: str | os.PathLike) -> str | None:
+    """The ``source.kind`` a manifest names (``phantom``, ``emidec``, ``nifti``), read without loading its cases;
+    None where the file cannot be read as a manifest (loading it later says what is wrong)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(manifest_path(manifest).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    source = data.get("source") if isinstance(data, dict) else None
+    kind = source.get("kind") if isinstance(source, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def default_seg_budget(options: RunOptions) -> str | None:
+    """The nnU-Net budget of a run that names none: the profile's own on the phantom, and on real scans the one
+    `lgelib.config.REAL_DATA_SEG_BUDGETS` gives the profile (``real-cpu-long`` for ``smoke``); None keeps the
+    profile's."""
+    kind = source_kind(options.manifest)
+    return None if kind in (None, "phantom") else REAL_DATA_SEG_BUDGETS.get(options.profile)
+
+
 def resolve_settings(options: RunOptions) -> Profile:
-    """The stages' settings: the profile, then the named choices, then each dotted override in order."""
+    """The stages' settings: the profile, then the named choices (the nnU-Net budget by default the data's:
+    `default_seg_budget`), then each dotted override in order."""
     settings = get_profile(options.profile)
     if options.generator is not None:
         settings = with_generator(settings, options.generator)
     if options.inr is not None:
         settings = with_inr(settings, options.inr)
-    if options.seg_budget is not None:
-        settings = with_seg_budget(settings, options.seg_budget)
+    seg_budget = options.seg_budget if options.seg_budget is not None else default_seg_budget(options)
+    if seg_budget is not None:
+        settings = with_seg_budget(settings, seg_budget)
     for key, value in options.overrides:
         if key == "name":
             raise ValueError("the profile's name is chosen with the profile option, not overridden")
@@ -221,9 +260,8 @@ class Run:
 
     @property
     def manifest(self) -> Path:
-        """The data manifest (a relative path is the repository root's, where the notebooks run)."""
-        path = Path(self.options.manifest).expanduser()
-        return path if path.is_absolute() else REPO_ROOT / path
+        """The data manifest (`manifest_path`)."""
+        return manifest_path(self.options.manifest)
 
     def record(self) -> dict[str, Any]:
         """What run.json holds: the options as given and every setting they resolved to."""

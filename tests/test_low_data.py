@@ -12,7 +12,14 @@ import pytest
 from lgelib import experiment
 from lgelib.comparisons import read_per_case
 from lgelib.layout import REPO_ROOT
-from lgelib.low_data import curve, differences, equivalent_real_cases, real_cases_reaching, stack_points
+from lgelib.low_data import (
+    curve,
+    differences,
+    equivalent_real_cases,
+    real_cases_reaching,
+    recorded_point,
+    stack_points,
+)
 from lgelib.run import parse_options
 
 
@@ -138,3 +145,22 @@ def test_the_equivalent_says_where_it_cannot_be_read() -> None:
     value, where = real_cases_reaching(sizes, np.array([0.0, 0.0, 0.3]), 0.0)
     assert math.isnan(value) and where == "flat"  # no size learned scar: no one size is the equivalent
     assert real_cases_reaching(sizes, np.array([0.0, 0.0, 0.3]), 0.15) == (pytest.approx(30.0), "within")
+
+
+def test_a_recorded_point_keeps_its_budget_arms_and_splits_and_must_hold_each_splits_test_cases() -> None:
+    long = per_case_table({"N0": 0.70, "N100-balanced": 0.65, "N200": 0.5}, splits=3).assign(budget="real-cpu-long")
+    short = per_case_table({"N0": 0.10, "N100-balanced": 0.10}, splits=3).assign(budget="real-cpu")
+    rows = pd.concat([long, short], ignore_index=True)
+    cases = tuple(f"Case_{case}" for case in range(4))
+    point = recorded_point(rows, "real-cpu-long", ["N0", "N100-balanced"], {0: cases, 2: cases})
+    assert "budget" not in point.columns
+    assert set(point["arm"]) == {"N0", "N100-balanced"} and set(point["split_seed"]) == {0, 2}
+    assert len(point) == 2 * 2 * 4 * 2  # arms x splits x cases x structures, the other budget's rows left out
+    means = curve(stack_points({68: point}), n_resamples=50).set_index(["structure", "arm"])["mean"]
+    assert means["myocardium", "N0"] == pytest.approx(0.70)  # the long budget's values, not the short one's
+    with pytest.raises(ValueError, match="N0 on split 1 at budget real-cpu-long hold 4 test cases, the split has 5"):
+        recorded_point(rows, "real-cpu-long", ["N0", "N100-balanced"], {1: (*cases, "Case_9")})
+    with pytest.raises(ValueError, match="T100-balanced on split 0 .* hold 0 test cases"):
+        recorded_point(rows, "real-cpu-long", ["N0", "T100-balanced"], {0: cases})
+    with pytest.raises(ValueError, match="no budget column"):
+        recorded_point(rows.drop(columns="budget"), "real-cpu-long", ["N0"], {0: cases})

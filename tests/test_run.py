@@ -114,6 +114,24 @@ def test_named_choices_come_first_and_dotted_overrides_last() -> None:
     assert long.epochs == 2 * short.epochs and long.plan_dict() == short.plan_dict()  # only the length differs
 
 
+def test_real_scans_get_the_budget_that_learns_them_unless_a_budget_is_named(tmp_path: Path) -> None:
+    from lgelib.config import REAL_CPU_LONG_SEGMENTATION, SMOKE_SEGMENTATION
+
+    real = tmp_path / "real.yaml"
+    real.write_text("version: 1\nname: real\nsource:\n  kind: nifti\n  cases: []\n")
+    seed = get_profile("smoke").segmentation.seed
+    on_real = settings_for(manifest=str(real)).segmentation
+    assert on_real == dataclasses.replace(REAL_CPU_LONG_SEGMENTATION, seed=seed)
+    assert settings_for().segmentation == SMOKE_SEGMENTATION  # the embedded phantom keeps the smoke budget
+    assert settings_for(manifest=str(real), seg_budget="smoke").segmentation == SMOKE_SEGMENTATION  # named wins
+    assert settings_for(manifest=str(real), seg_epochs=2).segmentation.epochs == 2  # dotted keys still come last
+    assert settings_for(profile="paper", manifest=str(real)).segmentation == get_profile("paper").segmentation
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nname: broken\n")  # loading the data says what is wrong, not the settings
+    assert settings_for(manifest=str(broken)).segmentation == SMOKE_SEGMENTATION
+    assert settings_for(manifest=str(tmp_path / "missing.yaml")).segmentation == SMOKE_SEGMENTATION
+
+
 def test_a_run_writes_its_settings_once_and_every_chapter_reads_the_same(tmp_path: Path) -> None:
     run = open_run(tmp_path / "run", {"profile": "smoke", "edm.steps": 11, "precision": "bf16"})
     record = json.loads((tmp_path / "run" / "run.json").read_text())
