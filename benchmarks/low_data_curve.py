@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from _options import add_run_arguments, machine_line, run_items, split_seeds
-from lgelib.experiment import run_experiment, split_run
+from lgelib.experiment import run_experiment
 from lgelib.figures import plot_low_data_curve
 from lgelib.comparisons import read_per_case
 from lgelib.data.dataset import open_split
@@ -71,26 +71,21 @@ def main() -> None:
     points, times = {}, []
     for size in sizes:
         options = parse_options(run_items(args, seg_budget=args.seg_budget, seg_arms=arms, n_train=size))
-        if size is None and args.all_from:
-            splits = {seed: open_split(options.manifest, seed).split for seed in seeds}
-            n_real = {len(split.train) for split in splits.values()}
-            if len(n_real) != 1:
-                raise RuntimeError(f"the splits hold different numbers of training cases: {sorted(n_real)}")
-            n = n_real.pop()
-            test_cases = {seed: split.test for seed, split in splits.items()}
-            points[n] = recorded_point(read_per_case(args.all_from), args.seg_budget, arms, test_cases)
-            times.append({"real training cases": n, "minutes": "recorded (--all-from)"})
-            print(f"{n} real training cases: read from {args.all_from}", flush=True)
-            continue
-        root = out / f"n-{'all' if size is None else size}"
-        started = time.perf_counter()
-        result = run_experiment(options, root, seeds, inr_cache=inr_cache)
-        n_real = {len(split_run(options, root, seed, inr_cache).split.train) for seed in seeds}
+        splits = {seed: open_split(options.manifest, seed, n_train=size).split for seed in seeds}
+        n_real = {len(split.train) for split in splits.values()}
         if len(n_real) != 1:
             raise RuntimeError(f"the splits of size {size} hold different numbers of training cases: {sorted(n_real)}")
         n = n_real.pop()
         if n in points:
             raise SystemExit(f"--sizes {args.sizes}: two sizes are both {n} real training cases")
+        if size is None and args.all_from:
+            test_cases = {seed: split.test for seed, split in splits.items()}
+            points[n] = recorded_point(read_per_case(args.all_from), args.seg_budget, arms, test_cases)
+            times.append({"real training cases": n, "minutes": "recorded (--all-from)"})
+            print(f"{n} real training cases: read from {args.all_from}", flush=True)
+            continue
+        started = time.perf_counter()
+        result = run_experiment(options, out / f"n-{'all' if size is None else size}", seeds, inr_cache=inr_cache)
         points[n] = result.per_case
         times.append({"real training cases": n, "minutes": round((time.perf_counter() - started) / 60, 1)})
         print(f"{n} real training cases: {times[-1]['minutes']} min (finished stages reused)", flush=True)
@@ -124,7 +119,7 @@ def main() -> None:
     table.to_csv(out / "low_data_curve.csv", index=False)
     against_n0.to_csv(out / "low_data_differences.csv", index=False)
     equivalents.to_csv(out / "low_data_equivalent.csv", index=False)
-    plot_low_data_curve(table).savefig(out / "low_data_curve.png", dpi=120)
+    plot_low_data_curve(table, f"nnU-Net budget {args.seg_budget}").savefig(out / "low_data_curve.png", dpi=120)
     print(f"\nwritten: {out}/low_data_*.csv, {out}/low_data_curve.png")
 
 

@@ -542,7 +542,7 @@ def plot_request_accuracy(table: pd.DataFrame) -> Figure:
     return figure
 
 
-def plot_low_data_curve(table: pd.DataFrame) -> Figure:
+def plot_low_data_curve(table: pd.DataFrame, title: str | None = None) -> Figure:
     """Dice against the number of real training cases (`lgelib.low_data.curve`), one panel per structure, one line
     per arm with its 95% cluster-bootstrap interval; arms are nudged apart along x so that the intervals stay
     readable. Where a synthetic arm's point lies above the real-only line, reading across to that line gives the real
@@ -566,5 +566,7 @@ def plot_low_data_curve(table: pd.DataFrame) -> Figure:
         axis.set_title(structure, fontsize=9)
         axis.tick_params(labelsize=8)
     axes[0][0].legend(fontsize=7, frameon=False)
+    if title:
+        figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     return figure

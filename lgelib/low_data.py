@@ -135,18 +135,27 @@ def equivalent_real_cases(table: pd.DataFrame, arm: str, structure: str, baselin
     return pd.DataFrame(out)
 
 
-RECORDED = {
-    "low_data_curve_emidec.csv": "curve",
-    "low_data_differences_emidec.csv": "differences",
-    "low_data_equivalent_emidec.csv": "equivalent",
+RECORDED: dict[str, dict[str, str]] = {
+    "real-cpu": {
+        "low_data_curve_emidec.csv": "curve",
+        "low_data_differences_emidec.csv": "differences",
+        "low_data_equivalent_emidec.csv": "equivalent",
+    },
+    "real-cpu-long": {
+        "low_data_curve_emidec_long.csv": "curve",
+        "low_data_differences_emidec_long.csv": "differences",
+        "low_data_equivalent_emidec_long.csv": "equivalent",
+    },
 }
-"""The low-data curve measured on EMIDEC-derived by ``benchmarks/low_data_curve.py`` and kept in
-``benchmarks/results/`` (file -> key)."""
+"""The low-data curves measured on EMIDEC-derived by ``benchmarks/low_data_curve.py`` and kept in
+``benchmarks/results/``: nnU-Net budget -> (file -> key)."""
 
 
-def recorded_low_data(folder=None) -> dict[str, pd.DataFrame]:
+def recorded_low_data(folder=None) -> dict[str, dict[str, pd.DataFrame]]:
     """The recorded low-data tables (:data:`RECORDED`) that exist in ``folder`` (default: the repository's
-    ``benchmarks/results``), by key; empty where the benchmarks are not at hand."""
+    ``benchmarks/results``): budget -> key -> table, holding only the budgets with every table on file; empty
+    where the benchmarks are not at hand."""
     from lgelib.conditioning import read_recorded
 
-    return read_recorded(RECORDED, folder)
+    tables = {budget: read_recorded(files, folder) for budget, files in RECORDED.items()}
+    return {budget: found for budget, found in tables.items() if len(found) == len(RECORDED[budget])}

@@ -164,3 +164,19 @@ def test_a_recorded_point_keeps_its_budget_arms_and_splits_and_must_hold_each_sp
         recorded_point(rows, "real-cpu-long", ["N0", "T100-balanced"], {0: cases})
     with pytest.raises(ValueError, match="no budget column"):
         recorded_point(rows.drop(columns="budget"), "real-cpu-long", ["N0"], {0: cases})
+
+
+def test_the_recorded_curves_are_read_per_budget_and_a_budget_with_a_missing_table_is_left_out(tmp_path: Path) -> None:
+    from lgelib.low_data import RECORDED, recorded_low_data
+
+    table = curve(stack_points({10: per_case_table({"N0": 0.5}), 20: per_case_table({"N0": 0.6})}), n_resamples=20)
+    for name in RECORDED["real-cpu"]:
+        table.to_csv(tmp_path / name, index=False)
+    long_files = list(RECORDED["real-cpu-long"])
+    for name in long_files[:-1]:  # one of the long budget's tables missing
+        table.to_csv(tmp_path / name, index=False)
+    found = recorded_low_data(tmp_path)
+    assert list(found) == ["real-cpu"] and set(found["real-cpu"]) == {"curve", "differences", "equivalent"}
+    table.to_csv(tmp_path / long_files[-1], index=False)
+    assert list(recorded_low_data(tmp_path)) == ["real-cpu", "real-cpu-long"]
+    assert recorded_low_data(tmp_path / "absent") == {}
