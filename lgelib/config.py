@@ -86,16 +86,15 @@ REAL_CPU_SEGMENTATION = SegmentationSettings(
 was 1.4x faster but then did not learn the fibrosis label). Chosen from the Dice-against-budget curve on
 EMIDEC-derived (benchmarks/README.md): 64 x 64 patches mostly centred on the heart over-segmented the far field. It
 does **not** reach the goal set for a meaningful baseline (myocardium 0.75, fibrosis 0.35 Volume Dice; measured
-0.69 and 0.18): REAL_CPU_LONG_SEGMENTATION, twice as long, does, and is what real scans get by default."""
+0.69 and 0.18 on split 0): REAL_CPU_LONG_SEGMENTATION, twice as long, does, and is what real scans get by default."""
 
 REAL_CPU_LONG_SEGMENTATION = dataclasses.replace(REAL_CPU_SEGMENTATION, epochs=60, save_every=20)
-"""REAL_CPU_SEGMENTATION trained twice as long (3,000 iterations, 9-19 minutes per model on the 2-core machines
-measured): the first
-point of the Dice-against-budget curve on EMIDEC-derived that meets the goal set for a meaningful baseline
-(split seed 0, 8 test cases with scar: myocardium 0.78 and fibrosis 0.36 Volume Dice with training seed 0, 0.78
-and 0.37 with seed 1, which learned no scar at all in REAL_CPU_SEGMENTATION's 1,500 iterations).
-Every arm of a multi-split experiment costs that much: N0 and N100-balanced on one split, from scratch, took 26
-minutes on the faster machine (benchmarks/README.md); 3 splits x 4 arms is about 2.5-3.7 hours."""
+"""REAL_CPU_SEGMENTATION trained twice as long (3,000 iterations, 8.5-11 minutes of training per model on the
+2-core machines measured, 17-19 on the first and slowest): the first point of the Dice-against-budget curve on
+EMIDEC-derived that meets the goal set for a meaningful baseline (split seed 0, 8 test cases with scar: myocardium
+0.78 and fibrosis 0.36 Volume Dice with training seed 0, 0.78 and 0.37 with seed 1, which learned no scar at all in
+REAL_CPU_SEGMENTATION's 1,500 iterations); over three splits N0 reaches 0.76 and 0.40. Every arm of a multi-split
+experiment costs that much: 3 splits x 7 arms is about 3.5 hours on 2 cores (benchmarks/README.md)."""
 
 SEGMENTATION_BUDGETS: dict[str, SegmentationSettings] = {
     "smoke": SMOKE_SEGMENTATION,
@@ -110,9 +109,9 @@ EMIDEC-derived Table 1 was measured at it), ``paper`` nnU-Net's default (a GPU j
 
 REAL_DATA_SEG_BUDGETS: dict[str, str] = {"smoke": "real-cpu-long"}
 """The budget a profile uses on real scans (a manifest whose source is not the phantom) when the run names none:
-the ``smoke`` budget is sized for the embedded cohort and learns nothing on EMIDEC-derived (myocardium 0.32,
-fibrosis 0.00 Volume Dice; benchmarks/README.md), so real scans get the smallest budget at which the real-only
-baseline is meaningful. The ``paper`` profile keeps nnU-Net's default on any data."""
+the ``smoke`` budget is sized for the embedded cohort and learns nothing on EMIDEC-derived (myocardium 0.33,
+fibrosis 0.00 Volume Dice on split 0; benchmarks/README.md), so real scans get the smallest budget at which the
+real-only baseline is meaningful. The ``paper`` profile keeps nnU-Net's default on any data."""
 
 PROFILES: dict[str, Profile] = {
     # Same 160 mm field of view in both; the smoke grid is coarser so every later stage runs on a CPU.
