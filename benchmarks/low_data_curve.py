@@ -26,6 +26,13 @@ about 4 minutes, so 4 sizes x 2 arms x 3 splits is about 4 hours; ``--split-seed
 ``real-cpu-long`` (the budget at which the real-only baseline learns scar; about 10 minutes a model) the ``all``
 point is the Table 1 experiment itself: ``--all-from benchmarks/results/table1_emidec_per_case.csv`` reads its
 recorded per-case rows (same splits, budget, arms and test cases, checked) instead of training those 6 models again.
+``--real-only-sizes`` adds sizes at which only N0 is trained (no generative stage runs for them): points on the
+real-only curve below the smallest synthetic point, so that a synthetic point that falls below N0 at its own size
+can still be read as a number of real cases. The run recorded in benchmarks/README.md:
+
+    EMIDEC_ROOT=/path/to/emidec-derived python benchmarks/low_data_curve.py --manifest data_manifest/emidec.yaml \
+        --split-seeds 0,1,2 --sizes 30,all --real-only-sizes 10 --seg-budget real-cpu-long \
+        --all-from benchmarks/results/table1_emidec_per_case.csv --out runs/low-data-long
 """
 
 from __future__ import annotations
@@ -55,6 +62,12 @@ def main() -> None:
     parser.add_argument("--seg-budget", default="real-cpu", help="nnU-Net budget (default real-cpu)")
     parser.add_argument("--out", default="runs/low-data", help="folder of the experiments (finished stages reused)")
     parser.add_argument(
+        "--real-only-sizes",
+        default="",
+        help="further numbers of real training cases at which only N0 is trained: more points on the real-only "
+        "curve, to read the equivalent real cases of a synthetic point that falls below N0's smallest size",
+    )
+    parser.add_argument(
         "--all-from",
         help="recorded per-case rows (benchmarks/record_table1.py's table1_emidec_per_case.csv) of the same arms, "
         "splits and budget on the whole training split: the 'all' point is read from them, not trained again",
@@ -64,13 +77,17 @@ def main() -> None:
     seeds = split_seeds(args)
     arms = [arm.name for arm in parse_arms(args.arms)]  # N0 (the real-only curve) first, names as results write them
     sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
+    real_only = [int(s) for s in args.real_only_sizes.split(",") if s.strip()]
+    if set(real_only) & set(sizes):
+        raise SystemExit(f"--real-only-sizes {args.real_only_sizes}: a size there is also in --sizes {args.sizes}")
     out = Path(args.out)
     inr_cache = Path(args.inr_cache) if args.inr_cache else out / "inr-cases"
     print(f"{machine_line()}; {args.manifest}; arms {arms}")
 
     points, times = {}, []
-    for size in sizes:
-        options = parse_options(run_items(args, seg_budget=args.seg_budget, seg_arms=arms, n_train=size))
+    for size in [*real_only, *sizes]:
+        size_arms = ["N0"] if size in real_only else arms
+        options = parse_options(run_items(args, seg_budget=args.seg_budget, seg_arms=size_arms, n_train=size))
         splits = {seed: open_split(options.manifest, seed, n_train=size).split for seed in seeds}
         n_real = {len(split.train) for split in splits.values()}
         if len(n_real) != 1:
@@ -80,7 +97,7 @@ def main() -> None:
             raise SystemExit(f"--sizes {args.sizes}: two sizes are both {n} real training cases")
         if size is None and args.all_from:
             test_cases = {seed: split.test for seed, split in splits.items()}
-            points[n] = recorded_point(read_per_case(args.all_from), args.seg_budget, arms, test_cases)
+            points[n] = recorded_point(read_per_case(args.all_from), args.seg_budget, size_arms, test_cases)
             times.append({"real training cases": n, "minutes": "recorded (--all-from)"})
             print(f"{n} real training cases: read from {args.all_from}", flush=True)
             continue
