@@ -179,25 +179,13 @@ def manifest_path(manifest: str | os.PathLike) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def source_kind(manifest: str | os.PathLike) -> str | None:
-    """The ``source.kind`` a manifest names (``phantom``, ``emidec``, ``nifti``), read without loading its cases;
-    None where the file cannot be read as a manifest (loading it later says what is wrong)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(manifest_path(manifest).read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    source = data.get("source") if isinstance(data, dict) else None
-    kind = source.get("kind") if isinstance(source, dict) else None
-    return kind if isinstance(kind, str) else None
-
-
 def default_seg_budget(options: RunOptions) -> str | None:
     """The nnU-Net budget of a run that names none: the profile's own on the phantom, and on real scans the one
     `lgelib.config.REAL_DATA_SEG_BUDGETS` gives the profile (``real-cpu-long`` for ``smoke``); None keeps the
     profile's."""
-    kind = source_kind(options.manifest)
+    from lgelib.data.manifest import manifest_kind
+
+    kind = manifest_kind(manifest_path(options.manifest))
     return None if kind in (None, "phantom") else REAL_DATA_SEG_BUDGETS.get(options.profile)
 
 

@@ -130,6 +130,9 @@ def test_real_scans_get_the_budget_that_learns_them_unless_a_budget_is_named(tmp
     broken.write_text("version: 1\nname: broken\n")  # loading the data says what is wrong, not the settings
     assert settings_for(manifest=str(broken)).segmentation == SMOKE_SEGMENTATION
     assert settings_for(manifest=str(tmp_path / "missing.yaml")).segmentation == SMOKE_SEGMENTATION
+    bomb = tmp_path / "bomb.yaml"  # an alias is refused before it is expanded, as when the data is opened
+    bomb.write_text("a: &a [x, x]\nb: [*a, *a]\nsource:\n  kind: nifti\n")
+    assert settings_for(manifest=str(bomb)).segmentation == SMOKE_SEGMENTATION
 
 
 def test_a_run_writes_its_settings_once_and_every_chapter_reads_the_same(tmp_path: Path) -> None:

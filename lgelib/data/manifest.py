@@ -231,12 +231,9 @@ def _semantic_problems(data: dict[str, Any], path: Path) -> list[Problem]:
     return problems
 
 
-def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> Manifest:
-    """Read and check a manifest; raise :class:`DataError` listing every problem found.
-
-    ``overrides`` set dotted keys before checking, e.g. ``{"split.seed": 3, "source.root": "/data/emidec"}``.
-    """
-    path = Path(path)
+def read_manifest_yaml(path: Path) -> Any:
+    """A manifest file's YAML as it is, unchecked; refuses aliases (nested ones can expand a small file into
+    gigabytes) and raises :class:`DataError` naming the file for a missing file or invalid YAML."""
     if not path.is_file():
         raise DataError(Problem("error", "manifest file not found", file=path))
     try:
@@ -250,9 +247,31 @@ def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> 
                     file=path,
                 )
             )
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise DataError(Problem("error", f"not valid YAML: {error}", file=path)) from None
+
+
+def manifest_kind(path: str | Path) -> str | None:
+    """The ``source.kind`` a manifest names (``phantom``, ``emidec``, ``nifti``), read without checking the rest or
+    expanding ``${VAR}`` (the run's settings need it before the data is opened); None where the file cannot be read
+    as one (:func:`load_manifest` says what is wrong when the data is opened)."""
+    try:
+        data = read_manifest_yaml(Path(path))
+    except DataError:
+        return None
+    source = data.get("source") if isinstance(data, dict) else None
+    kind = source.get("kind") if isinstance(source, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def load_manifest(path: str | Path, overrides: dict[str, Any] | None = None) -> Manifest:
+    """Read and check a manifest; raise :class:`DataError` listing every problem found.
+
+    ``overrides`` set dotted keys before checking, e.g. ``{"split.seed": 3, "source.root": "/data/emidec"}``.
+    """
+    path = Path(path)
+    data = read_manifest_yaml(path)
     if not isinstance(data, dict):
         raise DataError(Problem("error", "a manifest must be a YAML mapping (key: value)", file=path))
     overrides = dict(overrides or {})
