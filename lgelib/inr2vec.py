@@ -617,15 +617,84 @@ def load_inr2vec(folder: Path | str) -> TrainedInr2Vec:
     )
 
 
+def refine_latents(
+    model: Inr2Vec,
+    fitted: FittedInrs,
+    steps: int = 300,
+    lr: float = 1e-2,
+    points: int = 4096,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Latents (N, latent_dim) of ``fitted``'s INRs refined by gradient descent through the frozen decoder, from the
+    encoder's: z* = argmin_z of Eq. 1 between decode(z) and the INR's own outputs at voxel centres (importance
+    sampled as in training). Only the INR is used, never the data, so this is an encoder too, slower but fair.
+
+    Why: decode(encode(INR)) of an unseen INR mixes two failures, an encoder that does not generalise and a decoder
+    that can only draw the training hearts. The refined latent is what the decoder can reach at all (DeepSDF's
+    auto-decoding, Park et al. 2019): if it is good, the encoder is the bottleneck; if not, the decoder is.
+    The model's weights do not change.
+    """
+    if not isinstance(model, Inr2Vec):
+        raise TypeError("refine_latents refines inr2vec latents; the weights latent is the INR itself (exact)")
+    if steps < 0 or lr <= 0 or points < 1:
+        raise ValueError(f"refine_latents needs steps >= 0, lr > 0 and points >= 1; got {steps}, {lr}, {points}")
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    settings = model.settings
+    z = encode(model, fitted.params, device).to(device)
+    if steps == 0:
+        return z.cpu()
+    targets, myocardium, fibrosis = inr_targets(fitted, device)
+    sampler = VoxelSampler(
+        fitted.case_ids,
+        myocardium,
+        fibrosis,
+        points,
+        seed,
+        settings.myocardium_fraction,
+        settings.fibrosis_fraction,
+        settings.band_voxels,
+        device,
+    )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    try:
+        z = z.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([z], lr=lr)
+        for _ in range(steps):
+            index = sampler.next()
+            target = torch.gather(targets, 1, index.unsqueeze(-1).expand(-1, -1, 3))
+            outputs = model.decode(z, index_to_coordinates(index, fitted.grid_shape))
+            loss = distillation_loss(outputs, target, settings.loss_weights).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+    return z.detach().cpu()
+
+
 def reconstruction_fidelity(
-    model: LatentModel, fitted: FittedInrs, prepared: PreparedDataset, device: torch.device | str | None = None
+    model: LatentModel,
+    fitted: FittedInrs,
+    prepared: PreparedDataset,
+    device: torch.device | str | None = None,
+    latents: Tensor | None = None,
 ) -> pd.DataFrame:
     """Per case: PSNR and Dice of decode(encode(INR)) against the original volumes, beside the INR's own.
 
+    ``latents``: decode these instead of encode(INR) (e.g. `refine_latents`), one row per INR of ``fitted``.
     Columns: case_id, psnr_db, myocardium_dice, fibrosis_dice, fibrosis_voxels (of the original), inr_psnr_db
     (the INR itself against the original: the best inr2vec can do).
     """
-    decoded = decode_latents(model, encode(model, fitted.params, device), fitted.grid_shape, device)
+    if latents is None:
+        latents = encode(model, fitted.params, device)
+    elif len(latents) != len(fitted.case_ids):
+        raise ValueError(f"{len(latents)} latents for {len(fitted.case_ids)} INRs: pass one latent per INR")
+    decoded = decode_latents(model, latents, fitted.grid_shape, device)
     rows = []
     for j, (case_id, i) in enumerate(zip(fitted.case_ids, prepared.index(fitted.case_ids))):
         row = {

@@ -1,5 +1,6 @@
 """inr2vec: the weight rows, an encoder blind to row order, training that reproduces the INRs (or the data they were
-fitted to), resume, loading, the film-siren decoder and the lossless weights latent."""
+fitted to), resume, loading, latents refined through the frozen decoder, the film-siren decoder and the lossless
+weights latent."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from lgelib.inr import ParameterLayout, SirenSettings, siren_init
+from lgelib.inr.coords import grid_coordinates
 from lgelib.inr2vec import (
     Inr2Vec,
     ModulatedSirenDecoder,
@@ -19,8 +21,11 @@ from lgelib.inr2vec import (
     WeightRows,
     decode_latents,
     encode,
+    distillation_loss,
+    inr_targets,
     load_inr2vec,
     reconstruction_fidelity,
+    refine_latents,
     train_inr2vec,
 )
 from toys import TINY_INR2VEC, toy_fitted
@@ -118,6 +123,37 @@ def test_a_held_out_inr_is_encoded_with_the_training_statistics(fitted, trained)
     z_one = encode(trained.model, inrs.params[2:3], "cpu")
     assert torch.allclose(z_all[2:3], z_one, atol=1e-5)  # evaluation mode: batch norm uses stored statistics
     assert np.isfinite(z_all.numpy()).all()
+
+
+def test_refined_latents_fit_unseen_inrs_better_and_leave_the_model_alone(trained, tmp_path: Path) -> None:
+    """On INRs of hearts inr2vec never saw, gradient descent on z through the frozen decoder lowers Eq. 1 against
+    the INRs' own outputs on the whole grid; the model's weights and their trainability are as before; 0 steps is
+    the encoder."""
+    prepared, inrs = toy_fitted(tmp_path, n=2, steps=60, seed=7)
+    model = trained.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    z0 = encode(model, inrs.params, "cpu")
+    assert torch.equal(refine_latents(model, inrs, steps=0, device="cpu"), z0)
+    z = refine_latents(model, inrs, steps=60, lr=1e-2, points=256, device="cpu")
+    assert z.shape == z0.shape and not torch.equal(z, z0)
+    targets, _, _ = inr_targets(inrs, torch.device("cpu"))
+
+    coords = grid_coordinates(inrs.grid_shape, torch.device("cpu"))
+
+    def grid_loss(latents: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return distillation_loss(model.decode(latents, coords), targets, model.settings.loss_weights)
+
+    assert grid_loss(z).mean() < 0.9 * grid_loss(z0).mean()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.requires_grad for p in model.parameters())
+    refined = reconstruction_fidelity(model, inrs, prepared, "cpu", latents=z)
+    assert len(refined) == len(inrs.case_ids)
+    with pytest.raises(ValueError, match="one latent per INR"):
+        reconstruction_fidelity(model, inrs, prepared, "cpu", latents=z[:1])
+    with pytest.raises(TypeError, match="weights latent"):
+        refine_latents(WeightLatent(inrs.spec, SMALL), inrs, device="cpu")
 
 
 def test_the_decoder_learns_the_data_not_the_inrs(fitted, tmp_path: Path) -> None:

@@ -1,0 +1,120 @@
+"""Has inr2vec converged, and is it the encoder or the decoder that fails on unseen hearts? inr2vec trained for
+several step counts on the same INRs (everything else the profile's), each measured on the training INRs and on
+the INRs of the split's held-out test cases: decode(encode(INR)) against the prepared volume, and, for the
+held-out INRs, decode(z*) with z* found by gradient descent through the frozen decoder from the encoder's latent
+(`lgelib.inr2vec.refine_latents`: it sees only the INR's outputs, never the data).
+
+    python benchmarks/inr2vec_convergence.py                                 # embedded cohort, split 0
+    EMIDEC_ROOT=/path/to/emidec-derived python benchmarks/inr2vec_convergence.py \\
+        --manifest data_manifest/emidec.yaml --split-seeds 0 --out runs/benchmarks/inr2vec-convergence \\
+        --inr-cache runs/emidec-experiment/inr-cases
+
+Read it so: if the refined held-out latents decode well, the decoder can draw unseen hearts and the encoder is
+what does not generalise; if they do not, the decoder only knows its training hearts, and no encoder can help.
+Where the held-out latents sit (encoder's and refined; with ``--synthetic-from``, also a synthesis run's sampled
+latents): the median distance from each to its nearest training latent, over the median distance between a
+training latent and its nearest other one (1: as near as training hearts are to each other).
+The table is printed and written to ``<out>/inr2vec_convergence.csv`` after every row.
+
+Goal (issue "a generator that makes new, scan-like hearts", item 2): held-out myocardium Dice >= 0.85 and PSNR
+within 2 dB of the training decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from _options import add_run_arguments, machine_line, run_items, split_seeds
+from lgelib.device import resolve_device
+from lgelib.inr2vec import encode, reconstruction_fidelity, refine_latents
+from lgelib.layout import RunLayout
+from lgelib.metrics import nearest_neighbour_distances
+from lgelib.run import Run, parse_options
+from lgelib.synthesis import load_synthetic
+
+
+def fidelity(model, inrs, prepared, device, latents=None) -> dict[str, float]:
+    """Mean PSNR, myocardium and fibrosis Dice of the decoded INRs (encoded, or ``latents``)."""
+    table = reconstruction_fidelity(model, inrs, prepared, device, latents=latents)
+    return {"PSNR": table.psnr_db.mean(), "myo": table.myocardium_dice.mean(), "fib": table.fibrosis_dice.mean()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser)
+    parser.add_argument("--steps", default="600,2400,4800", help="inr2vec step counts (default 600,2400,4800)")
+    parser.add_argument("--refine-steps", type=int, default=300, help="gradient steps on z (default 300)")
+    parser.add_argument("--refine-points", type=int, default=1024, help="voxels per INR and step on z (default 1024)")
+    parser.add_argument("--refine-lr", type=float, default=1e-2, help="Adam learning rate on z (default 1e-2)")
+    parser.add_argument(
+        "--synthetic-from",
+        metavar="TEMPLATE",
+        help="synthesis folder made with the same inr2vec, {split} and {steps} filled in (e.g. "
+        "runs/benchmarks/generator-{steps}/paper/split-{split}/synth from generator_variants.py "
+        "--inr2vec-steps {steps}): also place its sampled latents",
+    )
+    parser.add_argument("--out", default="runs/benchmarks/inr2vec-convergence", help="work folder (reused)")
+    parser.add_argument("--inr-cache", help="folder of fitted case INRs to share (default <out>/inr-cases)")
+    args = parser.parse_args()
+    step_counts = [int(s) for s in args.steps.split(",") if s]
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    cache = Path(args.inr_cache) if args.inr_cache else out / "inr-cases"
+    print(f"device: {device}, {machine_line(device)}; {args.manifest}, profile {args.profile}", flush=True)
+    rows = []
+    for seed in split_seeds(args):
+        for steps in step_counts:
+            items = run_items(args, device=str(device), split_seed=seed)
+            options = parse_options({**items, "inr2vec.steps": steps})
+            run = Run(options, RunLayout(out / f"split-{seed}" / f"steps-{steps}"), inr_cache=cache)
+            run.write()
+            train, heldout = run.fit_inrs(), run.fit_heldout_inrs()
+            trained = run.train_inr2vec(train)  # a finished model is loaded; its training time is kept
+            row: dict[str, object] = {
+                "split": seed,
+                "inr2vec steps": steps,
+                "final loss": float(trained.history.loss.tail(50).mean()),
+            }
+            for kind, inrs in (("train", train), ("held-out", heldout)):
+                row |= {f"{kind} {k}": v for k, v in fidelity(trained.model, inrs, run.prepared, device).items()}
+            started = time.perf_counter()
+            z = refine_latents(
+                trained.model,
+                heldout,
+                args.refine_steps,
+                args.refine_lr,
+                args.refine_points,
+                seed=run.settings.inr2vec.seed,
+                device=device,
+            )
+            refine_s = time.perf_counter() - started
+            row |= {
+                f"held-out refined {k}": v
+                for k, v in fidelity(trained.model, heldout, run.prepared, device, latents=z).items()
+            }
+            training = trained.latents.numpy()
+            spacing = float(np.median(nearest_neighbour_distances(training, training, exclude_self=True)))
+            placed = {"encoder": encode(trained.model, heldout.params, device), "refined": z}
+            synthetic = Path(args.synthetic_from.format(split=seed, steps=steps)) if args.synthetic_from else None
+            if synthetic is not None and synthetic.is_dir():
+                placed["synthetic"] = load_synthetic(synthetic).latents
+            for kind, latents in placed.items():
+                distances = nearest_neighbour_distances(latents.numpy(), training)
+                ratio = float(np.median(distances)) / spacing
+                row[f"{kind} latents: nearest training / training spacing"] = ratio
+            row |= {"inr2vec s": trained.seconds, "refine s": refine_s}
+            rows.append(row)
+            table = pd.DataFrame(rows)
+            print(table.tail(1).round(3).to_string(index=False), flush=True)
+            out.mkdir(parents=True, exist_ok=True)
+            table.to_csv(out / "inr2vec_convergence.csv", index=False)
+    print(pd.DataFrame(rows).round(3).to_string(index=False), flush=True)
+
+
+if __name__ == "__main__":
+    main()
