@@ -626,14 +626,17 @@ def refine_latents(
     seed: int = 0,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Latents (N, latent_dim) of ``fitted``'s INRs refined by gradient descent through the frozen decoder, from the
-    encoder's: z* = argmin_z of Eq. 1 between decode(z) and the INR's own outputs at voxel centres (importance
-    sampled as in training). Only the INR is used, never the data, so this is an encoder too, slower but fair.
+    """Latents (N, latent_dim) of ``fitted``'s INRs refined through the frozen decoder: ``steps`` Adam steps on z
+    (learning rate ``lr``), from the encoder's latent, on Eq. 1 between decode(z) and the INR's own outputs at
+    ``points`` voxel centres per INR and step (importance-sampled as in training, the draws seeded by ``seed`` and
+    each case id). Only the INR is used, never the data, so this is an encoder too, slower but fair. z has no prior
+    (DeepSDF's auto-decoding, Park et al. 2019, adds a Gaussian one), so it may leave the region of the training
+    latents.
 
     Why: decode(encode(INR)) of an unseen INR mixes two failures, an encoder that does not generalise and a decoder
-    that can only draw the training hearts. The refined latent is what the decoder can reach at all (DeepSDF's
-    auto-decoding, Park et al. 2019): if it is good, the encoder is the bottleneck; if not, the decoder is.
-    The model's weights do not change.
+    that can only draw the training hearts. If the refined latents decode well, the decoder can draw those hearts
+    and the encoder is the bottleneck. The model's weights and their ``requires_grad`` flags are as before; the
+    model is left on ``device`` in evaluation mode.
     """
     if not isinstance(model, Inr2Vec):
         raise TypeError("refine_latents refines inr2vec latents; the weights latent is the INR itself (exact)")
@@ -661,16 +664,17 @@ def refine_latents(
     for parameter in trainable:
         parameter.requires_grad_(False)
     try:
-        z = z.clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([z], lr=lr)
-        for _ in range(steps):
-            index = sampler.next()
-            target = torch.gather(targets, 1, index.unsqueeze(-1).expand(-1, -1, 3))
-            outputs = model.decode(z, index_to_coordinates(index, fitted.grid_shape))
-            loss = distillation_loss(outputs, target, settings.loss_weights).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        with torch.enable_grad():  # also inside a caller's no_grad block
+            z = z.clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([z], lr=lr)
+            for _ in range(steps):
+                index = sampler.next()
+                target = torch.gather(targets, 1, index.unsqueeze(-1).expand(-1, -1, 3))
+                outputs = model.decode(z, index_to_coordinates(index, fitted.grid_shape))
+                loss = distillation_loss(outputs, target, settings.loss_weights).sum()  # each z on its own INR
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
     finally:
         for parameter in trainable:
             parameter.requires_grad_(True)

@@ -132,10 +132,19 @@ def test_refined_latents_fit_unseen_inrs_better_and_leave_the_model_alone(traine
     prepared, inrs = toy_fitted(tmp_path, n=2, steps=60, seed=7)
     model = trained.model
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    for parameter in model.parameters():
+        parameter.grad = None
+    frozen = next(model.encoder.parameters())
+    frozen.requires_grad_(False)  # a caller's own frozen parameter stays frozen
     z0 = encode(model, inrs.params, "cpu")
     assert torch.equal(refine_latents(model, inrs, steps=0, device="cpu"), z0)
-    z = refine_latents(model, inrs, steps=60, lr=1e-2, points=256, device="cpu")
+    with torch.no_grad():  # refining works inside a caller's no_grad block too
+        z = refine_latents(model, inrs, steps=60, lr=1e-2, points=256, seed=3, device="cpu")
     assert z.shape == z0.shape and not torch.equal(z, z0)
+    assert torch.equal(z, refine_latents(model, inrs, steps=60, lr=1e-2, points=256, seed=3, device="cpu"))
+    assert all(p.grad is None for p in model.parameters())  # no gradient reached the model
+    assert not frozen.requires_grad
+    frozen.requires_grad_(True)
     targets, _, _ = inr_targets(inrs, torch.device("cpu"))
 
     coords = grid_coordinates(inrs.grid_shape, torch.device("cpu"))
