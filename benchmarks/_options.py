@@ -53,3 +53,21 @@ def machine_line(device: torch.device | None = None) -> str:
     cpu = platform.processor() or platform.machine()
     gpu = f"; {torch.cuda.get_device_name(device)}" if device is not None and device.type == "cuda" else ""
     return f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads ({cpu}){gpu}"
+
+
+def add_work_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """``--out`` (the work folder, reused; ``out`` by default) and ``--inr-cache`` (fitted case INRs to share)."""
+    parser.add_argument("--out", default=out, help=f"work folder (reused; default {out})")
+    parser.add_argument("--inr-cache", help="folder of fitted case INRs to share (default <out>/inr-cases)")
+
+
+def start(args: argparse.Namespace) -> tuple[torch.device, Path, Path]:
+    """The device, the work folder and the INR cache of ``args`` (`add_run_arguments`, `add_work_arguments`),
+    after printing the line that names the machine, data and profile."""
+    from lgelib.device import resolve_device
+
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    cache = Path(args.inr_cache) if args.inr_cache else out / "inr-cases"
+    print(f"device: {device}, {machine_line(device)}; {args.manifest}, profile {args.profile}", flush=True)
+    return device, out, cache

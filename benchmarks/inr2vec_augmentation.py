@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 import pandas as pd
 
-from _options import add_run_arguments, machine_line, run_items, split_seeds
+from _options import add_run_arguments, add_work_arguments, run_items, split_seeds, start
 from lgelib.augmentation import with_augmented_copies
-from lgelib.device import resolve_device
 from lgelib.inr import FittedInrs, fit_inrs
 from lgelib.inr2vec import reconstruction_fidelity, train_inr2vec
 from lgelib.layout import RunLayout
@@ -62,14 +60,10 @@ def main() -> None:
         default="flip,rot15,rotm15",
         help="comma-separated copies per training case (lgelib.augmentation.AUGMENTATIONS; default flip,rot15,rotm15)",
     )
-    parser.add_argument("--out", default="runs/benchmarks/inr2vec-augmentation", help="work folder (reused)")
-    parser.add_argument("--inr-cache", help="folder of fitted case INRs to share (default <out>/inr-cases)")
+    add_work_arguments(parser, "runs/benchmarks/inr2vec-augmentation")
     args = parser.parse_args()
     names = [n for n in args.augmentations.split(",") if n]
-    device = resolve_device(args.device)
-    out = Path(args.out)
-    cache = Path(args.inr_cache) if args.inr_cache else out / "inr-cases"
-    print(f"device: {device}, {machine_line(device)}; {args.manifest}, profile {args.profile}", flush=True)
+    device, out, cache = start(args)
     rows = []
     for seed in split_seeds(args):
         options = parse_options(run_items(args, device=str(device), split_seed=seed))

@@ -31,8 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from _options import add_run_arguments, machine_line, run_items, split_seeds
-from lgelib.device import resolve_device
+from _options import add_run_arguments, add_work_arguments, run_items, split_seeds, start
 from lgelib.inr2vec import TrainedInr2Vec, encode, load_inr2vec, reconstruction_fidelity, refine_latents
 from lgelib.layout import RunLayout
 from lgelib.metrics import nearest_neighbour_distances
@@ -72,14 +71,10 @@ def main() -> None:
         "runs/benchmarks/generator-{steps}/paper/split-{split}/synth from generator_variants.py "
         "--inr2vec-steps {steps}): also place its sampled latents",
     )
-    parser.add_argument("--out", default="runs/benchmarks/inr2vec-convergence", help="work folder (reused)")
-    parser.add_argument("--inr-cache", help="folder of fitted case INRs to share (default <out>/inr-cases)")
+    add_work_arguments(parser, "runs/benchmarks/inr2vec-convergence")
     args = parser.parse_args()
     step_counts = [int(s) for s in args.steps.split(",") if s]
-    device = resolve_device(args.device)
-    out = Path(args.out)
-    cache = Path(args.inr_cache) if args.inr_cache else out / "inr-cases"
-    print(f"device: {device}, {machine_line(device)}; {args.manifest}, profile {args.profile}", flush=True)
+    device, out, cache = start(args)
     rows = []
     for seed in split_seeds(args):
         for steps in step_counts:
@@ -94,8 +89,12 @@ def main() -> None:
                 "inr2vec steps": steps,
                 "final loss": float(trained.history.loss.tail(50).mean()),
             }
-            for kind, inrs in (("train", train), ("held-out", heldout)):
-                row |= {f"{kind} {k}": v for k, v in fidelity(trained.model, inrs, run.prepared, device).items()}
+            encoded = encode(trained.model, heldout.params, device)
+            row |= {f"train {k}": v for k, v in fidelity(trained.model, train, run.prepared, device).items()}
+            row |= {
+                f"held-out {k}": v
+                for k, v in fidelity(trained.model, heldout, run.prepared, device, latents=encoded).items()
+            }
             started = time.perf_counter()
             z = refine_latents(
                 trained.model,
@@ -113,7 +112,7 @@ def main() -> None:
             }
             training = trained.latents.numpy()
             spacing = float(np.median(nearest_neighbour_distances(training, training, exclude_self=True)))
-            placed = {"encoder": encode(trained.model, heldout.params, device), "refined": z}
+            placed = {"encoder": encoded, "refined": z}
             if args.synthetic_from:
                 placed["synthetic"] = synthetic_latents(
                     Path(args.synthetic_from.format(split=seed, steps=steps)), trained

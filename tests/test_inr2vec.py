@@ -136,15 +136,17 @@ def test_refined_latents_fit_unseen_inrs_better_and_leave_the_model_alone(traine
         parameter.grad = None
     frozen = next(model.encoder.parameters())
     frozen.requires_grad_(False)  # a caller's own frozen parameter stays frozen
-    z0 = encode(model, inrs.params, "cpu")
-    assert torch.equal(refine_latents(model, inrs, steps=0, device="cpu"), z0)
-    with torch.no_grad():  # refining works inside a caller's no_grad block too
-        z = refine_latents(model, inrs, steps=60, lr=1e-2, points=256, seed=3, device="cpu")
-    assert z.shape == z0.shape and not torch.equal(z, z0)
-    assert torch.equal(z, refine_latents(model, inrs, steps=60, lr=1e-2, points=256, seed=3, device="cpu"))
-    assert all(p.grad is None for p in model.parameters())  # no gradient reached the model
-    assert not frozen.requires_grad
-    frozen.requires_grad_(True)
+    try:
+        z0 = encode(model, inrs.params, "cpu")
+        assert torch.equal(refine_latents(model, inrs, steps=0, device="cpu"), z0)
+        with torch.no_grad():  # refining works inside a caller's no_grad block too
+            z = refine_latents(model, inrs, steps=60, lr=1e-2, points=256, seed=3, device="cpu")
+        assert z.shape == z0.shape and not torch.equal(z, z0)
+        assert torch.equal(z, refine_latents(model, inrs, steps=60, lr=1e-2, points=256, seed=3, device="cpu"))
+        assert all(p.grad is None for p in model.parameters())  # no gradient reached the model
+        assert not frozen.requires_grad
+    finally:
+        frozen.requires_grad_(True)  # the module's fixture is shared
     targets, _, _ = inr_targets(inrs, torch.device("cpu"))
 
     coords = grid_coordinates(inrs.grid_shape, torch.device("cpu"))
