@@ -4,6 +4,8 @@ held-out real cases, anatomy QC, scar burden, LV length, texture, and the time o
     python benchmarks/generator_variants.py                                  # embedded cohort, split 0
     EMIDEC_ROOT=/path/to/emidec-derived python benchmarks/generator_variants.py \
         --manifest data_manifest/emidec.yaml --split-seeds 0,1,2 --out runs/benchmarks/generator-emidec
+    # a variant with further changes, kept apart as <variant>+<tag>:
+    python benchmarks/generator_variants.py --variants paper --set edm.holdout_fraction=0.15 --tag select
 
 Every variant starts from the same INRs (one per case, shared by the splits and variants through
 ``<out>/inr-cases``) and changes only what its name says (`lgelib.config.with_generator` describes each).
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _options import add_run_arguments, machine_line, run_items, split_seeds
 from lgelib.config import GENERATORS as VARIANTS
 from lgelib.data.prepare import load_prepared
 from lgelib.geometry import slice_spacings
@@ -41,13 +43,23 @@ from lgelib.quality import mask_audit, nearer_than_median_test, texture_table
 from lgelib.synthesis import real_qc
 
 
-def measure(options: RunOptions, root: Path, seed: int, name: str, n_volumes: int, device: torch.device) -> dict:
+def measure(
+    options: RunOptions,
+    root: Path,
+    seed: int,
+    name: str,
+    n_volumes: int,
+    device: torch.device,
+    tag: str | None = None,
+) -> dict:
     """Stages 2-3 of generator ``name`` (`lgelib.config.GENERATORS`) with ``options`` on one split, and every
     number of the table. Each variant and split is one `lgelib.run.Run` laid out as ``lgelib experiment
     --generator <name> --out <root>/<name>`` lays out its own, so that experiment reuses it; the INRs are shared
-    by every variant."""
+    by every variant. ``tag``: the variant with further changes (made in ``options``) is called and kept as
+    ``<name>+<tag>``."""
     options = dataclasses.replace(options, generator=name, device=str(device), split_seed=seed)
-    run = Run(options, RunLayout(root / name / f"split-{seed}"), inr_cache=root / "inr-cases")
+    label = f"{name}+{tag}" if tag else name
+    run = Run(options, RunLayout(root / label / f"split-{seed}"), inr_cache=root / "inr-cases")
     run.write()
     prepared = run.prepared
     train_ids = list(prepared.split.train)
@@ -78,7 +90,7 @@ def measure(options: RunOptions, root: Path, seed: int, name: str, n_volumes: in
     real_spacing = slice_spacings(prepared, train_ids)
     row = {
         "split": seed,
-        "variant": name,
+        "variant": label,
         "train PSNR": fidelity["train"].psnr_db.mean(),
         "train myo": fidelity["train"].myocardium_dice.mean(),
         "train fib": fidelity["train"].fibrosis_dice.mean(),
@@ -109,28 +121,28 @@ def measure(options: RunOptions, root: Path, seed: int, name: str, n_volumes: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", default="data_manifest/phantom.yaml")
-    parser.add_argument("--profile", default="smoke")
-    parser.add_argument("--split-seeds", default="0", help="comma-separated split seeds")
+    add_run_arguments(parser)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--n-synthetic", type=int, default=200)
     parser.add_argument("--inr2vec-steps", type=int, help="override the profile's inr2vec steps")
-    parser.add_argument("--out", default="runs/benchmarks/generator", help="work folder (reused: finished stages load)")
-    parser.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    cpu = platform.processor() or platform.machine()
-    print(
-        f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {args.manifest}, profile {args.profile}"
+    parser.add_argument(
+        "--tag",
+        help="suffix of each variant's name and folder (<variant>+<tag>) for the changes made with --set, so that "
+        "they neither reuse nor overwrite the variant's own work",
     )
-    options = parse_options({"profile": args.profile, "manifest": args.manifest, "inr2vec_steps": args.inr2vec_steps})
+    parser.add_argument("--out", default="runs/benchmarks/generator", help="work folder (reused: finished stages load)")
+    args = parser.parse_args()
+    if args.set and not args.tag:
+        parser.error("--set changes the variants: name the change with --tag")
+    device = resolve_device(args.device)
+    print(f"device: {device}, {machine_line(device)}; {args.manifest}, profile {args.profile}", flush=True)
+    options = parse_options(run_items(args, inr2vec_steps=args.inr2vec_steps))
     rows = []
-    for seed in [int(s) for s in args.split_seeds.split(",")]:
+    for seed in split_seeds(args):
         for name in args.variants.split(","):
             started = time.perf_counter()
-            rows.append(measure(options, Path(args.out), seed, name, args.n_synthetic, device))
-            print(f"split {seed}, {name}: {time.perf_counter() - started:.0f} s", flush=True)
+            rows.append(measure(options, Path(args.out), seed, name, args.n_synthetic, device, args.tag))
+            print(f"split {seed}, {rows[-1]['variant']}: {time.perf_counter() - started:.0f} s", flush=True)
             pd.DataFrame(rows).to_csv(Path(args.out) / "generator_variants.csv", index=False)  # kept as it grows
     table = pd.DataFrame(rows)
     print()

@@ -14,6 +14,11 @@ what does not generalise; if they do not, the decoder only knows its training he
 Where the held-out latents sit (encoder's and refined; with ``--synthetic-from``, also a synthesis run's sampled
 latents): the median distance from each to its nearest training latent, over the median distance between a
 training latent and its nearest other one (1: as near as training hearts are to each other).
+The memorisation audit's control: the decoded held-out hearts (encoder's and refined latents) go through the
+mask-space audit the synthetic hearts get (share nearer, 1 - myocardium Dice, to a real training heart than the
+median real test heart is). They are real hearts inr2vec never saw, so their share is what a generator that made
+new hearts could at best reach through this decoder; with ``--synthetic-from`` the synthetic hearts (decoded the
+same way, 0.5 threshold, no clean-up) are judged against the real test median and against the refined decoded one.
 The table is printed and written to ``<out>/inr2vec_convergence.csv`` after every row.
 
 Goal (issue "a generator that makes new, scan-like hearts", item 2): held-out myocardium Dice >= 0.85 and PSNR
@@ -32,9 +37,19 @@ import pandas as pd
 import torch
 
 from _options import add_run_arguments, add_work_arguments, run_items, split_seeds, start
-from lgelib.inr2vec import TrainedInr2Vec, encode, load_inr2vec, reconstruction_fidelity, refine_latents
+from lgelib.data.prepare import PreparedDataset
+from lgelib.inr2vec import (
+    LatentModel,
+    TrainedInr2Vec,
+    decode_latents,
+    encode,
+    load_inr2vec,
+    reconstruction_fidelity,
+    refine_latents,
+)
 from lgelib.layout import RunLayout
 from lgelib.metrics import nearest_neighbour_distances
+from lgelib.quality import mask_overlap_audit, nearer_than_median_test
 from lgelib.run import Run, parse_options
 from lgelib.synthesis import load_synthetic
 
@@ -43,6 +58,23 @@ def fidelity(model, inrs, prepared, device, latents=None) -> dict[str, float]:
     """Mean PSNR, myocardium and fibrosis Dice of the decoded INRs (encoded, or ``latents``)."""
     table = reconstruction_fidelity(model, inrs, prepared, device, latents=latents)
     return {"PSNR": table.psnr_db.mean(), "myo": table.myocardium_dice.mean(), "fib": table.fibrosis_dice.mean()}
+
+
+def decoded_mask_audit(
+    model: LatentModel, latents: torch.Tensor, ids: list[str], prepared: PreparedDataset, device
+) -> pd.DataFrame:
+    """`lgelib.quality.mask_overlap_audit` of the decoded myocardium masks (0.5 threshold) of ``latents``, in the
+    "synthetic" rows, against the real training masks, with the real test cases in the "real test" rows."""
+    train, test = list(prepared.split.train), list(prepared.split.test)
+    myocardium, _ = decode_latents(model, latents, prepared.myocardium.shape[1:], device).masks()
+    return mask_overlap_audit(
+        myocardium,
+        prepared.myocardium[prepared.index(test)],
+        prepared.myocardium[prepared.index(train)],
+        ids,
+        test,
+        train,
+    )
 
 
 def synthetic_latents(folder: Path, trained: TrainedInr2Vec) -> torch.Tensor:
@@ -66,14 +98,21 @@ def main() -> None:
     parser.add_argument("--refine-lr", type=float, default=1e-2, help="Adam learning rate on z (default 1e-2)")
     parser.add_argument(
         "--synthetic-from",
-        metavar="TEMPLATE",
+        action="append",
+        default=[],
+        metavar="[NAME=]TEMPLATE",
         help="synthesis folder made with the same inr2vec, {split} and {steps} filled in (e.g. "
         "runs/benchmarks/generator-{steps}/paper/split-{split}/synth from generator_variants.py "
-        "--inr2vec-steps {steps}): also place its sampled latents",
+        "--inr2vec-steps {steps}): also place its sampled latents and audit its decoded hearts; repeatable, "
+        "each named NAME (default 'synthetic')",
     )
     add_work_arguments(parser, "runs/benchmarks/inr2vec-convergence")
     args = parser.parse_args()
     step_counts = [int(s) for s in args.steps.split(",") if s]
+    synthetic_sources = [item.split("=", 1) if "=" in item else ("synthetic", item) for item in args.synthetic_from]
+    names = [name for name, _ in synthetic_sources]
+    if len(set(names)) < len(names) or {"encoder", "refined"} & set(names):
+        parser.error(f"--synthetic-from names must differ from each other and from encoder/refined: {names}")
     device, out, cache = start(args)
     rows = []
     for seed in split_seeds(args):
@@ -113,14 +152,31 @@ def main() -> None:
             training = trained.latents.numpy()
             spacing = float(np.median(nearest_neighbour_distances(training, training, exclude_self=True)))
             placed = {"encoder": encoded, "refined": z}
-            if args.synthetic_from:
-                placed["synthetic"] = synthetic_latents(
-                    Path(args.synthetic_from.format(split=seed, steps=steps)), trained
-                )
+            for name, template in synthetic_sources:
+                placed[name] = synthetic_latents(Path(template.format(split=seed, steps=steps)), trained)
             for kind, latents in placed.items():
                 distances = nearest_neighbour_distances(latents.numpy(), training)
                 ratio = float(np.median(distances)) / spacing
                 row[f"{kind} latents: nearest training / training spacing"] = ratio
+            # The mask-space memorisation audit of the decoded held-out hearts: real hearts inr2vec never saw,
+            # passed through its decoder. A generator that made new hearts as real as these could not score
+            # better than they do; the same share for the synthetic hearts is judged against both medians.
+            audits = {
+                kind: decoded_mask_audit(
+                    trained.model, latents, [f"{kind}-{i}" for i in range(len(latents))], run.prepared, device
+                )
+                for kind, latents in placed.items()
+            }
+            for kind, audit in audits.items():
+                row[f"{kind} decoded: nearer than median test"] = nearer_than_median_test(audit)
+                row[f"{kind} decoded: median 1 - myo Dice"] = float(audit[audit.kind == "synthetic"].distance.median())
+            row["real test: median 1 - myo Dice"] = float(
+                audits["encoder"].query("kind == 'real test'").distance.median()
+            )
+            for name, _ in synthetic_sources:
+                row[f"{name} decoded: nearer than median refined test"] = nearer_than_median_test(
+                    audits[name], reference=audits["refined"]
+                )
             row |= {"inr2vec s": trained.seconds, "refine s": refine_s}
             rows.append(row)
             table = pd.DataFrame(rows)

@@ -122,10 +122,16 @@ def image_audit(synthetic: PreparedDataset, real: PreparedDataset) -> pd.DataFra
     return audit.assign(distance=audit.distance / scale, second_distance=audit.second_distance / scale)
 
 
-def nearer_than_median_test(audit: pd.DataFrame) -> float:
+def nearer_than_median_test(audit: pd.DataFrame, reference: pd.DataFrame | None = None) -> float:
     """Share of synthetic cases nearer to a training case than the median real test case is (the memorisation
-    goal: at most one half, what new draws from the real distribution would give)."""
-    test = audit[audit.kind == "real test"].distance
+    goal: at most one half, what new draws from the real distribution would give).
+
+    ``reference``: take the median from this audit's "synthetic" rows instead (e.g. the real test cases passed
+    through the same decoder, so that decoded volumes are judged against decoded volumes)."""
+    if reference is None:
+        test = audit[audit.kind == "real test"].distance
+    else:
+        test = reference[reference.kind == "synthetic"].distance
     synthetic = audit[audit.kind == "synthetic"].distance
     if test.empty or synthetic.empty:
         return float("nan")

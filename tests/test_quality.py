@@ -68,6 +68,9 @@ def test_nearer_than_median_test_counts_synthetic_cases_below_the_test_median() 
     )
     assert nearer_than_median_test(audit) == 0.5  # 0.0 and 0.1 are below the test median 0.4
     assert np.isnan(nearer_than_median_test(audit[audit.kind == "synthetic"]))
+    # judged against another audit's synthetic rows (e.g. decoded test cases), whose median here is 0.7
+    decoded_test = pd.DataFrame({"kind": ["synthetic"] * 2 + ["real test"], "distance": [0.6, 0.8, 0.0]})
+    assert nearer_than_median_test(audit, reference=decoded_test) == 0.75  # 0.0, 0.1 and 0.5 are below 0.7
 
 
 def test_texture_measures_see_blur_and_weak_edges() -> None:
