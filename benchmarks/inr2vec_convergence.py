@@ -37,19 +37,10 @@ import pandas as pd
 import torch
 
 from _options import add_run_arguments, add_work_arguments, run_items, split_seeds, start
-from lgelib.data.prepare import PreparedDataset
-from lgelib.inr2vec import (
-    LatentModel,
-    TrainedInr2Vec,
-    decode_latents,
-    encode,
-    load_inr2vec,
-    reconstruction_fidelity,
-    refine_latents,
-)
+from lgelib.inr2vec import TrainedInr2Vec, encode, load_inr2vec, reconstruction_fidelity, refine_latents
 from lgelib.layout import RunLayout
 from lgelib.metrics import nearest_neighbour_distances
-from lgelib.quality import mask_overlap_audit, nearer_than_median_test
+from lgelib.quality import decoded_mask_audit, nearer_than_median_test
 from lgelib.run import Run, parse_options
 from lgelib.synthesis import load_synthetic
 
@@ -58,23 +49,6 @@ def fidelity(model, inrs, prepared, device, latents=None) -> dict[str, float]:
     """Mean PSNR, myocardium and fibrosis Dice of the decoded INRs (encoded, or ``latents``)."""
     table = reconstruction_fidelity(model, inrs, prepared, device, latents=latents)
     return {"PSNR": table.psnr_db.mean(), "myo": table.myocardium_dice.mean(), "fib": table.fibrosis_dice.mean()}
-
-
-def decoded_mask_audit(
-    model: LatentModel, latents: torch.Tensor, ids: list[str], prepared: PreparedDataset, device
-) -> pd.DataFrame:
-    """`lgelib.quality.mask_overlap_audit` of the decoded myocardium masks (0.5 threshold) of ``latents``, in the
-    "synthetic" rows, against the real training masks, with the real test cases in the "real test" rows."""
-    train, test = list(prepared.split.train), list(prepared.split.test)
-    myocardium, _ = decode_latents(model, latents, prepared.myocardium.shape[1:], device).masks()
-    return mask_overlap_audit(
-        myocardium,
-        prepared.myocardium[prepared.index(test)],
-        prepared.myocardium[prepared.index(train)],
-        ids,
-        test,
-        train,
-    )
 
 
 def synthetic_latents(folder: Path, trained: TrainedInr2Vec) -> torch.Tensor:

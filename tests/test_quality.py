@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 from scipy import ndimage
 
 from lgelib.data.dataset import Split
 from lgelib.data.prepare import PreparedDataset
 from lgelib.quality import (
     audit_summary,
+    decoded_mask_audit,
     edge_strength,
     high_frequency_rms,
     latent_audit,
@@ -87,3 +90,36 @@ def test_texture_measures_see_blur_and_weak_edges() -> None:
     mask[..., 3:7, 5:7] = True  # 2 x 4 pixels, all border: column 5 on the step (gradient 0.5), column 6 flat (0)
     assert np.isclose(edge_strength(step, mask)[0], (4 * 0.5 + 4 * 0.0) / 8)
     assert np.isnan(edge_strength(step, np.zeros_like(mask))[0])
+
+
+class LookupDecoder(torch.nn.Module):
+    """A stand-in inr2vec decoder: latent [k] draws myocardium mask k of ``masks`` (N, Z, R, C) exactly."""
+
+    decode_width = 1
+
+    def __init__(self, masks: np.ndarray) -> None:
+        super().__init__()
+        self.masks = torch.as_tensor(masks, dtype=torch.bool)
+
+    def decode(self, latents: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        shape = torch.tensor(self.masks.shape[1:])
+        voxel = ((coords + 1) / 2 * (shape - 1)).round().long()  # coordinates back to voxel indices
+        inside = self.masks[latents[:, 0].long()][:, voxel[:, 0], voxel[:, 1], voxel[:, 2]]
+        logits = torch.where(inside, 10.0, -10.0)
+        return torch.stack([torch.zeros_like(logits), logits, torch.full_like(logits, -10.0)], dim=-1)
+
+
+def test_decoded_mask_audit_scores_a_decoded_training_heart_zero_and_the_test_hearts_as_mask_audit() -> None:
+    real = toy_prepared(5)
+    decoder = LookupDecoder(real.myocardium)
+    copied, test = real.split.train[2], real.split.test[0]
+    latents = torch.tensor([[float(real.index([copied])[0])], [float(real.index([test])[0])]])
+    audit = decoded_mask_audit(decoder, latents, ["decoded-copy", "decoded-test"], real)
+    decoded = audit[audit.kind == "synthetic"].set_index("case_id")
+    assert decoded.loc["decoded-copy", "distance"] == 0.0 and decoded.loc["decoded-copy", "nearest_training"] == copied
+    # the decoded test heart is its own mask: exactly where the real test heart itself sits
+    real_test = audit[audit.kind == "real test"].set_index("case_id")
+    assert decoded.loc["decoded-test", "distance"] == pytest.approx(real_test.loc[test, "distance"])
+    assert decoded.loc["decoded-test", "distance"] > 0
+    with pytest.raises(ValueError, match="name each decoded heart"):
+        decoded_mask_audit(decoder, latents, ["only one"], real)
