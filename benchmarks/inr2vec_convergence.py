@@ -16,8 +16,8 @@ latents): the median distance from each to its nearest training latent, over the
 training latent and its nearest other one (1: as near as training hearts are to each other).
 The memorisation audit's control: the decoded held-out hearts (encoder's and refined latents) go through the
 mask-space audit the synthetic hearts get (share nearer, 1 - myocardium Dice, to a real training heart than the
-median real test heart is). They are real hearts inr2vec never saw, so their share is what a generator that made
-new hearts could at best reach through this decoder; with ``--synthetic-from`` the synthetic hearts (decoded the
+median real test heart is). They are real hearts inr2vec never saw, so their share is about what a generator that
+made new hearts would score through this decoder; with ``--synthetic-from`` the synthetic hearts (decoded the
 same way, 0.5 threshold, no clean-up) are judged against the real test median and against the refined decoded one.
 The table is printed and written to ``<out>/inr2vec_convergence.csv`` after every row.
 
@@ -133,8 +133,8 @@ def main() -> None:
                 ratio = float(np.median(distances)) / spacing
                 row[f"{kind} latents: nearest training / training spacing"] = ratio
             # The mask-space memorisation audit of the decoded held-out hearts: real hearts inr2vec never saw,
-            # passed through its decoder. A generator that made new hearts as real as these could not score
-            # better than they do; the same share for the synthetic hearts is judged against both medians.
+            # passed through its decoder: about what a generator of new hearts as real as these would score.
+            # The synthetic hearts are judged against both medians.
             audits = {
                 kind: decoded_mask_audit(
                     trained.model, latents, [f"{kind}-{i}" for i in range(len(latents))], run.prepared, device

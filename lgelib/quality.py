@@ -103,14 +103,14 @@ def latent_audit(
 def mask_audit(synthetic: PreparedDataset, real: PreparedDataset) -> pd.DataFrame:
     """Nearest training case of each synthetic and each real test case by myocardium overlap (distance
     1 - Dice of the myocardium masks on the canonical grid; 0 = an exact copy of a training mask)."""
+    return _myocardium_audit(synthetic.myocardium, synthetic.case_ids, real)
+
+
+def _myocardium_audit(masks: np.ndarray, ids: Sequence[str], real: PreparedDataset) -> pd.DataFrame:
+    """`mask_overlap_audit` of myocardium ``masks`` against ``real``'s training masks, beside its test cases'."""
     train, test = list(real.split.train), list(real.split.test)
     return mask_overlap_audit(
-        synthetic.myocardium,
-        real.myocardium[real.index(test)],
-        real.myocardium[real.index(train)],
-        synthetic.case_ids,
-        test,
-        train,
+        masks, real.myocardium[real.index(test)], real.myocardium[real.index(train)], list(ids), test, train
     )
 
 
@@ -129,11 +129,8 @@ def decoded_mask_audit(
     near many training hearts) is not read as memorisation."""
     if len(ids) != len(latents):
         raise ValueError(f"{len(latents)} latents but {len(ids)} ids: name each decoded heart")
-    train, test = list(real.split.train), list(real.split.test)
     myocardium, _ = decode_latents(model, latents, real.myocardium.shape[1:], device).masks()
-    return mask_overlap_audit(
-        myocardium, real.myocardium[real.index(test)], real.myocardium[real.index(train)], list(ids), test, train
-    )
+    return _myocardium_audit(myocardium, ids, real)
 
 
 def image_audit(synthetic: PreparedDataset, real: PreparedDataset) -> pd.DataFrame:
